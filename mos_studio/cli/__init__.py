@@ -1,0 +1,1 @@
+"""The `mos` command line."""
