@@ -1,0 +1,44 @@
+"""MOS Studio core: model, cascade, I/O, metrics. Imports no Qt and no GIMP.
+
+Heavy parts (torch) load on first use, so `from mos_studio.core import load_image` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "MeticulousNet": "mos_studio.core.model",
+    "Cascade": "mos_studio.core.cascade",
+    "CascadeConfig": "mos_studio.core.cascade",
+    "Result": "mos_studio.core.cascade",
+    "load_image": "mos_studio.core.io",
+    "load_mask": "mos_studio.core.io",
+    "save_mask": "mos_studio.core.io",
+    "save_cutout": "mos_studio.core.io",
+    "save_composite": "mos_studio.core.io",
+}
+
+__all__ = [  # noqa: F822 (resolved lazily by __getattr__)
+    "Cascade",
+    "CascadeConfig",
+    "MeticulousNet",
+    "Result",
+    "load_image",
+    "load_mask",
+    "save_composite",
+    "save_cutout",
+    "save_mask",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cascade import Cascade, CascadeConfig, Result
+    from .io import load_image, load_mask, save_composite, save_cutout, save_mask
+    from .model import MeticulousNet
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mos_studio.core' has no attribute {name!r}")

@@ -1,0 +1,362 @@
+"""The L/H cascade: L segments a small copy, H refines at full resolution without full-size activations.
+
+H works in two steps, after CascadePSP (ANCHORS.md §B) but tuned for thin structures:
+1. a global pass on the region resized to a bounded long side (`global_size`), fed the coarse mask;
+2. local passes on full-resolution crops that contain uncertain or boundary pixels of the global result. There is
+   no 10 %/90 % foreground skip rule (it drops lone antennae and branches); crops are blended with linear ramps and
+   faded into the global result where no other crop overlaps, so there are no seams.
+Peak memory is bounded by the crop and global sizes plus a few full-size float32 maps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import Cancelled, MaskError, MosError
+from .model import MeticulousNet
+
+ProgressFn = Callable[[str, float], None]
+CancelLike = Callable[[], bool] | threading.Event | None
+Rect = tuple[int, int, int, int]
+
+
+@dataclass
+class CascadeConfig:
+    l_size: int = 336  # L's square input side (the paper resizes to 336×336)
+    global_size: int = 1024  # long side of H's global pass
+    crop_size: int = 512  # side of H's local crops at full resolution
+    crop_overlap: int = 96  # overlap between neighbouring crops (blended with linear ramps)
+    uncertain_band: tuple[float, float] = (0.05, 0.95)  # probabilities counted as uncertain
+    boundary_px: int = 3  # pixels either side of the global mask's edge that always get a local pass
+    min_uncertain_fraction: float = 0.0005  # a crop runs when this share of its pixels is uncertain/boundary
+    local_passes: bool = True
+    threshold: float = 0.5
+    half_on_cuda: bool = True
+
+
+@dataclass
+class StageMap:
+    name: str
+    uncertainty: np.ndarray  # float32 h×w in [0, 1], 1 = most uncertain
+    prediction: np.ndarray  # float32 h×w probability
+
+
+@dataclass
+class Result:
+    mask: np.ndarray  # bool H×W
+    probability: np.ndarray  # float32 H×W
+    stages: dict[str, list[StageMap]] = field(default_factory=dict)
+    device: str = "CPU"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA, then Apple MPS, then CPU — unless the caller names one."""
+    if device is not None and str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise MosError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise MosError(f"device {device!r} requested but Apple MPS is not available on this machine")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _is_cancelled(cancel: CancelLike) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], shrink_ok: bool = True) -> np.ndarray:
+    """cv2.resize to (w, h): area when shrinking, linear when enlarging."""
+    w, h = size
+    if (a.shape[1], a.shape[0]) == (w, h):
+        return a
+    interp = cv2.INTER_AREA if shrink_ok and w <= a.shape[1] and h <= a.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(a, (w, h), interpolation=interp)
+
+
+def _ramp(n: int, overlap: int, at_start_border: bool, at_end_border: bool) -> np.ndarray:
+    """1-D blend weights: rise linearly over `overlap` px at sides that are not image borders."""
+    w = np.ones(n, np.float32)
+    k = min(overlap, n // 2)
+    if k > 0:
+        r = (np.arange(k, dtype=np.float32) + 1) / (k + 1)
+        if not at_start_border:
+            w[:k] = r
+        if not at_end_border:
+            w[n - k :] = r[::-1]
+    return w
+
+
+def crop_starts(length: int, crop: int, step: int) -> list[int]:
+    """Start offsets covering [0, length) with crops of `crop` px; the last one is shifted back inside."""
+    if length <= crop:
+        return [0]
+    starts = list(range(0, length - crop, step))
+    starts.append(length - crop)
+    return sorted(set(starts))
+
+
+def _to_rgb_array(image: object) -> np.ndarray:
+    rgb = getattr(image, "rgb", image)
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise MosError(f"expected an H×W×3 uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def _to_prob(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[..., 0]
+    if m.shape != shape:
+        raise MaskError(None, f"mask is {m.shape[1]}×{m.shape[0]} but the image is {shape[1]}×{shape[0]}")
+    if m.dtype == bool:
+        return m.astype(np.float32)
+    if m.dtype == np.uint8:
+        return m.astype(np.float32) / 255.0
+    if m.dtype == np.uint16:
+        return m.astype(np.float32) / 65535.0
+    return np.clip(m.astype(np.float32), 0.0, 1.0)
+
+
+def _clip_rect(rect: Rect, w: int, h: int, what: str) -> Rect:
+    x0, y0, x1, y1 = (int(round(v)) for v in rect)
+    x0, x1 = sorted((x0, x1))
+    y0, y1 = sorted((y0, y1))
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise MosError(f"{what} {rect} is smaller than 8×8 pixels inside the {w}×{h} image")
+    return x0, y0, x1, y1
+
+
+class Cascade:
+    """Runs L then H; holds both models on one device. Thread-compatible: one call at a time per instance."""
+
+    def __init__(
+        self,
+        l_model: MeticulousNet | None,
+        h_model: MeticulousNet | None,
+        device: str | torch.device | None = None,
+        config: CascadeConfig | None = None,
+    ) -> None:
+        if l_model is not None and l_model.in_channels != 3:
+            raise MosError("the L model must take RGB (in_channels=3)")
+        if h_model is not None and h_model.in_channels != 4:
+            raise MosError("the H model must take RGB + mask (in_channels=4)")
+        self.device = pick_device(device)
+        self.config = config or CascadeConfig()
+        self.l_model = l_model.to(self.device).eval() if l_model is not None else None
+        self.h_model = h_model.to(self.device).eval() if h_model is not None else None
+        self.device_name = describe_device(self.device)
+        self.model_paths: dict[str, Path] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        models_dir: str | Path | None = None,
+        encoder: str = "mobilenetv3",
+        device: str | torch.device | None = None,
+        config: CascadeConfig | None = None,
+        stages: str = "LH",
+    ) -> Cascade:
+        """Load verified weights for `stages` ("LH", "L" or "H"); raises WeightsError when one is missing."""
+        from .weights import load_model, weights_path
+
+        paths = {s: weights_path(models_dir, encoder, s) for s in stages}
+        models = {s: load_model(p) for s, p in paths.items()}
+        cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
+        cascade.model_paths = paths
+        return cascade
+
+    # ------------------------------------------------------------------------------------------------ forward passes
+    def _forward(self, model: MeticulousNet, x: np.ndarray, mask: np.ndarray | None = None):
+        """One pass on an H×W×3 uint8 array (+ H×W float mask): (probability, stage maps)."""
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        t = t.float().div_(255.0)
+        if mask is not None:
+            m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
+            t = torch.cat([t, m[None, None]], 1)
+        use_half = self.device.type == "cuda" and self.config.half_on_cuda
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_half):
+            out = model(t)
+            prob = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
+            stages = [
+                StageMap(
+                    s.name,
+                    s.uncertainty.float()[0, 0].cpu().numpy(),
+                    torch.sigmoid(s.prediction.float())[0, 0].cpu().numpy(),
+                )
+                for s in out.stages
+            ]
+        return prob, stages
+
+    def run_low(self, image: object) -> tuple[np.ndarray, list[StageMap]]:
+        """L alone: the image squashed to l_size², probability resized back to the image's size."""
+        if self.l_model is None:
+            raise MosError("this cascade has no L model loaded")
+        rgb = _to_rgb_array(image)
+        h, w = rgb.shape[:2]
+        s = self.config.l_size
+        prob, stages = self._forward(self.l_model, _resize(rgb, (s, s)))
+        return _resize(prob, (w, h), shrink_ok=False).astype(np.float32), stages
+
+    def _refine(
+        self,
+        rgb: np.ndarray,
+        coarse: np.ndarray,
+        progress: ProgressFn,
+        cancel: CancelLike,
+        timings: dict[str, float],
+    ) -> tuple[np.ndarray, list[StageMap]]:
+        """H on one region: global pass at a bounded size, then local passes where the result is uncertain."""
+        assert self.h_model is not None
+        cfg = self.config
+        h, w = rgb.shape[:2]
+        t0 = time.perf_counter()
+        scale = min(1.0, cfg.global_size / max(h, w))
+        gw, gh = max(8, round(w * scale)), max(8, round(h * scale))
+        progress("H global", 0.0)
+        g_prob, stages = self._forward(self.h_model, _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh)))
+        timings["H global"] = timings.get("H global", 0.0) + time.perf_counter() - t0
+        progress("H global", 1.0)
+        if not cfg.local_passes or (scale == 1.0 and max(h, w) <= cfg.crop_size):
+            return _resize(g_prob, (w, h), shrink_ok=False), stages
+
+        t0 = time.perf_counter()
+        # Where to look: uncertain pixels and the edge of the global mask, found at global resolution (cheap).
+        lo, hi = cfg.uncertain_band
+        uncertain = (g_prob > lo) & (g_prob < hi)
+        binary = (g_prob > cfg.threshold).astype(np.uint8)
+        k = 2 * max(1, int(np.ceil(cfg.boundary_px * scale))) + 1
+        edge = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((k, k), np.uint8)) > 0
+        need = (uncertain | edge).astype(np.float32)
+        # Fraction of "need" pixels per crop via an integral image.
+        integral = cv2.integral(need)
+        fine = _resize(g_prob, (w, h), shrink_ok=False).astype(np.float32)
+        c = min(cfg.crop_size, max(h, w))
+        step = max(16, c - cfg.crop_overlap)
+        crops = []
+        for y in crop_starts(h, c, step):
+            for x in crop_starts(w, c, step):
+                y1, x1 = min(h, y + c), min(w, x + c)
+                gy0, gx0 = int(y * gh / h), int(x * gw / w)
+                gy1, gx1 = max(gy0 + 1, int(np.ceil(y1 * gh / h))), max(gx0 + 1, int(np.ceil(x1 * gw / w)))
+                count = integral[gy1, gx1] - integral[gy0, gx1] - integral[gy1, gx0] + integral[gy0, gx0]
+                if count / ((gy1 - gy0) * (gx1 - gx0)) >= cfg.min_uncertain_fraction and count > 0:
+                    crops.append((x, y, x1, y1))
+        if not crops:
+            return fine, stages
+        acc = np.zeros((h, w), np.float32)
+        wsum = np.zeros((h, w), np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(crops):
+            if _is_cancelled(cancel):
+                raise Cancelled("cancelled during H's local passes; nothing was changed")
+            p, _ = self._forward(self.h_model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1])
+            wy = _ramp(y1 - y0, cfg.crop_overlap, y0 == 0, y1 == h)
+            wx = _ramp(x1 - x0, cfg.crop_overlap, x0 == 0, x1 == w)
+            wgt = wy[:, None] * wx[None, :]
+            acc[y0:y1, x0:x1] += p * wgt
+            wsum[y0:y1, x0:x1] += wgt
+            progress("H local", (i + 1) / len(crops))
+        # Blend factor = clipped weight sum: 1 where crops fully cover, fading to the global result at lone edges.
+        alpha = np.minimum(wsum, 1.0)
+        np.divide(acc, wsum, out=acc, where=wsum > 0)
+        fine += alpha * (acc - fine)
+        timings["H local"] = timings.get("H local", 0.0) + time.perf_counter() - t0
+        timings["H crops"] = float(len(crops))
+        return fine, stages
+
+    # ------------------------------------------------------------------------------------------------------- public
+    def __call__(
+        self,
+        image: object,
+        *,
+        mask: np.ndarray | None = None,
+        roi: Rect | None = None,
+        box: Rect | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelLike = None,
+    ) -> Result:
+        """Segment (or, given `mask`, refine) one image. See docs/CONTRACTS.md for the arguments."""
+        rgb = _to_rgb_array(image)
+        h, w = rgb.shape[:2]
+        report: ProgressFn = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        stages: dict[str, list[StageMap]] = {}
+        t_start = time.perf_counter()
+
+        def check() -> None:
+            if _is_cancelled(cancel):
+                raise Cancelled("cancelled; nothing was changed")
+
+        check()
+        region: Rect = (0, 0, w, h)
+        if mask is not None:
+            coarse = _to_prob(mask, (h, w))
+        elif box is not None:
+            region = _clip_rect(box, w, h, "box")
+            x0, y0, x1, y1 = region
+            report("L", 0.0)
+            t0 = time.perf_counter()
+            sub, stages["L"] = self.run_low(rgb[y0:y1, x0:x1])
+            timings["L"] = time.perf_counter() - t0
+            coarse = np.zeros((h, w), np.float32)
+            coarse[y0:y1, x0:x1] = sub
+            report("L", 1.0)
+        else:
+            report("L", 0.0)
+            t0 = time.perf_counter()
+            coarse, stages["L"] = self.run_low(rgb)
+            timings["L"] = time.perf_counter() - t0
+            report("L", 1.0)
+        if roi is not None:
+            region = _clip_rect(roi, w, h, "region")
+        check()
+
+        prob = coarse
+        if self.h_model is not None:
+            x0, y0, x1, y1 = region
+            refined, stages["H"] = self._refine(
+                rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings
+            )
+            prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
+            if prob is not refined:
+                prob[y0:y1, x0:x1] = refined
+        elif mask is not None:
+            raise MosError("refining a mask needs the H model, which is not loaded")
+        prob = np.ascontiguousarray(prob, dtype=np.float32)
+        timings["total"] = time.perf_counter() - t_start
+        report("done", 1.0)
+        return Result(
+            mask=prob > self.config.threshold,
+            probability=prob,
+            stages=stages,
+            device=self.device_name,
+            timings=timings,
+        )
+

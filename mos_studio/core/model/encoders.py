@@ -1,0 +1,198 @@
+"""Dilated encoders (output stride 8) written in the project: no torchvision, no downloaded weights.
+
+Both return three feature maps: a stride-2 skip, a stride-4 skip (the "first block", also the HierPR fine features)
+and the stride-8 deep features that the PSP head pools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class EncoderFeatures:
+    f2: torch.Tensor  # stride 2
+    f4: torch.Tensor  # stride 4
+    f8: torch.Tensor  # stride 8
+
+
+# ----------------------------------------------------------------------------------------------- ResNet50 (dilated)
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = F.relu(self.bn2(self.conv2(y)), inplace=True)
+        y = self.bn3(self.conv3(y))
+        skip = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + skip, inplace=True)
+
+
+class ResNet50Encoder(nn.Module):
+    """ResNet50 with layer3/layer4 dilated (2, 4) instead of strided, as in PSPNet and CascadePSP."""
+
+    def __init__(self, in_channels: int = 3, width: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3)) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.inplanes = width
+        self.layer1 = self._make_layer(width, blocks[0])
+        self.layer2 = self._make_layer(width * 2, blocks[1], stride=2)
+        self.layer3 = self._make_layer(width * 4, blocks[2], dilation=2)
+        self.layer4 = self._make_layer(width * 8, blocks[3], dilation=4)
+        self.channels = (width, width * 4, width * 32)  # f2, f4, f8
+
+    def _make_layer(self, planes: int, n: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+        layers = [Bottleneck(self.inplanes, planes, stride, 1 if dilation == 1 else dilation // 2)]
+        self.inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self.inplanes, planes, 1, dilation) for _ in range(1, n)]
+        return nn.Sequential(*layers)
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        return self.conv1
+
+    def forward(self, x: torch.Tensor) -> EncoderFeatures:
+        f2 = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        f4 = self.layer1(F.max_pool2d(f2, 3, stride=2, padding=1))
+        f8 = self.layer4(self.layer3(self.layer2(f4)))
+        return EncoderFeatures(f2, f4, f8)
+
+
+# ------------------------------------------------------------------------------------- MobileNetV3-Large (dilated)
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        hidden = _make_divisible(channels // 4)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s), inplace=True)), inplace=True)
+        return x * s
+
+
+def _act(name: str) -> nn.Module:
+    return nn.Hardswish(inplace=True) if name == "HS" else nn.ReLU(inplace=True)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(
+        self, cin: int, k: int, exp: int, cout: int, se: bool, act: str, stride: int, dilation: int
+    ) -> None:
+        super().__init__()
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if exp != cin:
+            layers += [nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), _act(act)]
+        pad = (k - 1) // 2 * dilation
+        layers += [
+            nn.Conv2d(exp, exp, k, stride=stride, padding=pad, dilation=dilation, groups=exp, bias=False),
+            nn.BatchNorm2d(exp),
+            _act(act),
+        ]
+        if se:
+            layers.append(SqueezeExcite(exp))
+        layers += [nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+# MobileNetV3-Large bottlenecks: kernel, expansion, out, SE, activation, stride.
+_MBV3_LARGE = [
+    (3, 16, 16, False, "RE", 1),
+    (3, 64, 24, False, "RE", 2),
+    (3, 72, 24, False, "RE", 1),
+    (5, 72, 40, True, "RE", 2),
+    (5, 120, 40, True, "RE", 1),
+    (5, 120, 40, True, "RE", 1),
+    (3, 240, 80, False, "HS", 2),
+    (3, 200, 80, False, "HS", 1),
+    (3, 184, 80, False, "HS", 1),
+    (3, 184, 80, False, "HS", 1),
+    (3, 480, 112, True, "HS", 1),
+    (3, 672, 112, True, "HS", 1),
+    (5, 672, 160, True, "HS", 2),
+    (5, 960, 160, True, "HS", 1),
+    (5, 960, 160, True, "HS", 1),
+]
+
+
+class MobileNetV3Encoder(nn.Module):
+    """MobileNetV3-Large trunk; the last two stride-2 stages become dilations 2 and 4 so the output stride is 8.
+
+    The classifier and the final 1×1 expansion to 960 channels are dropped: the PSP head pools the 160-channel
+    features directly, which keeps the whole mobile model near the paper's 3.33 M parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, width_mult: float = 1.0) -> None:
+        super().__init__()
+        stem = _make_divisible(16 * width_mult)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(stem), nn.Hardswish(True)
+        )
+        blocks: list[nn.Module] = []
+        cin, stride_now, dilation = stem, 2, 1
+        self._taps: dict[int, int] = {}
+        for i, (k, exp, out, se, act, s) in enumerate(_MBV3_LARGE):
+            exp_c, out_c = _make_divisible(exp * width_mult), _make_divisible(out * width_mult)
+            if s == 2 and stride_now >= 8:
+                dilation *= 2
+                s = 1
+            blocks.append(InvertedResidual(cin, k, exp_c, out_c, se, act, s, dilation))
+            stride_now *= s
+            cin = out_c
+            self._taps[stride_now] = i  # last block index at each stride
+        self.blocks = nn.ModuleList(blocks)
+        f2_c = blocks[self._taps[2]].block[-1].num_features
+        f4_c = blocks[self._taps[4]].block[-1].num_features
+        self.channels = (f2_c, f4_c, cin)
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        return self.stem[0]
+
+    def forward(self, x: torch.Tensor) -> EncoderFeatures:
+        x = self.stem(x)
+        feats: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self._taps[2]:
+                feats[2] = x
+            elif i == self._taps[4]:
+                feats[4] = x
+        return EncoderFeatures(feats[2], feats[4], x)
+
+
+def build_encoder(name: str, in_channels: int, width_mult: float = 1.0) -> nn.Module:
+    if name == "resnet50":
+        return ResNet50Encoder(in_channels, width=max(8, int(64 * width_mult)))
+    if name == "mobilenetv3":
+        return MobileNetV3Encoder(in_channels, width_mult)
+    raise ValueError(f"unknown encoder {name!r}; choose 'mobilenetv3' or 'resnet50'")

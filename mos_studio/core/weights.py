@@ -1,0 +1,157 @@
+"""Find, verify and load shipped weights: safetensors + a JSON model card beside each file.
+
+Never unpickles anything, and never falls back to random weights: a missing or corrupt file is a `WeightsError`
+naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .model import MeticulousNet
+
+ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50"}
+FIX_HINT = "train them (docs/TRAINING.md) or copy the released files into that folder; `mos info` lists what is found"
+
+
+def find_models_dir(models_dir: str | Path | None = None) -> Path:
+    """The argument, else $MOS_MODELS_DIR, else the project's own `models/` folder."""
+    if models_dir is not None:
+        return Path(models_dir).expanduser()
+    env = os.environ.get("MOS_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def weights_filename(encoder: str, stage: str) -> str:
+    if encoder not in ENCODER_TAGS:
+        raise WeightsError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_TAGS)}")
+    if stage not in ("L", "H"):
+        raise WeightsError(f"unknown stage {stage!r}; choose L or H")
+    return f"meticulousnet_{ENCODER_TAGS[encoder]}_{stage}.safetensors"
+
+
+def weights_path(models_dir: str | Path | None, encoder: str, stage: str) -> Path:
+    return find_models_dir(models_dir) / weights_filename(encoder, stage)
+
+
+def card_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(path: str | Path) -> dict:
+    path = Path(path)
+    cpath = card_path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file missing; {FIX_HINT}")
+    if not cpath.is_file():
+        raise WeightsError(f"{cpath}: model card missing (it holds the architecture and checksum of {path.name})")
+    try:
+        card = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{cpath}: model card unreadable ({err})") from err
+    if not isinstance(card, dict) or "config" not in card or "sha256" not in card:
+        raise WeightsError(f"{cpath}: model card lacks 'config' or 'sha256'")
+    return card
+
+
+def save_weights(model: MeticulousNet, path: str | Path, card: dict | None = None, fp16: bool = False) -> Path:
+    """Write `model` as safetensors plus its card (config, sha256, dtype, parameter count, anything in `card`)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if fp16:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".safetensors.tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": "pt"})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    full = dict(card or {})
+    full.update(
+        {
+            "architecture": "MeticulousNet",
+            "encoder": model.encoder_name,
+            "stage": full.get("stage", "H" if model.in_channels == 4 else "L"),
+            "config": model.config(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": "float16" if fp16 else "float32",
+            "file": path.name,
+            "sha256": sha256_file(path),
+        }
+    )
+    card_path(path).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> MeticulousNet:
+    """Build the model from its card and load the verified tensors (in eval mode, float32)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    card = read_card(path)
+    if verify:
+        digest = sha256_file(path)
+        if digest != card["sha256"]:
+            raise WeightsError(
+                f"{path}: checksum mismatch (file {digest[:12]}…, card {str(card['sha256'])[:12]}…); "
+                "the file is corrupt or was replaced — restore it from the release or retrain"
+            )
+    try:
+        model = MeticulousNet.from_config(card["config"])
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{card_path(path)}: config does not describe a MeticulousNet ({err})") from err
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise WeightsError(f"{path}: tensors do not match the card's architecture ({first})") from err
+    return model.to(device).eval()
+
+
+def describe_models(models_dir: str | Path | None = None) -> list[dict]:
+    """What `mos info` prints: every expected file, whether it is there, and its card's checksum."""
+    root = find_models_dir(models_dir)
+    rows = []
+    for encoder in ENCODER_TAGS:
+        for stage in ("L", "H"):
+            path = root / weights_filename(encoder, stage)
+            row: dict = {"encoder": encoder, "stage": stage, "path": str(path), "found": path.is_file()}
+            if path.is_file():
+                try:
+                    card = read_card(path)
+                    row["sha256"] = card["sha256"]
+                    row["ok"] = sha256_file(path) == card["sha256"]
+                    row["iterations"] = card.get("iterations")
+                except WeightsError as err:
+                    row["ok"] = False
+                    row["error"] = str(err)
+            rows.append(row)
+    return rows
