@@ -1,0 +1,127 @@
+"""`mos cut` (L + H on images or folders) and `mos refine` (H on a user mask)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mos_studio.core.errors import MosError
+
+from .progress import ProgressBar
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
+EXPORTS = ("cutout", "mask", "composite")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
+    p.add_argument("--encoder", default="mobilenetv3", choices=("mobilenetv3", "resnet50"))
+    p.add_argument("--models-dir", type=Path, default=None, help="folder with the weights (default: $MOS_MODELS_DIR "
+                   "or the project's models/)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cut", help="cut objects out of images (L + H cascade)")
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--export", action="append", choices=EXPORTS, help="what to write (repeatable; default cutout)")
+    p.add_argument("--color", default="0,255,0", help="composite background as R,G,B (default green)")
+    _add_model_options(p)
+    p.set_defaults(func=run_cut)
+
+    r = sub.add_parser("refine", help="refine an existing mask with H only")
+    r.add_argument("image", type=Path)
+    r.add_argument("mask", type=Path)
+    r.add_argument("-o", "--out", type=Path, required=True, help="output mask PNG")
+    _add_model_options(r)
+    r.set_defaults(func=run_refine)
+
+
+def _collect(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        else:
+            files.append(p)  # missing or odd files are reported per image by load_image
+    return files
+
+
+def _parse_color(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= v <= 255 for v in parts):
+        raise MosError(f"--color {text!r}: expected R,G,B with values 0-255, e.g. 0,255,0")
+    return parts  # type: ignore[return-value]
+
+
+def output_paths(image: Path, out_dir: Path, exports: list[str]) -> dict[str, Path]:
+    names = {"cutout": f"{image.stem}_cutout.png", "mask": f"{image.stem}_mask.png",
+             "composite": f"{image.stem}_composite.png"}
+    return {e: out_dir / names[e] for e in exports}
+
+
+def run_cut(args: argparse.Namespace) -> int:
+    from mos_studio.core.cascade import Cascade
+    from mos_studio.core.io import load_image, save_composite, save_cutout, save_mask
+
+    exports = args.export or ["cutout"]
+    color = _parse_color(args.color)
+    files = _collect(args.images)
+    if not files:
+        raise MosError(f"{', '.join(map(str, args.images))}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device)
+    print(f"device: {cascade.device_name}", file=sys.stderr)
+    failures = 0
+    bar = ProgressBar(len(files), "cut", enabled=None if len(files) > 1 else False)
+    for i, path in enumerate(files):
+        try:
+            img = load_image(path)
+            targets = output_paths(path, args.out, exports)
+            if not args.overwrite:
+                existing = [str(t) for t in targets.values() if t.exists()]
+                if existing:
+                    raise MosError(f"{existing[0]}: exists; pass --overwrite to replace it")
+            res = cascade(img, progress=lambda stage, f, i=i, n=path.name: bar.update(i + f * 0.99, f"{n}: {stage}"))
+            protect = (path,)
+            for kind, target in targets.items():
+                if kind == "cutout":
+                    save_cutout(img.rgb, res.probability, target, icc_profile=img.icc_profile,
+                                overwrite=args.overwrite, protect=protect)
+                elif kind == "mask":
+                    save_mask(res.mask, target, overwrite=args.overwrite, protect=protect)
+                else:
+                    save_composite(img.rgb, res.probability, target, color, icc_profile=img.icc_profile,
+                                   overwrite=args.overwrite, protect=protect)
+            bar.update(i + 1)
+            if not bar.enabled:
+                print(f"{path} -> {', '.join(str(t) for t in targets.values())} ({res.timings['total']:.1f} s)")
+        except MosError as err:
+            failures += 1
+            bar.update(i + 1)
+            print(f"\nmos: error: {err}" if bar.enabled else f"mos: error: {err}", file=sys.stderr)
+    bar.close()
+    if failures:
+        print(f"mos: {failures} of {len(files)} image(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    from mos_studio.core.cascade import Cascade
+    from mos_studio.core.io import load_image, load_mask, save_mask
+
+    img = load_image(args.image)
+    mask = load_mask(args.mask, size=(img.width, img.height))
+    if args.out.exists() and not args.overwrite:
+        raise MosError(f"{args.out}: exists; pass --overwrite to replace it")
+    cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages="H")
+    res = cascade(img, mask=mask)
+    save_mask(res.mask, args.out, overwrite=args.overwrite, protect=(args.image, args.mask))
+    print(f"{args.image} + {args.mask} -> {args.out} ({res.timings['total']:.1f} s on {res.device})")
+    return 0

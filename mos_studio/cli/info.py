@@ -1,0 +1,34 @@
+"""`mos info`: version, device, and which weights are found (with their checksums)."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="version, device and weights found")
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.set_defaults(func=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from mos_studio import __version__
+    from mos_studio.core.cascade import describe_device, pick_device
+    from mos_studio.core.weights import describe_models, find_models_dir
+
+    print(f"mos_studio {__version__}  python {platform.python_version()}  torch {torch.__version__}")
+    print(f"device: {describe_device(pick_device(None))}")
+    print(f"weights folder: {find_models_dir(args.models_dir)}")
+    for row in describe_models(args.models_dir):
+        name = Path(row["path"]).name
+        if not row["found"]:
+            print(f"  {name}: missing")
+        elif row.get("ok"):
+            print(f"  {name}: ok  sha256 {row['sha256']}  iterations {row.get('iterations')}")
+        else:
+            print(f"  {name}: BROKEN  {row.get('error') or 'checksum does not match its card'}")
+    return 0

@@ -1,0 +1,109 @@
+"""The L/H cascade with tiny random models: full-size output, ROI, box, user mask, progress, cancel, device."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from mos_studio.core.cascade import Cascade, CascadeConfig, crop_starts
+from mos_studio.core.errors import Cancelled, MaskError, MosError
+from mos_studio.core.testing import tiny_models
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    low, high = tiny_models(0)
+    return Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384))
+
+
+def _image(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    img = (rng.random((h // 8 + 1, w // 8 + 1, 3)) * 255).astype(np.uint8)
+    import cv2
+
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def test_full_size_mask_on_3000x2000(cascade):
+    img = _image(2000, 3000)
+    events = []
+    res = cascade(img, progress=lambda s, f: events.append((s, f)))
+    assert res.mask.shape == (2000, 3000) and res.mask.dtype == bool
+    assert res.probability.shape == (2000, 3000) and res.probability.dtype == np.float32
+    assert np.isfinite(res.probability).all()
+    assert 0.0 <= res.probability.min() and res.probability.max() <= 1.0
+    assert set(res.stages) == {"L", "H"}
+    assert [s.name for s in res.stages["H"]] == ["S8_0", "S8_1", "S8_2", "S4_2", "S8_3", "S4_3", "S2_3"]
+    # The H global pass ran at a bounded size: its final stage map is at most global_size on the long side.
+    assert max(res.stages["H"][-1].prediction.shape) == 512
+    assert res.timings["H crops"] >= 1
+    stages_seen = [s for s, _ in events]
+    assert stages_seen[0] == "L" and "H global" in stages_seen and "H local" in stages_seen
+    assert stages_seen[-1] == "done"
+    assert res.device.startswith("CPU")
+
+
+def test_mask_skips_l_and_roi_limits_changes(cascade):
+    img = _image(600, 800, 1)
+    user = np.zeros((600, 800), bool)
+    user[150:450, 200:600] = True
+    res = cascade(img, mask=user, roi=(100, 100, 500, 400))
+    assert "L" not in res.stages
+    outside = np.ones_like(user)
+    outside[100:400, 100:500] = False
+    assert np.array_equal(res.mask[outside], user[outside])
+    assert np.array_equal(res.probability[outside], user[outside].astype(np.float32))
+
+
+def test_box_limits_object_to_box(cascade):
+    img = _image(400, 500, 2)
+    res = cascade(img, box=(100, 50, 300, 250))
+    outside = np.ones((400, 500), bool)
+    outside[50:250, 100:300] = False
+    assert not res.mask[outside].any()
+
+
+def test_cancel_between_crops(cascade):
+    img = _image(1200, 1600, 3)
+    stop = threading.Event()
+
+    def progress(stage, frac):
+        if stage == "H local":
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        cascade(img, progress=progress, cancel=stop)
+    with pytest.raises(Cancelled):
+        cascade(img, cancel=lambda: True)
+
+
+def test_bad_mask_and_rects(cascade):
+    img = _image(100, 120)
+    with pytest.raises(MaskError, match="120×100"):
+        cascade(img, mask=np.zeros((90, 120), bool))
+    with pytest.raises(MosError, match="smaller than 8×8"):
+        cascade(img, roi=(10, 10, 12, 12))
+    with pytest.raises(MosError, match="RGB"):
+        cascade(np.zeros((10, 10), np.uint8))
+
+
+def test_local_pass_blend_has_no_seams():
+    """A constant image and constant mask: every crop predicts the same, so the blend must be exactly flat."""
+    low, high = tiny_models(0)
+    c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=128, crop_size=96, crop_overlap=32,
+                                                               min_uncertain_fraction=0.0, uncertain_band=(0, 1)))
+    img = np.full((300, 400, 3), 128, np.uint8)
+    res = c(img, mask=np.full((300, 400), 0.5, np.float32))
+    p = res.probability[40:-40, 40:-40]  # away from padding effects at the image border
+    assert res.timings["H crops"] > 4
+    assert float(np.abs(np.diff(p, axis=1)).max()) < 0.05
+    assert float(np.abs(np.diff(p, axis=0)).max()) < 0.05
+
+
+def test_crop_starts_cover_everything():
+    for length in (100, 512, 513, 1999):
+        starts = crop_starts(length, 256, 200)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s : s + 256] = True
+        assert covered.all() and max(starts) + min(256, length) == length

@@ -1,0 +1,67 @@
+"""Weights: safetensors + model card round trip; missing or corrupt files fail clearly, never random weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mos_studio.core.cascade import Cascade
+from mos_studio.core.errors import WeightsError
+from mos_studio.core.testing import tiny_models, write_tiny_models
+from mos_studio.core.weights import describe_models, load_model, save_weights, weights_path
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    low, _ = tiny_models(3)
+    path = save_weights(low, tmp_path / "m.safetensors", {"iterations": 7})
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["stage"] == "L" and card["iterations"] == 7 and len(card["sha256"]) == 64
+    loaded = load_model(path)
+    x = torch.rand(1, 3, 40, 48)
+    with torch.inference_mode():
+        assert torch.equal(low(x).logits, loaded(x).logits)
+
+
+def test_fp16_storage_loads_as_float32(tmp_path):
+    low, _ = tiny_models(0)
+    path = save_weights(low, tmp_path / "h.safetensors", fp16=True)
+    loaded = load_model(path)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_missing_weights_fail_clearly(tmp_path):
+    with pytest.raises(WeightsError, match="meticulousnet_mobile_L.safetensors: weights file missing"):
+        Cascade.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights_fail_clearly(tmp_path):
+    write_tiny_models(tmp_path)
+    path = weights_path(tmp_path, "mobilenetv3", "H")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        Cascade.from_pretrained(tmp_path)
+    path.write_bytes(b"not a safetensors file")
+    card = json.loads(path.with_suffix(".json").read_text())
+    import hashlib
+
+    card["sha256"] = hashlib.sha256(b"not a safetensors file").hexdigest()
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        load_model(path)
+    rows = {(r["encoder"], r["stage"]): r for r in describe_models(tmp_path)}
+    assert rows[("mobilenetv3", "L")]["ok"] is True
+    assert rows[("resnet50", "L")]["found"] is False
+
+
+def test_tiny_models_deterministic(tmp_path):
+    write_tiny_models(tmp_path / "a", seed=1)
+    write_tiny_models(tmp_path / "b", seed=1)
+    a = (tmp_path / "a" / "meticulousnet_mobile_H.safetensors").read_bytes()
+    b = (tmp_path / "b" / "meticulousnet_mobile_H.safetensors").read_bytes()
+    assert a == b
+    c = Cascade.from_pretrained(tmp_path / "a", device="cpu")
+    res = c(np.zeros((64, 64, 3), np.uint8))
+    assert res.mask.shape == (64, 64)
