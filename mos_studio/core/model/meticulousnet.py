@@ -44,6 +44,7 @@ class Widths:
     mlp: int = 256  # hidden width of the point MLP
     mask_enc: int = 256  # hidden width of the mask-encoding layer
     encoder_width: float = 1.0  # width multiplier of the encoder (tests use tiny encoders)
+    separable: bool = False  # depthwise-separable 3×3 convs in the up-blocks (mobile)
 
     @staticmethod
     def for_encoder(encoder: str) -> Widths:
@@ -51,7 +52,7 @@ class Widths:
             # CascadePSP's trunk: PPM 2048→1024 (bins keep 2048), up-blocks to 512 and 256.
             return Widths(ppm_bin=2048, ppm_out=1024, up4=512, up2=256, head=32, mlp=256, mask_enc=256)
         if encoder == "mobilenetv3":
-            return Widths(ppm_bin=64, ppm_out=128, up4=64, up2=32, head=32, mlp=64, mask_enc=64)
+            return Widths(ppm_bin=64, ppm_out=128, up4=64, up2=32, head=32, mlp=64, mask_enc=64, separable=True)
         raise ValueError(f"unknown encoder {encoder!r}")
 
 
@@ -87,20 +88,27 @@ class PSPHead(nn.Module):
         return F.relu(self.fuse(torch.cat([*pooled, x], 1)), inplace=True)
 
 
+def conv3x3(cin: int, cout: int, separable: bool) -> nn.Module:
+    """A 3×3 conv, or its depthwise-separable form (the mobile decoder: ~8× fewer FLOPs at strides 4 and 2)."""
+    if not separable:
+        return nn.Conv2d(cin, cout, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1))
+
+
 class UpBlock(nn.Module):
     """×2 upsampling + skip concat + two pre-activation residual pairs (CascadePSP's up-block)."""
 
-    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+    def __init__(self, cin: int, cskip: int, cout: int, separable: bool = False) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin + cskip)
-        self.conv1 = nn.Conv2d(cin + cskip, cout, 3, padding=1)
+        self.conv1 = conv3x3(cin + cskip, cout, separable)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv2 = conv3x3(cout, cout, separable)
         self.shortcut = nn.Conv2d(cin, cout, 1)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.conv3 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv3 = conv3x3(cout, cout, separable)
         self.bn4 = nn.BatchNorm2d(cout)
-        self.conv4 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv4 = conv3x3(cout, cout, separable)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -235,8 +243,8 @@ class MeticulousNet(nn.Module):
         c2, c4, c8 = self.encoder.channels
         self.psp = PSPHead(c8, wd.ppm_bin, wd.ppm_out)
         self.up8 = Stride8Block(wd.ppm_out)  # shared by cycles 1–3
-        self.up4 = UpBlock(wd.ppm_out, c4, wd.up4)  # shared by cycles 2–3
-        self.up2 = UpBlock(wd.up4, c2, wd.up2)  # cycle 3 only
+        self.up4 = UpBlock(wd.ppm_out, c4, wd.up4, wd.separable)  # shared by cycles 2–3
+        self.up2 = UpBlock(wd.up4, c2, wd.up2, wd.separable)  # cycle 3 only
         self.mask_encoder = MaskEncoder(wd.ppm_out, wd.mask_enc)  # shared by cycles 2–3
         self.head8_0 = CoarseHead(wd.ppm_out, wd.head)  # S8_0's own column
         self.head8 = CoarseHead(wd.ppm_out, wd.head)  # S8_1, S8_2, S8_3
@@ -263,7 +271,9 @@ class MeticulousNet(nn.Module):
     @classmethod
     def tiny(cls, in_channels: int = 3, encoder: str = "mobilenetv3", point_fraction: float = 0.1) -> MeticulousNet:
         """A very small model for tests: same wiring, a fraction of the channels."""
-        widths = Widths(ppm_bin=8, ppm_out=16, up4=16, up2=8, head=8, mlp=16, mask_enc=16, encoder_width=0.25)
+        widths = Widths(
+            ppm_bin=8, ppm_out=16, up4=16, up2=8, head=8, mlp=16, mask_enc=16, encoder_width=0.25, separable=True
+        )
         return cls(encoder, in_channels, point_fraction, widths)
 
     # ---------------------------------------------------------------------------------------------------- forward
