@@ -1,13 +1,62 @@
-"""`mos-studio` entry point (placeholder until the app lands)."""
+"""`mos-studio [PHOTO]`: start the desktop app, optionally opening a photo."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mos-studio", description="MOS Studio: pixel-accurate cut-outs of photos.")
+    p.add_argument("photo", nargs="?", help="image to open (JPEG, PNG, TIFF, WebP)")
+    p.add_argument("--models-dir", help="folder with the trained weights (default: $MOS_MODELS_DIR or models/)")
+    p.add_argument("--encoder", default="mobilenetv3", choices=["mobilenetv3", "resnet50"],
+                   help="which trained pair to use (default: mobilenetv3)")
+    p.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)  # used by benchmarks/bench_app.py
+    return p
+
+
+def _no_display() -> bool:
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("MOS Studio: the desktop app is coming; use `mos cut IMAGE -o DIR` meanwhile.")
-    return 0
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if _no_display():
+        print("mos-studio: no display found (DISPLAY/WAYLAND_DISPLAY unset). Run it on a desktop, or set "
+              "QT_QPA_PLATFORM=offscreen for a headless check.", file=sys.stderr)
+        return 2
+    os.environ.setdefault("QT_API", "pyside6")  # qtawesome's qtpy must not pick up another Qt binding
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName("MOS Studio")
+    app.setApplicationName("mos-studio")
+    app.setApplicationDisplayName("MOS Studio")
+
+    from .inference import default_loader
+    from .window import MainWindow
+
+    window = MainWindow(loader=default_loader(args.models_dir, args.encoder), preload=not args.startup_probe)
+    window.show()
+    if args.photo:
+        QTimer.singleShot(0, lambda: window.open_path(args.photo))
+    if args.startup_probe:
+        def ready() -> None:
+            window.repaint()
+            print(f"usable after {time.perf_counter() - _T0:.3f} s (in-process, after imports of main)", flush=True)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(0, ready)
+    return app.exec()
 
 
 if __name__ == "__main__":

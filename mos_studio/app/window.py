@@ -1,0 +1,673 @@
+"""The main window: wires the document, canvas, stage inspector, inference and export controllers together.
+
+Widgets talk through the `Document` and signals; none of them holds the window. The window is the only place that
+turns user intent (menus, tools, prompts) into jobs and applies their results — and only when the job's generation
+is still the document's, so a late result never overwrites a newer edit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import qtawesome as qta
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QColorDialog,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+)
+
+from . import messages
+from .canvas import OVERLAYS, Canvas
+from .document import Document
+from .export import EXPORT_KINDS, ExportController, ExportJob
+from .inference import CascadeLoader, InferenceController, Job, JobResult, UserFacingError
+from .inspector import StageInspector
+from .settings import AppSettings
+
+APP_NAME = "MOS Studio"
+OVERLAY_TITLES = {"tint": "Mask tint", "composite": "Composite on colour", "checker": "Cut-out on checkerboard",
+                  "off": "No overlay"}
+OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp);;All files (*)"
+
+
+def icon(name: str):  # noqa: ANN201 - QIcon
+    """A qtawesome icon in the palette's text colour, so it reads on light and dark themes."""
+    from PySide6.QtWidgets import QApplication
+
+    pal = QApplication.palette()
+    return qta.icon(name, color=pal.windowText().color().name(), color_disabled=pal.mid().color().name())
+
+
+class MainWindow(QMainWindow):
+    """MOS Studio's window. `loader` builds the cascade (tests pass tiny models); `settings` persists preferences."""
+
+    image_opened = Signal(str)
+    result_applied = Signal(object)  # Job
+    result_dropped = Signal(object)  # Job
+    export_done = Signal(str)
+
+    def __init__(self, settings: AppSettings | None = None, loader: CascadeLoader | None = None,
+                 preload: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.doc = Document(self)
+        self.controller = InferenceController(loader, self)
+        self.exporter = ExportController(self)
+        self.canvas = Canvas(self.doc)
+        self.inspector = StageInspector(self.doc)
+        self.dropped_results = 0
+        self.last_timings: dict[str, float] = {}
+        self._job_started_at = 0.0
+        self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)
+        self.setCentralWidget(self.canvas)
+        self.inspector_dock = QDockWidget("Stage inspector", self)
+        self.inspector_dock.setObjectName("stage_inspector")
+        self.inspector_dock.setWidget(self.inspector)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.inspector_dock)
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_statusbar()
+        self._connect()
+        self._restore_settings()
+        self._update_enabled()
+        if preload:
+            QTimer.singleShot(400, self.controller.preload)
+
+    # -- construction -----------------------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, icon_name: str | None = None, checkable: bool = False,  # noqa: ANN001
+                group: str = "") -> QAction:
+        act = QAction(text, self)
+        if icon_name:
+            act.setIcon(icon(icon_name))
+        if shortcut:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            act.setShortcuts([QKeySequence(s) for s in shortcuts])
+        act.setCheckable(checkable)
+        act.setProperty("group", group)
+        if slot is not None:
+            act.triggered.connect(slot)
+        self.addAction(act)
+        self.all_actions.append(act)
+        return act
+
+    def _build_actions(self) -> None:
+        self.all_actions: list[QAction] = []
+        a = self._action
+        self.act_open = a("&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "mdi6.folder-open", group="File")
+        self.act_export_cutout = a("Export &cut-out (PNG)…", lambda: self.export_dialog("cutout"), "Ctrl+E",
+                                   "mdi6.content-save", group="File")
+        self.act_export_mask = a("Export &mask (PNG)…", lambda: self.export_dialog("mask"), "Ctrl+Shift+M",
+                                 "mdi6.content-save-outline", group="File")
+        self.act_export_composite = a("Export c&omposite on colour…", lambda: self.export_dialog("composite"),
+                                      "Ctrl+Shift+E", "mdi6.image-move", group="File")
+        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit, "mdi6.exit-to-app", group="File")
+
+        self.act_undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Undo)])
+        self.act_undo.setIcon(icon("mdi6.undo"))
+        self.act_redo = self.doc.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.act_redo.setIcon(icon("mdi6.redo"))
+        for act in (self.act_undo, self.act_redo):
+            act.setProperty("group", "Edit")
+            self.addAction(act)
+            self.all_actions.append(act)
+        self.act_clear = a("C&lear mask", self.clear_mask, "Ctrl+Backspace", "mdi6.eraser-variant", group="Edit")
+        self.act_invert = a("&Invert mask", self.invert_mask, "Ctrl+I", "mdi6.invert-colors", group="Edit")
+
+        self.act_cut = a("&Cut out", self.run_cut, ["Ctrl+Return", "Ctrl+Enter"], "mdi6.content-cut", group="Segment")
+        self.act_cancel = a("C&ancel", self.controller.cancel, "Esc", "mdi6.cancel", group="Segment")
+
+        self.tool_group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for tool, text, key, ic in (
+            ("brush", "&Brush (add)", "B", "mdi6.brush"),
+            ("erase", "&Eraser", "E", "mdi6.eraser"),
+            ("box", "Bo&x prompt (segment the object in a box)", "X", "mdi6.select-drag"),
+            ("refine_rect", "&Re-refine rectangle", "R", "mdi6.selection"),
+            ("refine_lasso", "Re-refine &lasso", "L", "mdi6.lasso"),
+            ("pan", "&Pan (or hold Space / middle mouse)", "H", "mdi6.hand-back-right"),
+        ):
+            act = a(text, lambda _=False, t=tool: self.canvas.set_tool(t), key, ic, checkable=True, group="Tools")
+            self.tool_group.addAction(act)
+            self.tool_actions[tool] = act
+        self.act_brush_bigger = a("Brush bigger (or Ctrl+wheel)", lambda: self._scale_brush(1.25), "]",
+                                  group="Tools")
+        self.act_brush_smaller = a("Brush smaller (or Ctrl+wheel)", lambda: self._scale_brush(0.8), "[",
+                                   group="Tools")
+
+        self.act_fit = a("&Fit to window", self.canvas.fit, "F", "mdi6.fit-to-screen", group="View")
+        self.act_100 = a("Actual size (100 %)", lambda: self.canvas.set_zoom(1.0), "1", "mdi6.numeric-1-box-outline",
+                         group="View")
+        self.act_zoom_in = a("Zoom &in (or wheel)", lambda: self.canvas.zoom_by(1.25), ["Ctrl+=", "+"],
+                             "mdi6.magnify-plus", group="View")
+        self.act_zoom_out = a("Zoom &out (or wheel)", lambda: self.canvas.zoom_by(0.8), ["Ctrl+-", "-"],
+                              "mdi6.magnify-minus", group="View")
+        self.act_overlay = a("Next &overlay (tint / composite / checkerboard / off)", self.canvas.cycle_overlay, "M",
+                             "mdi6.layers", group="View")
+        self.act_overlay_toggle = a("Overlay on/off", self.toggle_overlay, "O", "mdi6.layers-off", group="View")
+        self.act_color = a("Composite &colour…", self.choose_color, None, "mdi6.palette", group="View")
+        self.act_inspector = self.inspector_dock.toggleViewAction()
+        self.act_inspector.setText("Stage &inspector")
+        self.act_inspector.setShortcut(QKeySequence("I"))
+        self.act_inspector.setIcon(icon("mdi6.view-grid"))
+        self.act_inspector.setProperty("group", "View")
+        self.all_actions.append(self.act_inspector)
+        self.act_hide_stage = a("Hide stage map", self.hide_stage, "Shift+I", group="View")
+
+        self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, "F1", "mdi6.keyboard", group="Help")
+        self.act_about = a("&About MOS Studio", self.show_about, None, "mdi6.information-outline", group="Help")
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addAction(self.act_open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        for act in (self.act_export_cutout, self.act_export_mask, self.act_export_composite):
+            m.addAction(act)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Edit")
+        for act in (self.act_undo, self.act_redo, None, self.act_clear, self.act_invert):
+            m.addSeparator() if act is None else m.addAction(act)
+        m = mb.addMenu("&Segment")
+        m.addAction(self.act_cut)
+        m.addAction(self.act_cancel)
+        m.addSeparator()
+        for tool in ("box", "refine_rect", "refine_lasso"):
+            m.addAction(self.tool_actions[tool])
+        m = mb.addMenu("&Tools")
+        for act in self.tool_group.actions():
+            m.addAction(act)
+        m.addSeparator()
+        m.addAction(self.act_brush_bigger)
+        m.addAction(self.act_brush_smaller)
+        m = mb.addMenu("&View")
+        for act in (self.act_fit, self.act_100, self.act_zoom_in, self.act_zoom_out, None, self.act_overlay,
+                    self.act_overlay_toggle, self.act_color, None, self.act_inspector, self.act_hide_stage):
+            m.addSeparator() if act is None else m.addAction(act)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_shortcuts)
+        m.addAction(self.act_about)
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main_toolbar")
+        tb.setIconSize(QSize(20, 20))
+        tb.addAction(self.act_open)
+        tb.addAction(self.act_export_cutout)
+        tb.addSeparator()
+        tb.addAction(self.act_cut)
+        tb.addSeparator()
+        tb.addAction(self.act_undo)
+        tb.addAction(self.act_redo)
+        tb.addSeparator()
+        for act in self.tool_group.actions():
+            tb.addAction(act)
+        tb.addWidget(QLabel(" Size "))
+        self.brush_spin = QSpinBox()
+        self.brush_spin.setRange(1, 1000)
+        self.brush_spin.setSuffix(" px")
+        self.brush_spin.setToolTip("Brush radius in image pixels ([ and ], or Ctrl+wheel)")
+        tb.addWidget(self.brush_spin)
+        tb.addSeparator()
+        self.overlay_combo = QComboBox()
+        for mode in OVERLAYS:
+            self.overlay_combo.addItem(OVERLAY_TITLES[mode], mode)
+        self.overlay_combo.setToolTip("How the mask is shown (M cycles)")
+        tb.addWidget(self.overlay_combo)
+        tb.addWidget(QLabel(" Opacity "))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setFixedWidth(100)
+        self.opacity_slider.setToolTip("Mask tint opacity")
+        tb.addWidget(self.opacity_slider)
+        tb.addAction(self.act_color)
+        tb.addSeparator()
+        tb.addAction(self.act_fit)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.stage_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedWidth(180)
+        self.progress.setVisible(False)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setDefaultAction(self.act_cancel)
+        self.cancel_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.cancel_button.setVisible(False)
+        self.pos_label = QLabel("")
+        self.zoom_label = QLabel("")
+        self.device_label = QLabel("Device: loading…")
+        self.device_label.setToolTip("Where the model runs (GPU name or CPU)")
+        for w in (self.stage_label, self.progress, self.cancel_button):
+            sb.addWidget(w)
+        for w in (self.pos_label, self.zoom_label, self.device_label):
+            sb.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        c = self.canvas
+        c.zoom_changed.connect(lambda s: self.zoom_label.setText(f"{s * 100:.0f} %"))
+        c.cursor_moved.connect(self._show_pos)
+        c.tool_changed.connect(self._on_tool)
+        c.overlay_changed.connect(self._on_overlay)
+        c.brush_size_changed.connect(self._on_brush_size)
+        c.box_drawn.connect(self.run_box)
+        c.region_drawn.connect(self.run_refine)
+        self.brush_spin.valueChanged.connect(c.set_brush_radius)
+        self.overlay_combo.currentIndexChanged.connect(lambda i: c.set_overlay(self.overlay_combo.itemData(i)))
+        self.opacity_slider.valueChanged.connect(self._on_opacity)
+        self.inspector.stage_selected.connect(self._show_stage)
+        self.inspector.stage_cleared.connect(self.hide_stage)
+        ic = self.controller
+        ic.started.connect(self._on_job_started)
+        ic.progress.connect(self._on_progress)
+        ic.finished.connect(self._on_finished)
+        ic.failed.connect(self._on_failed)
+        ic.cancelled.connect(self._on_cancelled)
+        ic.device_ready.connect(lambda name: self.device_label.setText(f"Device: {name}"))
+        ic.busy_changed.connect(lambda _busy: self._update_enabled())
+        ex = self.exporter
+        ex.started.connect(self._on_export_started)
+        ex.finished.connect(self._on_export_finished)
+        ex.failed.connect(self._on_export_failed)
+        ex.busy_changed.connect(lambda _busy: self._update_enabled())
+        self.doc.image_changed.connect(self._update_enabled)
+        self.doc.undo_stack.indexChanged.connect(lambda _i: self._update_enabled())
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        self.canvas.set_brush_radius(s.brush_radius())
+        self.brush_spin.setValue(self.canvas.brush_radius)
+        self.opacity_slider.setValue(int(round(s.opacity() * 100)))
+        self.canvas.set_opacity(s.opacity())
+        self.canvas.set_composite_color(s.composite_color())
+        mode = s.overlay_mode()
+        self.canvas.set_overlay(mode if mode in OVERLAYS else "tint")
+        self._on_overlay(self.canvas.overlay)
+        tool = s.tool()
+        self.canvas.set_tool(tool if tool in self.tool_actions else "brush")
+        self.tool_actions[self.canvas.tool].setChecked(True)
+        if (geometry := s.geometry()) is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        if (state := s.window_state()) is not None:
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.set_brush_radius(self.canvas.brush_radius)
+        s.set_opacity(self.canvas.opacity)
+        s.set_overlay_mode(self.canvas.overlay)
+        s.set_composite_color(self.canvas.composite_color)
+        s.set_tool(self.canvas.tool)
+        s.set_geometry(self.saveGeometry())
+        s.set_window_state(self.saveState())
+        s.sync()
+
+    # -- state ------------------------------------------------------------------------------------------------------
+    def _update_enabled(self) -> None:
+        has = self.doc.has_image
+        busy = self.controller.busy
+        for act in (self.act_cut,):
+            act.setEnabled(has and not busy)
+        for act in (self.act_export_cutout, self.act_export_mask, self.act_export_composite):
+            act.setEnabled(has and not self.exporter.busy)
+        for act in (self.act_clear, self.act_invert, self.act_fit, self.act_100, self.act_zoom_in, self.act_zoom_out):
+            act.setEnabled(has)
+        self.act_cancel.setEnabled(busy)
+
+    def _show_pos(self, x: int, y: int) -> None:
+        if self.doc.has_image and 0 <= x < self.doc.width and 0 <= y < self.doc.height:
+            self.pos_label.setText(f"{x}, {y}")
+        else:
+            self.pos_label.setText("")
+
+    def _on_tool(self, tool: str) -> None:
+        if tool in self.tool_actions:
+            self.tool_actions[tool].setChecked(True)
+
+    def _on_overlay(self, mode: str) -> None:
+        i = self.overlay_combo.findData(mode)
+        if i >= 0 and i != self.overlay_combo.currentIndex():
+            self.overlay_combo.blockSignals(True)
+            self.overlay_combo.setCurrentIndex(i)
+            self.overlay_combo.blockSignals(False)
+        if mode != "off":
+            self._last_overlay = mode
+
+    def _on_brush_size(self, radius: int) -> None:
+        if self.brush_spin.value() != radius:
+            self.brush_spin.setValue(radius)
+
+    def _on_opacity(self, value: int) -> None:
+        self.canvas.set_opacity(value / 100.0)
+
+    def _scale_brush(self, factor: float) -> None:
+        r = self.canvas.brush_radius
+        self.canvas.set_brush_radius(max(r + (1 if factor > 1 else -1), int(round(r * factor))) if factor > 1
+                                     else min(r - 1, int(round(r * factor))))
+
+    def toggle_overlay(self) -> None:
+        if self.canvas.overlay == "off":
+            self.canvas.set_overlay(getattr(self, "_last_overlay", "tint"))
+        else:
+            self.canvas.set_overlay("off")
+
+    def choose_color(self) -> None:
+        color = QColorDialog.getColor(self.canvas.composite_color, self, "Composite colour")
+        if color.isValid():
+            self.canvas.set_composite_color(color)
+            if self.canvas.overlay != "composite":
+                self.canvas.set_overlay("composite")
+
+    def _show_stage(self, net: str, index: int, kind: str) -> None:
+        stage_set = self.doc.stages.get(net)
+        if stage_set is None or index >= len(stage_set.stages):
+            return
+        view = stage_set.stages[index]
+        self.canvas.show_stage(getattr(view, kind), kind, f"{net} · {view.name} · {kind}  (Shift+I hides)",
+                               stage_set.extent)
+
+    def hide_stage(self) -> None:
+        self.canvas.show_stage(None)
+        self.inspector.clear_selection(emit=False)
+
+    # -- files ------------------------------------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", self.settings.last_open_dir(), OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open a photo; on any problem show what to do and keep the current document."""
+        from mos_studio.core.errors import MosError
+        from mos_studio.core.io import load_image
+
+        path = Path(path)
+        if self.controller.busy:
+            self.controller.cancel()
+        self.setCursor(Qt.CursorShape.WaitCursor)
+        try:
+            loaded = load_image(path)
+        except MosError as err:
+            messages.show_error(self, "Cannot open image", str(err),
+                                "Choose a JPEG, PNG, TIFF or WebP photo that opens in other programs.")
+            return False
+        except MemoryError:
+            messages.show_error(self, "Out of memory", f"{path}: not enough memory to open this image.",
+                                "Close other programs, or downscale the photo before opening it.")
+            return False
+        except Exception as err:  # noqa: BLE001 - never crash on a bad file
+            messages.show_error(self, "Cannot open image", f"{path}: {type(err).__name__}: {err}",
+                                "The file may be damaged; try re-saving it in another program.")
+            return False
+        finally:
+            self.unsetCursor()
+        self.hide_stage()
+        self.doc.set_image(loaded.rgb, path=path, icc_profile=loaded.icc_profile)
+        self.settings.add_recent(path)
+        self.settings.set_last_open_dir(path.parent)
+        self.setWindowTitle(f"{path.name} ({self.doc.width}×{self.doc.height}) — {APP_NAME}")
+        self.statusBar().showMessage(f"Opened {path.name}: {self.doc.width}×{self.doc.height}, "
+                                     f"{self.doc.width * self.doc.height / 1e6:.1f} MP", 5000)
+        self.image_opened.emit(str(path))
+        return True
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.settings.recent_files()
+        for i, f in enumerate(files):
+            act = self.recent_menu.addAction(f"&{(i + 1) % 10} {Path(f).name}")
+            act.setToolTip(f)
+            act.triggered.connect(lambda _=False, p=f: self.open_path(p))
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self.settings.clear_recent)
+        else:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                event.acceptProposedAction()
+                self.open_path(url.toLocalFile())
+                return
+
+    # -- edits ------------------------------------------------------------------------------------------------------
+    def clear_mask(self) -> None:
+        if self.doc.mask is not None:
+            self.doc.replace_region((0, 0, self.doc.width, self.doc.height), np.zeros_like(self.doc.mask),
+                                    "Clear mask")
+
+    def invert_mask(self) -> None:
+        if self.doc.mask is not None:
+            self.doc.replace_region((0, 0, self.doc.width, self.doc.height), 255 - self.doc.mask, "Invert mask")
+
+    # -- inference --------------------------------------------------------------------------------------------------
+    def _submit(self, job: Job) -> bool:
+        if not self.doc.has_image:
+            self.statusBar().showMessage("Open a photo first (Ctrl+O)", 4000)
+            return False
+        if not self.controller.submit(job):
+            self.statusBar().showMessage("Busy: wait for the running job or cancel it (Esc)", 4000)
+            return False
+        return True
+
+    def run_cut(self) -> bool:
+        """Segment the salient object of the whole photo (L at low resolution, then H at full resolution)."""
+        if not self.doc.has_image:
+            return self._submit(Job("cut", 0, np.zeros((1, 1, 3), np.uint8)))
+        return self._submit(Job("cut", self.doc.generation, self.doc.rgb))
+
+    def run_box(self, rect: tuple[int, int, int, int]) -> bool:
+        """Segment only the object inside `rect` (L on the crop, H refines it)."""
+        return self.doc.has_image and self._submit(Job("box", self.doc.generation, self.doc.rgb, rect=tuple(rect)))
+
+    def run_refine(self, rect: tuple[int, int, int, int], polygon: np.ndarray | None = None) -> bool:
+        """Re-run H inside a rectangle (or the lasso `polygon`, whose bounding rect is `rect`) and merge only there."""
+        if not self.doc.has_image:
+            return False
+        return self._submit(Job("refine", self.doc.generation, self.doc.rgb, mask=self.doc.mask.copy(),
+                                rect=tuple(rect), polygon=polygon))
+
+    def _on_job_started(self, job: Job) -> None:
+        self._job_started_at = time.perf_counter()
+        names = {"cut": "Cutting out", "box": "Segmenting the box", "refine": "Re-refining the region"}
+        self.stage_label.setText(names.get(job.kind, job.kind) + "…")
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+
+    def _on_progress(self, stage: str, fraction: float) -> None:
+        self.stage_label.setText(f"{stage}")
+        self.progress.setValue(int(round(max(0.0, min(1.0, fraction)) * 1000)))
+
+    def _job_ended(self) -> None:
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.stage_label.setText("")
+
+    def _on_finished(self, res: JobResult) -> None:
+        self._job_ended()
+        job = res.job
+        if job.generation != self.doc.generation or job.image is not self.doc.rgb:
+            self.dropped_results += 1
+            self.statusBar().showMessage("Result dropped: the mask was edited while it was being computed", 6000)
+            self.result_dropped.emit(job)
+            return
+        w, h = self.doc.width, self.doc.height
+        if job.kind in ("cut", "box"):
+            self.doc.replace_region((0, 0, w, h), res.mask, "Cut out" if job.kind == "cut" else "Box prompt")
+        else:
+            x0, y0, x1, y1 = job.rect
+            region = region_mask(job.rect, job.polygon)
+            self.doc.replace_region(job.rect, res.mask[y0:y1, x0:x1], "Re-refine region", where=region)
+        self.doc.set_stages(res.stages, res.probability, res.device, res.timings)
+        self.hide_stage()
+        self.last_timings = res.timings
+        self.device_label.setText(f"Device: {res.device}")
+        took = time.perf_counter() - self._job_started_at
+        self.statusBar().showMessage(f"Done in {took:.1f} s on {res.device}", 6000)
+        self.result_applied.emit(job)
+
+    def _on_failed(self, job: Job | None, err: UserFacingError) -> None:
+        if job is None:  # background preload: report quietly; the box comes when the user asks for a cut
+            self.device_label.setText("Device: — (no weights)" if err.title == "No trained weights" else
+                                      "Device: — (model not loaded)")
+            self.statusBar().showMessage(err.message, 10000)
+            return
+        self._job_ended()
+        messages.show_error(self, err.title, err.message, err.hint)
+
+    def _on_cancelled(self, job: Job) -> None:
+        self._job_ended()
+        self.statusBar().showMessage("Cancelled; nothing was changed", 4000)
+
+    # -- export -----------------------------------------------------------------------------------------------------
+    def suggested_name(self, kind: str) -> str:
+        stem = self.doc.path.stem if self.doc.path else "image"
+        return f"{stem}_{kind}{EXPORT_KINDS[kind][2]}"
+
+    def export_dialog(self, kind: str) -> None:
+        if not self.doc.has_image:
+            return
+        title, filters, suffix = EXPORT_KINDS[kind]
+        start = str(Path(self.settings.last_export_dir()) / self.suggested_name(kind))
+        path, selected = QFileDialog.getSaveFileName(self, f"Export {title}", start, filters,
+                                                     options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return
+        if not Path(path).suffix:
+            path += ".png" if "PNG" in selected else suffix
+        self.export_to(kind, path)
+
+    def export_to(self, kind: str, path: str | Path, color: QColor | None = None) -> bool:
+        """Start exporting on the worker thread; asks before replacing a file; False when nothing was started."""
+        path = Path(path)
+        if not self.doc.has_image or self.doc.mask is None:
+            return False
+        if not self.doc.has_mask and kind != "mask":
+            messages.show_error(self, "Nothing to export", "The mask is empty.",
+                                "Run Cut out (Ctrl+Enter), draw a box (X) or paint with the brush (B) first.")
+            return False
+        overwrite = False
+        if path.exists():
+            if not messages.ask_overwrite(self, str(path)):
+                return False
+            overwrite = True
+        color = color or self.canvas.composite_color
+        job = ExportJob(kind, path, self.doc.rgb, self.doc.mask.copy(), self.doc.icc_profile,
+                        (color.red(), color.green(), color.blue()),
+                        protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite)
+        if not self.exporter.submit(job):
+            self.statusBar().showMessage("An export is already running", 4000)
+            return False
+        self.settings.set_last_export_dir(path.parent)
+        return True
+
+    def _on_export_started(self, job: ExportJob) -> None:
+        self.stage_label.setText(f"Exporting {job.path.name}…")
+        self.progress.setRange(0, 0)  # busy indicator: the encoder reports no progress
+        self.progress.setVisible(True)
+
+    def _on_export_finished(self, job: ExportJob, seconds: float) -> None:
+        self.progress.setRange(0, 1000)
+        self._job_ended() if not self.controller.busy else None
+        self.statusBar().showMessage(f"Exported {job.path} in {seconds:.1f} s", 8000)
+        self.export_done.emit(str(job.path))
+
+    def _on_export_failed(self, job: ExportJob, message: str, hint: str) -> None:
+        self.progress.setRange(0, 1000)
+        self._job_ended() if not self.controller.busy else None
+        messages.show_error(self, "Export failed", message, hint)
+
+    # -- help -------------------------------------------------------------------------------------------------------
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        """(group, action, keys) for every action that has a shortcut; Help ▸ Shortcuts shows exactly this."""
+        rows = []
+        for act in self.all_actions:
+            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
+            if keys:
+                rows.append((str(act.property("group") or ""), act.text().replace("&", ""), keys))
+        rows += [("View", "Zoom at the cursor", "Mouse wheel"), ("View", "Pan", "Space + drag, or middle mouse"),
+                 ("Tools", "Brush size", "Ctrl + mouse wheel")]
+        return rows
+
+    def show_shortcuts(self) -> QDialog:
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Keyboard shortcuts")
+        rows = self.shortcut_rows()
+        table = QTableWidget(len(rows), 3)
+        table.setHorizontalHeaderLabels(["Group", "Action", "Keys"])
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                table.setItem(r, c, QTableWidgetItem(text))
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.verticalHeader().setVisible(False)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dlg.reject)
+        layout = QVBoxLayout(dlg)
+        layout.addWidget(table)
+        layout.addWidget(buttons)
+        dlg.resize(620, 640)
+        dlg.setModal(False)
+        dlg.show()
+        self._shortcuts_dialog = dlg
+        return dlg
+
+    def show_about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.about(self, "About MOS Studio",
+                          "<b>MOS Studio</b><br>Pixel-accurate cut-outs of high-resolution photos with the "
+                          "MeticulousNet L/H cascade (Meticulous Object Segmentation).")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.save_settings()
+        self.controller.shutdown()
+        self.exporter.shutdown()
+        super().closeEvent(event)
+
+
+def region_mask(rect: tuple[int, int, int, int], polygon: np.ndarray | None) -> np.ndarray:
+    """Boolean map over rect: everything for a rectangle, the inside of the lasso for a polygon."""
+    x0, y0, x1, y1 = rect
+    if polygon is None:
+        return np.ones((y1 - y0, x1 - x0), bool)
+    import cv2
+
+    canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    pts = np.round(np.asarray(polygon, np.float64) - (x0, y0)).astype(np.int32)
+    cv2.fillPoly(canvas, [pts], 1)
+    return canvas.astype(bool)
+

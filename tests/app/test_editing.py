@@ -1,0 +1,179 @@
+"""Brush strokes, undo, overlays and the canvas view: no model involved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtTest import QTest
+
+from mos_studio.app.brush import BrushStroke
+from mos_studio.app.imaging import qimage_to_array
+
+pytestmark = pytest.mark.gui
+
+
+def expected_paint(shape, points, radius):
+    """Independent reference: pixel centres within `radius` of any segment of the polyline (brute force)."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    cx, cy = xs + 0.5, ys + 0.5
+    hit = np.zeros(shape, bool)
+    pts = [points[0]] + list(points)
+    for (ax, ay), (bx, by) in zip(pts, pts[1:], strict=False):
+        dx, dy = bx - ax, by - ay
+        l2 = dx * dx + dy * dy
+        t = np.zeros_like(cx, dtype=np.float64) if l2 == 0 else np.clip(((cx - ax) * dx + (cy - ay) * dy) / l2, 0, 1)
+        hit |= (cx - ax - t * dx) ** 2 + (cy - ay - t * dy) ** 2 <= radius * radius
+    return hit
+
+
+def test_brush_stroke_with_mouse_changes_exactly_the_painted_pixels_and_undo_restores(window, qtbot, make_photo):
+    doc, canvas = window.doc, window.canvas
+    doc.set_image(make_photo(), path="photo.png")
+    canvas.set_tool("brush")
+    canvas.set_brush_radius(6)
+    widget_pts = [QPoint(300, 250), QPoint(340, 270), QPoint(390, 265)]
+    image_pts = [(canvas.to_image(QPointF(p)).x(), canvas.to_image(QPointF(p)).y()) for p in widget_pts]
+    before = doc.mask.copy()
+    gen = doc.generation
+
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, widget_pts[0])
+    for p in widget_pts[1:]:
+        QTest.mouseMove(canvas, p)
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, widget_pts[-1])
+
+    painted = doc.mask != before
+    expected = expected_paint(doc.mask.shape, image_pts, 6)
+    assert painted.sum() > 100
+    assert np.array_equal(painted, expected)
+    assert (doc.mask[painted] == 255).all()
+    assert doc.undo_stack.count() == 1 and doc.generation > gen
+    cmd = doc.undo_stack.command(0)
+    assert cmd.nbytes < doc.mask.nbytes  # only the sub-rectangle is stored
+
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, before)
+    doc.undo_stack.redo()
+    assert np.array_equal(doc.mask != before, expected)
+
+
+def test_eraser_removes_and_each_stroke_is_one_undo_step(window, make_photo):
+    doc, canvas = window.doc, window.canvas
+    doc.set_image(make_photo(), path="photo.png")
+    canvas.paint_stroke([(100, 100), (200, 120)], radius=15)
+    after_brush = doc.mask.copy()
+    canvas.paint_stroke([(150, 110)], erase=True, radius=8)
+    erased = (after_brush == 255) & (doc.mask == 0)
+    assert np.array_equal(erased, expected_paint(doc.mask.shape, [(150, 110)], 8) & (after_brush == 255))
+    assert doc.undo_stack.count() == 2
+    doc.undo_stack.undo()
+    assert np.array_equal(doc.mask, after_brush)
+    doc.undo_stack.undo()
+    assert not doc.mask.any()
+
+
+def test_stroke_outside_the_image_records_nothing(window, make_photo):
+    doc = window.doc
+    doc.set_image(make_photo(), path="photo.png")
+    window.canvas.paint_stroke([(-100, -100), (-60, -80)], radius=5)
+    assert doc.undo_stack.count() == 0 and not doc.mask.any()
+
+
+def test_brush_stroke_class_clips_at_borders():
+    mask = np.zeros((50, 60), np.uint8)
+    stroke = BrushStroke(mask, 10, 255)
+    stroke.add((0, 0))
+    stroke.add((59.9, 49.9))
+    rect, before, after = stroke.finish()
+    assert rect == (0, 0, 60, 50)
+    assert not before.any() and np.array_equal(after, mask)
+    assert mask[0, 0] == 255 and mask[49, 59] == 255 and mask[49, 0] == 0
+
+
+def test_brush_size_wheel_and_keys(window, qtbot, make_photo):
+    canvas = window.canvas
+    window.doc.set_image(make_photo(), path="photo.png")
+    canvas.set_brush_radius(20)
+    pos = QPointF(200, 200)
+    from PySide6.QtCore import QPoint as P
+    from PySide6.QtGui import QWheelEvent
+
+    ev = QWheelEvent(pos, canvas.mapToGlobal(pos), P(0, 0), P(0, 120), Qt.MouseButton.NoButton,
+                     Qt.KeyboardModifier.ControlModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    canvas.wheelEvent(ev)
+    assert canvas.brush_radius > 20
+    assert window.brush_spin.value() == canvas.brush_radius
+    r = canvas.brush_radius
+    window.act_brush_smaller.trigger()
+    assert canvas.brush_radius < r
+
+
+def test_zoom_about_cursor_and_pan(window, qtbot, make_photo):
+    canvas = window.canvas
+    window.doc.set_image(make_photo(), path="photo.png")
+    fit_scale = canvas.scale
+    anchor = QPointF(250, 180)
+    under = canvas.to_image(anchor)
+    from PySide6.QtCore import QPoint as P
+    from PySide6.QtGui import QWheelEvent
+
+    ev = QWheelEvent(anchor, canvas.mapToGlobal(anchor), P(0, 0), P(0, 240), Qt.MouseButton.NoButton,
+                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    canvas.wheelEvent(ev)
+    assert canvas.scale == pytest.approx(fit_scale * 1.25**2)
+    after = canvas.to_image(anchor)
+    assert after.x() == pytest.approx(under.x(), abs=1e-6) and after.y() == pytest.approx(under.y(), abs=1e-6)
+    # middle-button drag pans by the mouse movement
+    off = canvas.offset
+    QTest.mousePress(canvas, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(100, 100))
+    QTest.mouseMove(canvas, QPoint(130, 90))
+    QTest.mouseRelease(canvas, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(130, 90))
+    assert canvas.offset.x() == pytest.approx(off.x() + 30) and canvas.offset.y() == pytest.approx(off.y() - 10)
+    assert not window.doc.mask.any()  # panning never paints
+    window.act_fit.trigger()
+    assert canvas.scale == pytest.approx(fit_scale)
+
+
+def test_overlay_modes_render_tint_composite_checkerboard(window, qtbot, make_photo):
+    doc, canvas = window.doc, window.canvas
+    rgb = np.full((240, 320, 3), 100, np.uint8)
+    doc.set_image(rgb, path="grey.png")
+    doc.replace_region((0, 0, 160, 240), np.full((240, 160), 255, np.uint8), "left half")
+    inside = canvas.to_widget(QPointF(80, 120)).toPoint()
+    outside = canvas.to_widget(QPointF(240, 120)).toPoint()
+
+    def pixel(p):
+        arr = qimage_to_array(canvas.grab().toImage())
+        return tuple(int(v) for v in arr[p.y(), p.x(), :3])
+
+    canvas.set_overlay("tint")
+    canvas.set_opacity(0.5)
+    tinted, plain = pixel(inside), pixel(outside)
+    assert plain == (100, 100, 100) and tinted != plain
+    canvas.set_overlay("composite")
+    canvas.set_composite_color(QColor(0, 255, 0))
+    assert pixel(outside) == (0, 255, 0) and pixel(inside) == (100, 100, 100)
+    canvas.set_overlay("checker")
+    assert pixel(outside) in ((204, 204, 204), (255, 255, 255)) and pixel(inside) == (100, 100, 100)
+    canvas.set_overlay("off")
+    assert pixel(inside) == (100, 100, 100)
+    # the M key cycles the overlay; O toggles it off and back
+    window.act_overlay.trigger()
+    assert canvas.overlay == "tint"
+    window.act_overlay_toggle.trigger()
+    assert canvas.overlay == "off"
+    window.act_overlay_toggle.trigger()
+    assert canvas.overlay == "tint"
+
+
+def test_invert_and_clear_are_undoable(window, make_photo):
+    doc = window.doc
+    doc.set_image(make_photo(), path="photo.png")
+    window.act_invert.trigger()
+    assert (doc.mask == 255).all()
+    window.act_clear.trigger()
+    assert not doc.mask.any()
+    doc.undo_stack.undo()
+    assert (doc.mask == 255).all()
