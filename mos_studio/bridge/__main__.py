@@ -39,10 +39,10 @@ class Replies:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, kind: str, **fields: object) -> None:
+    def send(self, reply_type: str, **fields: object) -> None:
         with self._lock:
             try:
-                self._stream.write(message(kind, **fields) + "\n")
+                self._stream.write(message(reply_type, **fields) + "\n")
                 self._stream.flush()
             except (BrokenPipeError, ValueError, OSError):
                 os._exit(EXIT_CANCELLED)

@@ -140,9 +140,9 @@ def overall_fraction(mode: str, stage: str, fraction: float) -> float:
     return round(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0), 4)
 
 
-def message(kind: str, **fields: Any) -> str:
-    """One reply line (no newline)."""
-    return json.dumps({"type": kind, **fields})
+def message(reply_type: str, **fields: Any) -> str:
+    """One reply line (no newline); `fields` may include "kind" (the error class of an `error` reply)."""
+    return json.dumps({"type": reply_type, **fields})
 
 
 def read_raw(path: Path, width: int, height: int, channels: int) -> np.ndarray:

@@ -62,7 +62,6 @@ class MeticulousSelect(Gimp.PlugIn):
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
         procedure.set_image_types("RGB*, GRAY*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.add_menu_path("<Image>/Select/")
         procedure.set_attribution("MOS Studio", "MOS Studio contributors, MIT licence", "2026")
         if name == PROC_SELECT:
             procedure.set_menu_label("Meticulous _Select…")
@@ -72,6 +71,7 @@ class MeticulousSelect(Gimp.PlugIn):
                 "adds to, subtracts from or intersects the selection, or writes a layer mask or a new channel.",
                 name,
             )
+            procedure.add_menu_path("<Image>/Select/")
             procedure.add_choice_argument(
                 "operation", "_Operation", "How the mask combines with the selection",
                 _operation_choice(), "replace", GObject.ParamFlags.READWRITE,
@@ -84,6 +84,7 @@ class MeticulousSelect(Gimp.PlugIn):
                 "at full resolution; the refined mask replaces the selection (or goes to a layer mask / channel).",
                 name,
             )
+            procedure.add_menu_path("<Image>/Select/")
         procedure.add_choice_argument(
             "output", "Out_put", "Where the mask goes", _output_choice(), "selection", GObject.ParamFlags.READWRITE,
         )

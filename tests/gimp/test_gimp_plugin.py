@@ -1,0 +1,192 @@
+"""The GIMP 3 plug-in, run for real: gimp-console-3.0 in a trixie chroot, the plug-in installed with
+`mos install-gimp-plugin`, the bridge of this checkout's venv, tiny deterministic weights. The selection GIMP ends up
+with is read back pixel by pixel and compared with what `mos cut` / `mos refine` write for the same pixels.
+
+Two GIMP sessions serve all successful cases (one start each is ~2-15 s), one per failure mode.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.gimp
+
+W, H = 320, 240
+CANVAS = (420, 320, 60, 40)  # bigger canvas, layer offset (60, 40)
+PRE_RECT = (20, 30, 120, 90)  # x, y, w, h of a selection made before the operation
+CLEAR_RECT = (0, 0, 90, 240)  # made transparent in the alpha case
+ROUGH_RECT = (70, 40, 180, 160)  # rough selection around the object for Refine
+
+
+def make_photo(path: Path, grey: bool = False) -> Path:
+    """A smooth background with a textured elliptical object: stands in for a photo, exactly reproducible."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:H, :W].astype(np.float32)
+    img = np.stack([40 + xx * 0.4, 60 + yy * 0.3, 120 - xx * 0.1], -1)
+    obj = ((yy - 120) / 70) ** 2 + ((xx - 160) / 95) ** 2 < 1
+    img[obj] = np.array([215, 170, 50]) + 25 * np.sin(xx[obj, None] / 6)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    pil = Image.fromarray(img, "RGB")
+    (pil.convert("L") if grey else pil).save(path)
+    return path
+
+
+def mos(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mos_studio.cli.main", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, f"mos {' '.join(args)} failed:\n{proc.stderr}"
+
+
+def binary(raw: bytes | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    if isinstance(raw, bytes):
+        w, h = size
+        raw = np.frombuffer(raw, np.uint8).reshape(h, w)
+    return np.asarray(raw) >= 128
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def rect_mask(rect: tuple[int, int, int, int], size: tuple[int, int] = (W, H)) -> np.ndarray:
+    x, y, w, h = rect
+    m = np.zeros((size[1], size[0]), bool)
+    m[y : y + h, x : x + w] = True
+    return m
+
+
+@pytest.fixture(scope="module")
+def photos(gimp_session) -> dict[str, Path]:
+    data = gimp_session.work / "data"
+    data.mkdir()
+    return {"rgb": make_photo(data / "photo.png"), "grey": make_photo(data / "grey.png", grey=True)}
+
+
+@pytest.fixture(scope="module")
+def reference(gimp_session, photos) -> dict[str, np.ndarray]:
+    """What the CLI makes of the same files with the same weights: the truth the plug-in must reproduce."""
+    ref_dir = gimp_session.work / "reference"
+    models = str(gimp_session.models_dir)
+    mos("cut", str(photos["rgb"]), str(photos["grey"]), "-o", str(ref_dir), "--export", "mask",
+        "--models-dir", models, "--device", "cpu")
+    Image.fromarray(rect_mask(ROUGH_RECT).astype(np.uint8) * 255, "L").save(ref_dir / "rough.png")
+    mos("refine", str(photos["rgb"]), str(ref_dir / "rough.png"), "-o", str(ref_dir / "refined.png"),
+        "--models-dir", models, "--device", "cpu")
+    out = {name: np.asarray(Image.open(ref_dir / f"{name}_mask.png").convert("L")) >= 128
+           for name in ("photo", "grey")}
+    out["refined"] = np.asarray(Image.open(ref_dir / "refined.png").convert("L")) >= 128
+    return out
+
+
+@pytest.fixture(scope="module")
+def gimp_ok(gimp_session, photos):
+    """One GIMP session running every successful case."""
+    rgb, grey = str(photos["rgb"]), str(photos["grey"])
+    sel = "mos-meticulous-select"
+    cases = [
+        {"key": "rgb", "kind": "select", "proc": sel, "image": rgb},
+        {"key": "offset", "kind": "select", "proc": sel, "image": rgb, "canvas": list(CANVAS)},
+        {"key": "grey", "kind": "select", "proc": sel, "image": grey},
+        {"key": "u16", "kind": "select", "proc": sel, "image": rgb, "precision": "U16_NON_LINEAR"},
+        {"key": "float", "kind": "select", "proc": sel, "image": rgb, "precision": "FLOAT_LINEAR"},
+        {"key": "alpha", "kind": "select", "proc": sel, "image": rgb, "clear_rect": list(CLEAR_RECT)},
+        {"key": "add", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
+         "props": {"operation": "add"}},
+        {"key": "intersect", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
+         "props": {"operation": "intersect"}},
+        {"key": "channel", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
+         "props": {"output": "channel"}},
+        {"key": "layermask", "kind": "select", "proc": sel, "image": rgb, "props": {"output": "layer-mask"}},
+        {"key": "refine", "kind": "refine", "image": rgb, "rect": list(ROUGH_RECT)},
+    ]
+    run = gimp_session.run(cases)
+    for case in cases:
+        got = run.results.get(case["key"])
+        assert got is not None, f"case {case['key']} produced no result; GIMP said:\n{run.output[-4000:]}"
+        assert got["status"] == "success", f"{case['key']}: {got}\nGIMP said:\n{run.output[-3000:]}"
+    return run
+
+
+def test_select_matches_mos_cut(gimp_ok, reference, gimp_session):
+    sel = binary(gimp_ok.raw("rgb"), (W, H))
+    Image.fromarray(sel.astype(np.uint8) * 255, "L").save(gimp_session.work / "gimp_selection.png")
+    truth = reference["photo"]
+    assert 0.02 < truth.mean() < 0.98, "the tiny weights should give a mask that is neither empty nor full"
+    assert iou(sel, truth) >= 0.99
+
+
+def test_select_respects_layer_offsets(gimp_ok, reference):
+    cw, ch, ox, oy = CANVAS
+    sel = binary(gimp_ok.raw("offset"), (cw, ch))
+    assert gimp_ok.results["offset"]["offsets"] == [ox, oy]
+    assert iou(sel[oy : oy + H, ox : ox + W], reference["photo"]) >= 0.99
+    outside = sel.copy()
+    outside[oy : oy + H, ox : ox + W] = False
+    assert not outside.any(), "nothing outside the layer may be selected"
+
+
+@pytest.mark.parametrize("key", ["u16", "float"])
+def test_select_on_higher_precision(gimp_ok, reference, key):
+    assert gimp_ok.results[key]["precision"] != "u8-non-linear"
+    assert iou(binary(gimp_ok.raw(key), (W, H)), reference["photo"]) >= 0.99
+
+
+def test_select_on_grey_image(gimp_ok, reference):
+    assert gimp_ok.results["grey"]["base"] == "gray"
+    assert iou(binary(gimp_ok.raw("grey"), (W, H)), reference["grey"]) >= 0.99
+
+
+def test_select_never_selects_transparent_pixels(gimp_ok):
+    sel = binary(gimp_ok.raw("alpha"), (W, H))
+    assert not sel[rect_mask(CLEAR_RECT)].any()
+    assert sel.any()
+
+
+def test_select_operations_combine_with_existing_selection(gimp_ok, reference):
+    pre = rect_mask(PRE_RECT)
+    assert iou(binary(gimp_ok.raw("add_before"), (W, H)), pre) == 1.0
+    assert iou(binary(gimp_ok.raw("add"), (W, H)), pre | reference["photo"]) >= 0.99
+    assert iou(binary(gimp_ok.raw("intersect"), (W, H)), pre & reference["photo"]) >= 0.99
+
+
+def test_output_to_channel_leaves_selection(gimp_ok, reference):
+    assert np.array_equal(gimp_ok.raw("channel"), gimp_ok.raw("channel_before"))
+    assert "Meticulous Select" in gimp_ok.results["channel"]["channels"]
+    assert iou(binary(gimp_ok.raw("channel_channel"), (W, H)), reference["photo"]) >= 0.99
+
+
+def test_output_to_layer_mask(gimp_ok, reference):
+    assert gimp_ok.results["layermask"]["has_layer_mask"]
+    assert iou(binary(gimp_ok.raw("layermask_layermask"), (W, H)), reference["photo"]) >= 0.99
+
+
+def test_refine_selection_matches_mos_refine(gimp_ok, reference):
+    before = binary(gimp_ok.raw("refine_before"), (W, H))
+    after = binary(gimp_ok.raw("refine"), (W, H))
+    assert iou(before, rect_mask(ROUGH_RECT)) == 1.0
+    assert iou(after, reference["refined"]) >= 0.99
+    assert iou(after, before) < 0.99, "the refiner must change the rough rectangle"
+
+
+@pytest.mark.parametrize("broken", ["weights", "python"])
+def test_backend_unavailable_reports_and_leaves_selection(gimp_session, photos, broken, tmp_path):
+    if broken == "weights":
+        empty = gimp_session.work / "no-models"
+        empty.mkdir(exist_ok=True)
+        env, expect = {"MOS_MODELS_DIR": str(empty)}, "weights file missing"
+    else:
+        env, expect = {"MOS_PYTHON": "/nonexistent/mos/python"}, "mos install-gimp-plugin"
+    cases = [{"key": "broken", "kind": "select", "proc": "mos-meticulous-select", "image": str(photos["rgb"]),
+              "pre_rect": list(PRE_RECT)}]
+    run = gimp_session.run(cases, env=env)
+    got = run.results["broken"]
+    assert got["status"] == "execution-error", got
+    assert expect in (got["message"] or ""), got
+    assert expect in run.output, "GIMP must show the message (Gimp.message)"
+    assert run.raw("broken") == run.raw("broken_before"), "the selection must be left untouched"
