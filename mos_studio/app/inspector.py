@@ -6,9 +6,10 @@ clicking one asks for it to be shown over the image (the canvas does that), clic
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from .document import Document, StageSet
 from .imaging import SharedImage, map_image
@@ -97,10 +98,16 @@ class StageInspector(QWidget):
             self.tabs.addTab(scroll, NET_TITLES[net])
         self.hint = QLabel("Run “Cut out” to see how each HierPR block refines the mask.")
         self.hint.setWordWrap(True)
+        self.stretch = QCheckBox("Stretch each map to its own range")
+        self.stretch.setToolTip("Off: absolute values (uncertainty 1 = p of 0.5). On: min–max per map, to see faint "
+                                "structure.")
+        self.stretch.toggled.connect(self.refresh)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.hint)
         layout.addWidget(self.tabs)
+        layout.addWidget(self.stretch)
+        self.setMinimumWidth(2 * thumb_width + 120)
         doc.stages_changed.connect(self.refresh)
         doc.image_changed.connect(self.refresh)
 
@@ -119,11 +126,18 @@ class StageInspector(QWidget):
                 for kind in KINDS:
                     thumb = self.thumbs[(net, i, kind)]
                     thumb.set_aspect(aspect)
-                    thumb.set_map(None if view is None else map_image(getattr(view, kind), kind))
+                    thumb.set_map(None if view is None else map_image(self.display_values(getattr(view, kind)), kind))
         has = bool(self.doc.stages)
         self.hint.setVisible(not has)
         if has and "H" in self.doc.stages and "L" not in self.doc.stages:
             self.tabs.setCurrentIndex(1)
+
+    def display_values(self, values: np.ndarray) -> np.ndarray:
+        """The map as drawn: absolute, or stretched to [0, 1] when the user asked to see faint structure."""
+        if not self.stretch.isChecked():
+            return values
+        lo, hi = float(np.min(values)), float(np.max(values))
+        return (values - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(values)
 
     def toggle(self, net: str, index: int, kind: str) -> None:
         """Select a map (the window shows it over the image), or clear it when it is already selected."""

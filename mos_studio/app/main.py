@@ -26,8 +26,24 @@ def _no_display() -> bool:
     return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa: ANN001, ANN201
+    """Parse the command line and show the window (the photo opens once the event loop runs)."""
+    from PySide6.QtCore import QTimer
+
+    from .inference import default_loader
+    from .window import MainWindow
+
+    args = _parser().parse_args(argv)
+    window = MainWindow(settings=settings, loader=default_loader(args.models_dir, args.encoder), preload=preload)
+    window.show()
+    if args.photo:
+        QTimer.singleShot(0, lambda: window.open_path(args.photo))
+    return window
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
     if _no_display():
         print("mos-studio: no display found (DISPLAY/WAYLAND_DISPLAY unset). Run it on a desktop, or set "
               "QT_QPA_PLATFORM=offscreen for a headless check.", file=sys.stderr)
@@ -40,14 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("MOS Studio")
     app.setApplicationName("mos-studio")
     app.setApplicationDisplayName("MOS Studio")
-
-    from .inference import default_loader
-    from .window import MainWindow
-
-    window = MainWindow(loader=default_loader(args.models_dir, args.encoder), preload=not args.startup_probe)
-    window.show()
-    if args.photo:
-        QTimer.singleShot(0, lambda: window.open_path(args.photo))
+    window = build_window(argv, preload=not args.startup_probe)
     if args.startup_probe:
         def ready() -> None:
             window.repaint()

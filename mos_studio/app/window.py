@@ -390,8 +390,8 @@ class MainWindow(QMainWindow):
         if stage_set is None or index >= len(stage_set.stages):
             return
         view = stage_set.stages[index]
-        self.canvas.show_stage(getattr(view, kind), kind, f"{net} · {view.name} · {kind}  (Shift+I hides)",
-                               stage_set.extent)
+        values = self.inspector.display_values(getattr(view, kind))
+        self.canvas.show_stage(values, kind, f"{net} · {view.name} · {kind}  (Shift+I hides)", stage_set.extent)
 
     def hide_stage(self) -> None:
         self.canvas.show_stage(None)

@@ -24,9 +24,11 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cascade(tiny_models_dir):
     """One real cascade of tiny random models (loading is the slow part; jobs never overlap)."""
-    from mos_studio.core.cascade import Cascade
+    from mos_studio.core.cascade import Cascade, CascadeConfig
 
-    return Cascade.from_pretrained(models_dir=tiny_models_dir, device="cpu")
+    # small working sizes keep each GUI test's cut to about a second on a shared 2-core machine
+    return Cascade.from_pretrained(models_dir=tiny_models_dir, device="cpu",
+                                   config=CascadeConfig(l_size=128, global_size=320))
 
 
 @pytest.fixture
