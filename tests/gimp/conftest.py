@@ -29,7 +29,7 @@ BATCH = Path(__file__).with_name("batch_job.py")
 CHROOT = Path(os.environ.get("MOS_GIMP_CHROOT", "/var/cache/mos-gimp-chroot"))
 MARKER = ".mos-chroot-complete"
 MIRROR = os.environ.get("MOS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-TINY_SEED = 6  # tiny random weights whose mask on the test photo is neither empty nor full (see docs/GIMP.md)
+PHOTO_SIZE = (320, 240)
 GIMP_TIMEOUT_S = 300
 
 
@@ -142,17 +142,52 @@ class GimpSession:
         return GimpRun(proc.returncode, output, results, out, seconds)
 
 
+def make_photo(path: Path, grey: bool = False) -> Path:
+    """A smooth background with a textured elliptical object: stands in for a photo, exactly reproducible."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = PHOTO_SIZE
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    img = np.stack([40 + xx * 0.4, 60 + yy * 0.3, 120 - xx * 0.1], -1)
+    obj = ((yy - h / 2) / 70) ** 2 + ((xx - w / 2) / 95) ** 2 < 1
+    img[obj] = np.array([215, 170, 50]) + 25 * np.sin(xx[obj, None] / 6)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    pil = Image.fromarray(img, "RGB")
+    (pil.convert("L") if grey else pil).save(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random weights whose mask on the test photo is neither (nearly) empty nor full.
+
+    Random weights give probabilities close to 0.5, so for some seeds everything or nothing passes the threshold;
+    such a mask would make the pixel comparison with `mos cut` meaningless. The first seed that gives 5-95 %
+    foreground is taken (deterministic for a given model code).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from mos_studio.core.cascade import Cascade
     from mos_studio.core.testing import write_tiny_models
 
-    return write_tiny_models(tmp_path_factory.mktemp("tiny-models"), seed=TINY_SEED)
+    base = tmp_path_factory.mktemp("tiny-models")
+    photo = np.asarray(Image.open(make_photo(base / "probe.png")).convert("RGB"))
+    for seed in range(20):
+        models = write_tiny_models(base / f"seed{seed}", seed=seed)
+        fraction = float(Cascade.from_pretrained(models, device="cpu")(photo).mask.mean())
+        if 0.05 < fraction < 0.95:
+            return models
+    pytest.fail("no tiny-model seed in 0..19 gives a mask with 5-95 % foreground on the test photo")
 
 
 @pytest.fixture(scope="session")
 def gimp_session(gimp_chroot: Path, tiny_models_dir: Path):
     """A private HOME in a folder that is bind-mounted into the chroot at the same path; the plug-in installed."""
     work = Path(tempfile.mkdtemp(prefix="mos-gimp-test-", dir="/tmp"))
+    chroot_view = gimp_chroot / str(work).lstrip("/")
     work.chmod(0o755)
     home = work / "home"
     gimp_dir = home / ".config" / "GIMP" / "3.0"
@@ -180,4 +215,17 @@ def gimp_session(gimp_chroot: Path, tiny_models_dir: Path):
     keep = os.environ.get("MOS_KEEP_GIMP_WORK")
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
+    if not leftover:
+        try:
+            chroot_view.rmdir()  # the empty mount point the runs created inside the chroot
+        except OSError:
+            pass
     assert not leftover, f"mounts left under the chroot after the GIMP tests: {leftover}"
+
+
+@pytest.fixture(scope="session")
+def photos(gimp_session: GimpSession) -> dict[str, Path]:
+    """The test photo as RGB and grey PNG, in the folder the chroot sees."""
+    data = gimp_session.work / "data"
+    data.mkdir(exist_ok=True)
+    return {"rgb": make_photo(data / "photo.png"), "grey": make_photo(data / "grey.png", grey=True)}

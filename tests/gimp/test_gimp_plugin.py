@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,24 +16,11 @@ from PIL import Image
 
 pytestmark = pytest.mark.gimp
 
-W, H = 320, 240
+W, H = 320, 240  # conftest.PHOTO_SIZE
 CANVAS = (420, 320, 60, 40)  # bigger canvas, layer offset (60, 40)
 PRE_RECT = (20, 30, 120, 90)  # x, y, w, h of a selection made before the operation
 CLEAR_RECT = (0, 0, 90, 240)  # made transparent in the alpha case
 ROUGH_RECT = (70, 40, 180, 160)  # rough selection around the object for Refine
-
-
-def make_photo(path: Path, grey: bool = False) -> Path:
-    """A smooth background with a textured elliptical object: stands in for a photo, exactly reproducible."""
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[:H, :W].astype(np.float32)
-    img = np.stack([40 + xx * 0.4, 60 + yy * 0.3, 120 - xx * 0.1], -1)
-    obj = ((yy - 120) / 70) ** 2 + ((xx - 160) / 95) ** 2 < 1
-    img[obj] = np.array([215, 170, 50]) + 25 * np.sin(xx[obj, None] / 6)
-    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-    pil = Image.fromarray(img, "RGB")
-    (pil.convert("L") if grey else pil).save(path)
-    return path
 
 
 def mos(*args: str) -> None:
@@ -62,13 +48,6 @@ def rect_mask(rect: tuple[int, int, int, int], size: tuple[int, int] = (W, H)) -
 
 
 @pytest.fixture(scope="module")
-def photos(gimp_session) -> dict[str, Path]:
-    data = gimp_session.work / "data"
-    data.mkdir()
-    return {"rgb": make_photo(data / "photo.png"), "grey": make_photo(data / "grey.png", grey=True)}
-
-
-@pytest.fixture(scope="module")
 def reference(gimp_session, photos) -> dict[str, np.ndarray]:
     """What the CLI makes of the same files with the same weights: the truth the plug-in must reproduce."""
     ref_dir = gimp_session.work / "reference"
@@ -93,13 +72,12 @@ def gimp_ok(gimp_session, photos):
         {"key": "rgb", "kind": "select", "proc": sel, "image": rgb},
         {"key": "offset", "kind": "select", "proc": sel, "image": rgb, "canvas": list(CANVAS)},
         {"key": "grey", "kind": "select", "proc": sel, "image": grey},
-        {"key": "u16", "kind": "select", "proc": sel, "image": rgb, "precision": "U16_NON_LINEAR"},
         {"key": "float", "kind": "select", "proc": sel, "image": rgb, "precision": "FLOAT_LINEAR"},
         {"key": "alpha", "kind": "select", "proc": sel, "image": rgb, "clear_rect": list(CLEAR_RECT)},
         {"key": "add", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
          "props": {"operation": "add"}},
-        {"key": "intersect", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
-         "props": {"operation": "intersect"}},
+        {"key": "subtract", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
+         "props": {"operation": "subtract"}},
         {"key": "channel", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
          "props": {"output": "channel"}},
         {"key": "layermask", "kind": "select", "proc": sel, "image": rgb, "props": {"output": "layer-mask"}},
@@ -117,7 +95,7 @@ def test_select_matches_mos_cut(gimp_ok, reference, gimp_session):
     sel = binary(gimp_ok.raw("rgb"), (W, H))
     Image.fromarray(sel.astype(np.uint8) * 255, "L").save(gimp_session.work / "gimp_selection.png")
     truth = reference["photo"]
-    assert 0.02 < truth.mean() < 0.98, "the tiny weights should give a mask that is neither empty nor full"
+    assert 0.05 < truth.mean() < 0.95, "the tiny weights should give a mask that is neither empty nor full"
     assert iou(sel, truth) >= 0.99
 
 
@@ -131,10 +109,10 @@ def test_select_respects_layer_offsets(gimp_ok, reference):
     assert not outside.any(), "nothing outside the layer may be selected"
 
 
-@pytest.mark.parametrize("key", ["u16", "float"])
-def test_select_on_higher_precision(gimp_ok, reference, key):
-    assert gimp_ok.results[key]["precision"] != "u8-non-linear"
-    assert iou(binary(gimp_ok.raw(key), (W, H)), reference["photo"]) >= 0.99
+def test_select_on_higher_precision(gimp_ok, reference):
+    # 32-bit float linear light: the hardest case for the plug-in's conversion to 8-bit sRGB-encoded pixels.
+    assert gimp_ok.results["float"]["precision"] == "float-linear"
+    assert iou(binary(gimp_ok.raw("float"), (W, H)), reference["photo"]) >= 0.99
 
 
 def test_select_on_grey_image(gimp_ok, reference):
@@ -152,7 +130,7 @@ def test_select_operations_combine_with_existing_selection(gimp_ok, reference):
     pre = rect_mask(PRE_RECT)
     assert iou(binary(gimp_ok.raw("add_before"), (W, H)), pre) == 1.0
     assert iou(binary(gimp_ok.raw("add"), (W, H)), pre | reference["photo"]) >= 0.99
-    assert iou(binary(gimp_ok.raw("intersect"), (W, H)), pre & reference["photo"]) >= 0.99
+    assert iou(binary(gimp_ok.raw("subtract"), (W, H)), pre & ~reference["photo"]) >= 0.99
 
 
 def test_output_to_channel_leaves_selection(gimp_ok, reference):
