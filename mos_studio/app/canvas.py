@@ -27,11 +27,12 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from .brush import BrushStroke
 from .document import Document, clip_rect
-from .imaging import SharedImage, alpha_table, checker_brush, map_image, rgb_image, tint_table
+from .imaging import DisplayPyramid, SharedImage, checker_brush, map_image, tint_table
 
 TOOLS = ("pan", "brush", "erase", "box", "refine_rect", "refine_lasso")
 OVERLAYS = ("tint", "composite", "checker", "off")
 MIN_ZOOM, MAX_ZOOM = 0.01, 32.0
+MASK_MAGNIFICATION = 1.25  # zoomed out, the overlay may come from a level slightly coarser than the screen
 
 
 class Canvas(QWidget):
@@ -58,9 +59,7 @@ class Canvas(QWidget):
         self.tint_color = QColor(255, 40, 80)
         self.composite_color = QColor(0, 255, 0)
         self.brush_radius = 20
-        self._image: SharedImage | None = None
-        self._mask_tint: SharedImage | None = None
-        self._mask_alpha: SharedImage | None = None
+        self._pyramid: DisplayPyramid | None = None
         self._stage: SharedImage | None = None
         self._stage_extent: tuple[int, int, int, int] | None = None
         self.stage_label = ""
@@ -82,21 +81,15 @@ class Canvas(QWidget):
             self._stroke = None
         self._stage = None
         self.stage_label = ""
-        if self.doc.rgb is None:
-            self._image = self._mask_tint = self._mask_alpha = None
+        if self.doc.rgb is None or self.doc.mask is None:
+            self._pyramid = None
         else:
-            self._image = rgb_image(self.doc.rgb)
-            self._rebuild_mask_images()
+            self._pyramid = DisplayPyramid(self.doc.rgb, self.doc.mask, tint_table(self.tint_color, self.opacity))
         self.fit()
 
-    def _rebuild_mask_images(self) -> None:
-        if self.doc.mask is None:
-            return
-        self._mask_tint = SharedImage(self.doc.mask, QImage.Format.Format_Indexed8,
-                                      tint_table(self.tint_color, self.opacity))
-        self._mask_alpha = SharedImage(self.doc.mask, QImage.Format.Format_Indexed8, alpha_table())
-
     def _on_mask(self, rect: QRect) -> None:
+        if self._pyramid is not None:
+            self._pyramid.update_mask(rect.x(), rect.y(), rect.x() + rect.width(), rect.y() + rect.height())
         if self.overlay == "off" and self._stage is None:
             return
         self.update(self.image_rect_to_widget(rect))
@@ -186,7 +179,8 @@ class Canvas(QWidget):
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(min(1.0, max(0.0, opacity)))
-        self._rebuild_mask_images()
+        if self._pyramid is not None:
+            self._pyramid.set_tint(tint_table(self.tint_color, self.opacity))
         self.update()
 
     def set_composite_color(self, color: QColor) -> None:
@@ -209,15 +203,18 @@ class Canvas(QWidget):
         self.update()
 
     # -- painting ---------------------------------------------------------------------------------------------------
-    def _visible_source(self, widget_rect: QRect) -> QRectF | None:
-        """The image pixels under widget_rect (whole pixels, clipped)."""
+    def _source_target(self, widget_rect: QRect, level) -> tuple[QRectF, QRectF] | None:  # noqa: ANN001
+        """(source rect in the level's pixels, target rect in widget pixels) for what lies under widget_rect."""
+        f = level.factor
         tl = self.to_image(QPointF(widget_rect.topLeft()))
         br = self.to_image(QPointF(widget_rect.bottomRight()) + QPointF(1, 1))
-        r = clip_rect((int(np.floor(tl.x())) - 1, int(np.floor(tl.y())) - 1, int(np.ceil(br.x())) + 1,
-                       int(np.ceil(br.y())) + 1), self.doc.width, self.doc.height)
+        w, h = level.size
+        r = clip_rect((int(np.floor(tl.x() / f)) - 1, int(np.floor(tl.y() / f)) - 1, int(np.ceil(br.x() / f)) + 1,
+                       int(np.ceil(br.y() / f)) + 1), w, h)
         if r is None:
             return None
-        return QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1])
+        src = QRectF(r[0], r[1], r[2] - r[0], r[3] - r[1])
+        return src, self._target(QRectF(r[0] * f, r[1] * f, (r[2] - r[0]) * f, (r[3] - r[1]) * f))
 
     def _target(self, src: QRectF) -> QRectF:
         return QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
@@ -226,23 +223,26 @@ class Canvas(QWidget):
         clip = event.rect()
         p = QPainter(self)
         p.fillRect(clip, QColor(48, 48, 52))
-        if self._image is None:
+        if self._pyramid is None:
             p.setPen(QColor(200, 200, 200))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                        "Open a photo (Ctrl+O) or drop it here")
             p.end()
             return
-        smooth = self.scale < 1.0
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
-        src = self._visible_source(clip)
-        if src is not None:
-            target = self._target(src)
-            if self.overlay in ("composite", "checker") and self._mask_alpha is not None:
-                self._paint_cutout(p, clip, src, target, smooth)
+        pyr = self._pyramid
+        photo = pyr.level(pyr.factor_for(self.scale))
+        overlay = pyr.level(pyr.factor_for(self.scale, MASK_MAGNIFICATION))
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale * photo.factor < 1.0)
+        photo_st = self._source_target(clip, photo)
+        mask_st = self._source_target(clip, overlay)
+        if photo_st is not None and mask_st is not None:
+            if self.overlay in ("composite", "checker"):
+                self._paint_cutout(p, clip, photo, photo_st, overlay, mask_st)
             else:
-                p.drawImage(target, self._image.image, src)
-                if self.overlay == "tint" and self._mask_tint is not None:
-                    p.drawImage(target, self._mask_tint.image, src)
+                p.drawImage(photo_st[1], photo.rgb.image, photo_st[0])
+                if self.overlay == "tint":
+                    p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale * overlay.factor < 1.3)
+                    p.drawImage(mask_st[1], overlay.tint.image, mask_st[0])
             if self._stage is not None:
                 img = self._stage.image
                 x0, y0, x1, y1 = self._stage_extent or (0, 0, self.doc.width, self.doc.height)
@@ -254,7 +254,7 @@ class Canvas(QWidget):
         self._paint_tool_feedback(p)
         p.end()
 
-    def _paint_cutout(self, p: QPainter, clip: QRect, src: QRectF, target: QRectF, smooth: bool) -> None:
+    def _paint_cutout(self, p: QPainter, clip: QRect, photo, photo_st, overlay, mask_st) -> None:  # noqa: ANN001
         """Composite / checkerboard: the photo cut out by the mask, computed at screen resolution for `clip` only."""
         ratio = self.devicePixelRatioF()
         layer = QImage(QSize(int(clip.width() * ratio), int(clip.height() * ratio)),
@@ -262,11 +262,12 @@ class Canvas(QWidget):
         layer.setDevicePixelRatio(ratio)
         layer.fill(Qt.GlobalColor.transparent)
         lp = QPainter(layer)
-        lp.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        lp.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale * photo.factor < 1.0)
         lp.translate(-clip.x(), -clip.y())
-        lp.drawImage(target, self._image.image, src)
+        lp.drawImage(photo_st[1], photo.rgb.image, photo_st[0])
         lp.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
-        lp.drawImage(target, self._mask_alpha.image, src)
+        lp.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale * overlay.factor < 1.3)
+        lp.drawImage(mask_st[1], overlay.alpha.image, mask_st[0])
         lp.end()
         image_area = self._target(QRectF(0, 0, self.doc.width, self.doc.height)).toAlignedRect() & clip
         if self.overlay == "checker":

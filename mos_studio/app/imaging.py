@@ -89,3 +89,81 @@ def qimage_to_array(image: QImage) -> np.ndarray:
 
 __all__ = ["SharedImage", "rgb_image", "tint_table", "alpha_table", "HEAT_TABLE", "GREY_TABLE", "to_u8", "map_image",
            "checker_brush", "qimage_to_array"]
+
+
+def _downsample(a: np.ndarray, f: int) -> np.ndarray:
+    """Area-average by an integer factor (edges padded by replication so no pixel is dropped)."""
+    import cv2
+
+    h, w = a.shape[:2]
+    ph, pw = -h % f, -w % f
+    if ph or pw:
+        pad = ((0, ph), (0, pw)) + ((0, 0),) * (a.ndim - 2)
+        a = np.pad(a, pad, mode="edge")
+    out = cv2.resize(a, (a.shape[1] // f, a.shape[0] // f), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out)
+
+
+class DisplayLevel:
+    """One resolution of the photo and mask as drawn; level 1 shares the document's own arrays."""
+
+    def __init__(self, factor: int, rgb: np.ndarray, mask: np.ndarray, tint: list[int], alpha: list[int]) -> None:
+        self.factor = factor
+        self.rgb = rgb_image(rgb)
+        self.mask = mask
+        self.tint = SharedImage(mask, QImage.Format.Format_Indexed8, tint)
+        self.alpha = SharedImage(mask, QImage.Format.Format_Indexed8, alpha)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.mask.shape[1], self.mask.shape[0]
+
+
+class DisplayPyramid:
+    """Half, quarter, … resolution copies for zoomed-out views, built on first use and kept in step with edits.
+
+    Scaling a 12 MP Indexed8 overlay into a fitted view converts every source pixel; drawing from the level whose
+    scale is just above the view's cuts that work by 4× per level, while a stroke still updates only its block.
+    """
+
+    MAX_FACTOR = 16
+
+    def __init__(self, rgb: np.ndarray, mask: np.ndarray, tint: list[int]) -> None:
+        self._rgb = rgb
+        self._mask = mask
+        self._tint = tint
+        self._alpha = alpha_table()
+        self.levels: dict[int, DisplayLevel] = {1: DisplayLevel(1, rgb, mask, tint, self._alpha)}
+
+    def factor_for(self, scale: float, max_magnification: float = 1.0) -> int:
+        """The coarsest power-of-two level drawn at a scale ≤ max_magnification (1: the photo is never magnified;
+        the mask overlay may use 2, its edges are smoothed anyway)."""
+        f = 1
+        while f * 2 <= self.MAX_FACTOR and scale * f * 2 <= max_magnification:
+            f *= 2
+        return f
+
+    def level(self, factor: int) -> DisplayLevel:
+        if factor not in self.levels:
+            finer = self.levels[max(k for k in self.levels if k < factor and factor % k == 0)]
+            step = factor // finer.factor
+            rgb = _downsample(finer.rgb.array, step)
+            mask = _downsample(finer.mask, step)
+            self.levels[factor] = DisplayLevel(factor, rgb, mask, self._tint, self._alpha)
+        return self.levels[factor]
+
+    def set_tint(self, tint: list[int]) -> None:
+        self._tint = tint
+        for lv in self.levels.values():
+            lv.tint = SharedImage(lv.mask, QImage.Format.Format_Indexed8, tint)
+
+    def update_mask(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        """Recompute the coarse levels over the changed rectangle (whole blocks of the coarsest factor)."""
+        h, w = self._mask.shape
+        for f, lv in self.levels.items():
+            if f == 1:
+                continue
+            bx0, by0 = x0 // f, y0 // f
+            bx1, by1 = -(-x1 // f), -(-y1 // f)
+            block = self._mask[by0 * f: min(h, by1 * f), bx0 * f: min(w, bx1 * f)]
+            lv.mask[by0:by1, bx0:bx1] = _downsample(block, f)

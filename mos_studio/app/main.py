@@ -41,6 +41,28 @@ def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa:
     return window
 
 
+def _install_excepthook(window) -> None:  # noqa: ANN001 - MainWindow
+    """A bug in a slot shows a message box and the app keeps running, instead of a silent traceback or a crash."""
+    import traceback
+
+    from . import messages
+
+    showing = []
+
+    def hook(exc_type, exc, tb) -> None:  # noqa: ANN001
+        traceback.print_exception(exc_type, exc, tb)
+        if showing or issubclass(exc_type, KeyboardInterrupt):
+            return
+        showing.append(True)
+        try:
+            messages.show_error(window, "Unexpected error", f"{exc_type.__name__}: {exc}",
+                                "Your work is still open. Please report this with the text printed in the terminal.")
+        finally:
+            showing.clear()
+
+    sys.excepthook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
@@ -57,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("mos-studio")
     app.setApplicationDisplayName("MOS Studio")
     window = build_window(argv, preload=not args.startup_probe)
+    _install_excepthook(window)
     if args.startup_probe:
         def ready() -> None:
             window.repaint()

@@ -90,6 +90,11 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._update_enabled()
+        self._shut_down = False
+        from PySide6.QtWidgets import QApplication
+
+        if (app := QApplication.instance()) is not None:
+            app.aboutToQuit.connect(self.shutdown)
         if preload:
             QTimer.singleShot(400, self.controller.preload)
 
@@ -652,10 +657,17 @@ class MainWindow(QMainWindow):
                           "<b>MOS Studio</b><br>Pixel-accurate cut-outs of high-resolution photos with the "
                           "MeticulousNet L/H cascade (Meticulous Object Segmentation).")
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
-        self.save_settings()
+    def shutdown(self) -> None:
+        """Stop the worker threads (cancelling a running cut; an export is let finish). Safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.controller.shutdown()
         self.exporter.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.save_settings()
+        self.shutdown()
         super().closeEvent(event)
 
 

@@ -177,3 +177,24 @@ def test_invert_and_clear_are_undoable(window, make_photo):
     assert not doc.mask.any()
     doc.undo_stack.undo()
     assert (doc.mask == 255).all()
+
+
+def test_zoomed_out_levels_follow_every_edit(window, qtbot):
+    """The half/quarter-resolution copies drawn when zoomed out stay equal to a fresh downsample after edits."""
+    from mos_studio.app.imaging import _downsample
+
+    doc, canvas = window.doc, window.canvas
+    rng = np.random.default_rng(1)
+    doc.set_image(rng.integers(0, 255, (1203, 1601, 3), dtype=np.uint8), path="big.png")
+    canvas.set_zoom(0.2)
+    canvas.repaint()  # builds the levels it needs
+    pyr = canvas._pyramid
+    assert max(pyr.levels) >= 4
+    canvas.paint_stroke([(1590, 10), (700, 600), (3, 1200)], radius=33)
+    canvas.paint_stroke([(800, 600)], erase=True, radius=50)
+    doc.undo_stack.undo()
+    for f, lv in pyr.levels.items():
+        assert np.array_equal(lv.mask, _downsample(doc.mask, f) if f > 1 else doc.mask), f
+        assert lv.mask.shape == (-(-1203 // f), -(-1601 // f))
+    grab = canvas.grab().toImage()
+    assert grab.width() > 0
