@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
                                  "mdi6.content-save-outline", group="File")
         self.act_export_composite = a("Export c&omposite on colour…", lambda: self.export_dialog("composite"),
                                       "Ctrl+Shift+E", "mdi6.image-move", group="File")
-        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit, "mdi6.exit-to-app", group="File")
+        self.act_quit = a("&Quit", self.close, "Ctrl+Q", "mdi6.exit-to-app", group="File")
 
         self.act_undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Undo)])
@@ -171,7 +171,7 @@ class MainWindow(QMainWindow):
         self.act_overlay = a("Next &overlay (tint / composite / checkerboard / off)", self.canvas.cycle_overlay, "M",
                              "mdi6.layers", group="View")
         self.act_overlay_toggle = a("Overlay on/off", self.toggle_overlay, "O", "mdi6.layers-off", group="View")
-        self.act_color = a("Composite &colour…", self.choose_color, None, "mdi6.palette", group="View")
+        self.act_color = a("Composite &colour…", self.choose_color, "Shift+C", "mdi6.palette", group="View")
         self.act_inspector = self.inspector_dock.toggleViewAction()
         self.act_inspector.setText("Stage &inspector")
         self.act_inspector.setShortcut(QKeySequence("I"))

@@ -198,3 +198,70 @@ def test_zoomed_out_levels_follow_every_edit(window, qtbot):
         assert lv.mask.shape == (-(-1203 // f), -(-1601 // f))
     grab = canvas.grab().toImage()
     assert grab.width() > 0
+
+
+@pytest.fixture
+def bare_canvas(qtbot, make_photo):
+    """A canvas on its own document: no window, so drawn prompts only emit signals."""
+    from mos_studio.app.canvas import Canvas
+    from mos_studio.app.document import Document
+
+    doc = Document()
+    canvas = Canvas(doc)
+    qtbot.addWidget(canvas)
+    canvas.resize(640, 480)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    doc.set_image(make_photo(), path="photo.png")
+    return canvas
+
+
+def drag(canvas, points):
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0])
+    for p in points[1:]:
+        QTest.mouseMove(canvas, p)
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[-1])
+
+
+def test_box_and_rectangle_tools_emit_image_rectangles(bare_canvas, qtbot):
+    c = bare_canvas
+    a, b = QPoint(100, 80), QPoint(400, 300)
+    ia, ib = c.to_image(QPointF(a)), c.to_image(QPointF(b))
+    expected = (round(ia.x()), round(ia.y()), round(ib.x()), round(ib.y()))
+    c.set_tool("box")
+    with qtbot.waitSignal(c.box_drawn) as box:
+        drag(c, [a, QPoint(250, 200), b])
+    assert box.args[0] == expected
+    c.set_tool("refine_rect")
+    with qtbot.waitSignal(c.region_drawn) as region:
+        drag(c, [b, a])  # dragged backwards: still a proper rectangle
+    assert region.args[0] == expected and region.args[1] is None
+    assert not c.doc.mask.any()
+
+
+def test_lasso_tool_emits_polygon_and_bounding_rect(bare_canvas, qtbot):
+    c = bare_canvas
+    c.set_tool("refine_lasso")
+    pts = [QPoint(150, 100), QPoint(400, 120), QPoint(380, 350), QPoint(160, 330)]
+    with qtbot.waitSignal(c.region_drawn) as region:
+        drag(c, pts)
+    rect, poly = region.args
+    assert poly.shape == (4, 2)
+    img = [c.to_image(QPointF(p)) for p in pts]
+    assert rect[0] == int(np.floor(min(p.x() for p in img))) and rect[3] == int(np.ceil(max(p.y() for p in img))) + 1
+
+
+def test_brush_cursor_is_drawn_where_the_mouse_is(bare_canvas):
+    c = bare_canvas
+    c.set_tool("brush")
+    c.set_brush_radius(10)
+    c.set_overlay("off")
+    before = qimage_to_array(c.grab().toImage())
+    QTest.mouseMove(c, QPoint(320, 240))
+    after = qimage_to_array(c.grab().toImage())
+    diff = np.abs(after.astype(int) - before.astype(int)).sum(-1) > 0
+    ys, xs = np.nonzero(diff)
+    r = 10 * c.scale
+    assert diff.any() and abs(xs.mean() - 320) < 3 and abs(ys.mean() - 240) < 3
+    assert xs.max() - xs.min() == pytest.approx(2 * r, abs=6)
+    assert not c.doc.mask.any()  # hovering never paints
