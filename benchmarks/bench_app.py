@@ -136,6 +136,20 @@ def main() -> int:
         flush()
         print(f"undo of that stroke at {zoom_name:>5}: {ms(time.perf_counter() - t)}")
 
+    # -- applying a whole-image result (what a finished cut does) --------------------------------------------------
+    canvas.fit()
+    flush()
+    applies = []
+    for rep in range(args.repeat):
+        new_mask = np.zeros((h, w), np.uint8)
+        new_mask[h // 5 + rep: 4 * h // 5, w // 5: 4 * w // 5 + rep] = 255
+        t = time.perf_counter()
+        doc.replace_region((0, 0, w, h), new_mask, "bench cut")
+        flush()
+        applies.append(time.perf_counter() - t)
+    print(f"apply a full-image cut result (undo record + display levels + repaint at fit): "
+          f"median {ms(median(applies))}")
+
     # -- zoom / pan redraw ------------------------------------------------------------------------------------------
     for mode in ("tint", "composite", "checker"):
         canvas.set_overlay(mode)

@@ -300,10 +300,10 @@ class Canvas(QWidget):
             p.setPen(QPen(QColor(255, 255, 255) if self.tool == "brush" else QColor(255, 90, 90), 1.5))
             p.drawEllipse(self._mouse, r, r)
         if self.stage_label:
+            width = self.fontMetrics().horizontalAdvance(self.stage_label)
+            p.fillRect(QRect(8, 8, width + 14, 22), QColor(0, 0, 0, 160))
             p.setPen(QColor(255, 255, 255))
-            p.fillRect(QRect(8, 8, 12 + 7 * len(self.stage_label), 22), QColor(0, 0, 0, 160))
-            p.drawText(QRect(14, 8, 7 * len(self.stage_label) + 6, 22), Qt.AlignmentFlag.AlignVCenter,
-                       self.stage_label)
+            p.drawText(QRect(15, 8, width + 4, 22), Qt.AlignmentFlag.AlignVCenter, self.stage_label)
 
     def _brush_cursor_rect(self, center: QPointF | None) -> QRect:
         if center is None:
