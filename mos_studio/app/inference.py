@@ -34,8 +34,10 @@ class UserFacingError(Exception):
         self.hint = hint
 
 
-def default_loader(models_dir: str | Path | None = None, encoder: str = "mobilenetv3") -> CascadeLoader:
-    """A loader for the shipped weights; raises UserFacingError when they are missing or unusable."""
+def default_loader(models_dir: str | Path | None = None, encoder: str = "mobilenetv3",
+                   device: str | None = None) -> CascadeLoader:
+    """A loader for the shipped weights on `device` (None: the GPU if there is one, else the CPU); raises
+    UserFacingError when they are missing or unusable."""
 
     def load() -> Any:
         from mos_studio.core.errors import WeightsError
@@ -53,7 +55,7 @@ def default_loader(models_dir: str | Path | None = None, encoder: str = "mobilen
         from mos_studio.core.cascade import Cascade
 
         try:
-            return Cascade.from_pretrained(models_dir=folder, encoder=encoder)
+            return Cascade.from_pretrained(models_dir=folder, encoder=encoder, device=device)
         except WeightsError as err:
             raise UserFacingError(
                 "Model weights unusable", str(err), "Restore the files from the release or train them again."
@@ -145,6 +147,12 @@ class _Worker(QObject):
             self.device_ready.emit(str(getattr(self._cascade, "device_name", "CPU")))
         return self._cascade
 
+    @Slot(object)
+    def set_loader(self, loader: CascadeLoader) -> None:
+        """Use another loader (e.g. another device) from the next job on; runs between jobs on this thread."""
+        self._loader = loader
+        self._cascade = None
+
     @Slot()
     def preload(self) -> None:
         try:
@@ -189,6 +197,7 @@ class InferenceController(QObject):
 
     _run = Signal(object)
     _preload = Signal()
+    _set_loader = Signal(object)
     started = Signal(object)  # Job
     progress = Signal(str, float)  # stage, fraction in [0, 1]
     finished = Signal(object)  # JobResult
@@ -208,6 +217,7 @@ class InferenceController(QObject):
         self._worker.moveToThread(self._thread)
         self._run.connect(self._worker.run)
         self._preload.connect(self._worker.preload)
+        self._set_loader.connect(self._worker.set_loader)
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
@@ -222,6 +232,13 @@ class InferenceController(QObject):
     def preload(self) -> None:
         """Load the models in the background (to show the device early); errors arrive as `failed(None, …)`."""
         self._preload.emit()
+
+    def set_loader(self, loader: CascadeLoader, preload: bool = True) -> None:
+        """Switch models or device; a running job finishes on the old cascade (the worker handles this after it)."""
+        self.device_name = None
+        self._set_loader.emit(loader)
+        if preload:
+            self._preload.emit()
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when one is already running (the UI disables the actions meanwhile)."""

@@ -34,7 +34,8 @@ def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa:
     from .window import MainWindow
 
     args = _parser().parse_args(argv)
-    window = MainWindow(settings=settings, loader=default_loader(args.models_dir, args.encoder), preload=preload)
+    window = MainWindow(settings=settings, preload=preload,
+                        loader_for_device=lambda device: default_loader(args.models_dir, args.encoder, device))
     window.show()
     if args.photo:
         QTimer.singleShot(0, lambda: window.open_path(args.photo))

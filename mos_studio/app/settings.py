@@ -92,6 +92,12 @@ class AppSettings:
     def set_tool(self, tool: str) -> None:
         self.q.setValue("tools/tool", tool)
 
+    def cpu_only(self) -> bool:
+        return self._get("inference/cpu_only", False, bool)
+
+    def set_cpu_only(self, value: bool) -> None:
+        self.q.setValue("inference/cpu_only", bool(value))
+
     def geometry(self) -> QByteArray | None:
         value = self.q.value("window/geometry")
         return value if isinstance(value, QByteArray) else None

@@ -8,6 +8,7 @@ is still the document's, so a late result never overwrites a newer edit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,14 @@ class MainWindow(QMainWindow):
     export_done = Signal(str)
 
     def __init__(self, settings: AppSettings | None = None, loader: CascadeLoader | None = None,
-                 preload: bool = True) -> None:
+                 preload: bool = True, loader_for_device: Callable[[str | None], CascadeLoader] | None = None
+                 ) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
         self.doc = Document(self)
+        self.loader_for_device = loader_for_device
+        if loader_for_device is not None:
+            loader = loader_for_device("cpu" if self.settings.cpu_only() else None)
         self.controller = InferenceController(loader, self)
         self.exporter = ExportController(self)
         self.canvas = Canvas(self.doc)
@@ -142,6 +147,11 @@ class MainWindow(QMainWindow):
 
         self.act_cut = a("&Cut out", self.run_cut, ["Ctrl+Return", "Ctrl+Enter"], "mdi6.content-cut", group="Segment")
         self.act_cancel = a("C&ancel", self.controller.cancel, "Esc", "mdi6.cancel", group="Segment")
+        self.act_cpu_only = a("Run on the CPU only", self.set_cpu_only, "Ctrl+Shift+G", "mdi6.chip", checkable=True,
+                              group="Segment")
+        self.act_cpu_only.setChecked(self.settings.cpu_only())
+        self.act_cpu_only.setEnabled(self.loader_for_device is not None)
+        self.act_cpu_only.setToolTip("Off: the GPU when there is one (CUDA or Apple MPS), else the CPU")
 
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
@@ -200,6 +210,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Segment")
         m.addAction(self.act_cut)
         m.addAction(self.act_cancel)
+        m.addAction(self.act_cpu_only)
         m.addSeparator()
         for tool in ("box", "refine_rect", "refine_lasso"):
             m.addAction(self.tool_actions[tool])
@@ -293,7 +304,7 @@ class MainWindow(QMainWindow):
         ic.finished.connect(self._on_finished)
         ic.failed.connect(self._on_failed)
         ic.cancelled.connect(self._on_cancelled)
-        ic.device_ready.connect(lambda name: self.device_label.setText(f"Device: {name}"))
+        ic.device_ready.connect(self._on_device)
         ic.busy_changed.connect(lambda _busy: self._update_enabled())
         ex = self.exporter
         ex.started.connect(self._on_export_started)
@@ -376,6 +387,16 @@ class MainWindow(QMainWindow):
         r = self.canvas.brush_radius
         self.canvas.set_brush_radius(max(r + (1 if factor > 1 else -1), int(round(r * factor))) if factor > 1
                                      else min(r - 1, int(round(r * factor))))
+
+    def set_cpu_only(self, cpu_only: bool) -> None:
+        """Switch between the GPU (if any) and the CPU; the models reload on the worker thread."""
+        self.settings.set_cpu_only(cpu_only)
+        if self.act_cpu_only.isChecked() != cpu_only:
+            self.act_cpu_only.setChecked(cpu_only)
+        if self.loader_for_device is None:
+            return
+        self.device_label.setText("Device: loading…")
+        self.controller.set_loader(self.loader_for_device("cpu" if cpu_only else None))
 
     def toggle_overlay(self) -> None:
         if self.canvas.overlay == "off":
@@ -552,6 +573,14 @@ class MainWindow(QMainWindow):
             return
         self._job_ended()
         messages.show_error(self, err.title, err.message, err.hint)
+
+    def _on_device(self, name: str) -> None:
+        self.device_label.setText(f"Device: {name}")
+        if name.upper().startswith("CPU") and not self.settings.cpu_only():
+            self.device_label.setToolTip("No CUDA or Apple MPS GPU was found, so the model runs on the CPU "
+                                         "(slower on large photos; a box prompt processes less).")
+        else:
+            self.device_label.setToolTip("Where the model runs (Segment ▸ Run on the CPU only switches)")
 
     def _on_cancelled(self, job: Job) -> None:
         self._job_ended()

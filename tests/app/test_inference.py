@@ -177,3 +177,33 @@ def test_preload_shows_the_device(make_window, tiny_loader, qtbot):
     with qtbot.waitSignal(win.controller.device_ready, timeout=TIMEOUT):
         win.controller.preload()
     assert win.device_label.text().startswith("Device: CPU")
+
+
+def test_cpu_only_switch_reloads_on_the_chosen_device(qtbot, app_settings, tiny_models_dir, make_photo):
+    from mos_studio.app.window import MainWindow
+    from mos_studio.core.cascade import Cascade, CascadeConfig
+
+    asked = []
+
+    def loader_for_device(device):
+        def load():
+            asked.append(device)
+            return Cascade.from_pretrained(models_dir=tiny_models_dir, device=device,
+                                           config=CascadeConfig(l_size=128, global_size=320))
+        return load
+
+    win = MainWindow(app_settings, preload=False, loader_for_device=loader_for_device)
+    qtbot.addWidget(win)
+    win.show()
+    assert win.act_cpu_only.isEnabled() and not win.act_cpu_only.isChecked()
+    with qtbot.waitSignal(win.controller.device_ready, timeout=TIMEOUT) as ready:
+        win.act_cpu_only.trigger()
+    assert asked == ["cpu"] and ready.args[0].startswith("CPU")
+    assert app_settings.cpu_only() and win.device_label.text().startswith("Device: CPU")
+    win.doc.set_image(make_photo(), path="photo.png")
+    with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
+        win.run_cut()
+    assert asked == ["cpu"]  # the loaded cascade is reused
+    with qtbot.waitSignal(win.controller.device_ready, timeout=TIMEOUT):
+        win.act_cpu_only.trigger()
+    assert asked == ["cpu", None] and not app_settings.cpu_only()
