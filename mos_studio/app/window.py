@@ -102,6 +102,8 @@ class MainWindow(QMainWindow):
             app.aboutToQuit.connect(self.shutdown)
         if preload:
             QTimer.singleShot(400, self.controller.preload)
+        else:
+            self.device_label.setText("Device: chosen at the first cut")
 
     # -- construction -----------------------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut=None, icon_name: str | None = None, checkable: bool = False,  # noqa: ANN001

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.gui
 TIMEOUT = 120_000
 
 
-def test_cut_out_runs_in_background_and_fills_mask_and_stages(window, qtbot, make_photo):
+def test_open_then_cut_out_runs_in_background_and_fills_mask_and_stages(window, qtbot, photo):
     doc = window.doc
-    doc.set_image(make_photo(), path="photo.png")
+    assert window.open_path(photo)
     progress = []
     window.controller.progress.connect(lambda stage, f: progress.append(stage))
     with qtbot.waitSignal(window.result_applied, timeout=TIMEOUT):
