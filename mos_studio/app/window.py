@@ -463,6 +463,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{path.name} ({self.doc.width}×{self.doc.height}) — {APP_NAME}")
         self.statusBar().showMessage(f"Opened {path.name}: {self.doc.width}×{self.doc.height}, "
                                      f"{self.doc.width * self.doc.height / 1e6:.1f} MP", 5000)
+        self.canvas.setFocus()
         self.image_opened.emit(str(path))
         return True
 

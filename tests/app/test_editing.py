@@ -265,3 +265,17 @@ def test_brush_cursor_is_drawn_where_the_mouse_is(bare_canvas):
     assert diff.any() and abs(xs.mean() - 320) < 3 and abs(ys.mean() - 240) < 3
     assert xs.max() - xs.min() == pytest.approx(2 * r, abs=6)
     assert not c.doc.mask.any()  # hovering never paints
+
+
+def test_space_drag_pans_instead_of_painting(bare_canvas, qtbot):
+    c = bare_canvas
+    c.set_tool("brush")
+    c.setFocus()
+    off = c.offset
+    QTest.keyPress(c, Qt.Key.Key_Space)
+    drag(c, [QPoint(200, 200), QPoint(260, 230)])
+    QTest.keyRelease(c, Qt.Key.Key_Space)
+    assert c.offset.x() == pytest.approx(off.x() + 60) and c.offset.y() == pytest.approx(off.y() + 30)
+    assert not c.doc.mask.any() and c.doc.undo_stack.count() == 0
+    drag(c, [QPoint(200, 200), QPoint(210, 200)])  # Space released: the brush paints again
+    assert c.doc.mask.any()
