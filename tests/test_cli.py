@@ -1,0 +1,113 @@
+"""`mos cut`, `mos refine`, `mos info` on real files, including every bad input the issue lists."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mos_studio.cli.main import main
+from mos_studio.core.testing import write_tiny_models
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def _photo(path, w=96, h=80):
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_cut_writes_all_exports(tmp_path, models, capsys):
+    img = _photo(tmp_path / "cat.jpg")
+    out = tmp_path / "out"
+    code = main(["cut", str(img), "-o", str(out), "--models-dir", str(models),
+                 "--export", "cutout", "--export", "mask", "--export", "composite"])
+    assert code == 0
+    cut = Image.open(out / "cat_cutout.png")
+    mask = np.array(Image.open(out / "cat_mask.png"))
+    assert cut.mode == "RGBA" and cut.size == (96, 80)
+    assert mask.shape == (80, 96) and set(np.unique(mask)) <= {0, 255}
+    assert (out / "cat_composite.png").is_file()
+    # A second run refuses to overwrite, and --overwrite replaces.
+    assert main(["cut", str(img), "-o", str(out), "--models-dir", str(models)]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["cut", str(img), "-o", str(out), "--models-dir", str(models), "--overwrite"]) == 0
+
+
+def test_folder_run_continues_past_bad_files(tmp_path, models, capsys):
+    src = tmp_path / "shoot"
+    src.mkdir()
+    _photo(src / "a.png")
+    _photo(src / "c.jpg")
+    (src / "b.jpg").write_text("this is not a picture")
+    (src / "empty.jpg").write_bytes(b"")
+    good = src / "c.jpg"
+    data = good.read_bytes()
+    (src / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    Image.new("RGB", (1, 1)).save(src / "tiny.png")
+    code = main(["cut", str(src), "-o", str(tmp_path / "o"), "--models-dir", str(models)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "o" / "a_cutout.png").is_file() and (tmp_path / "o" / "c_cutout.png").is_file()
+    for name in ("b.jpg", "empty.jpg", "trunc.jpg", "tiny.png"):
+        lines = [ln for ln in err.splitlines() if name in ln]
+        assert len(lines) == 1, (name, err)
+    assert "4 of 6 image(s) failed" in err
+
+
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_text("hello"), p)[1], "not an image"),
+        (lambda p: (Image.new("RGB", (1, 1)).save(p, format="PNG"), p)[1], "too small"),
+        (lambda p: (Image.new("1", (20000, 20000)).save(p, format="PNG"), p)[1], "too large"),
+    ],
+    ids=["missing", "zero-byte", "text", "1x1", "20000x20000"],
+)
+def test_bad_single_inputs_exit_nonzero_with_one_line(tmp_path, models, make, expect):
+    path = make(tmp_path / "input.jpg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mos_studio.cli.main", "cut", str(path), "-o", str(tmp_path / "o"),
+         "--models-dir", str(models)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mos: error:")]
+    assert errors and str(path) in errors[0] and expect in errors[0].lower(), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_refine_and_wrong_size_mask(tmp_path, models, capsys):
+    img = _photo(tmp_path / "p.png", 64, 48)
+    m = np.zeros((48, 64), np.uint8)
+    m[10:40, 10:50] = 255
+    Image.fromarray(m).save(tmp_path / "m.png")
+    Image.fromarray(m[:40]).save(tmp_path / "bad.png")
+    assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / "r.png"),
+                 "--models-dir", str(models)]) == 0
+    assert np.array(Image.open(tmp_path / "r.png")).shape == (48, 64)
+    assert main(["refine", str(img), str(tmp_path / "bad.png"), "-o", str(tmp_path / "r2.png"),
+                 "--models-dir", str(models)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.png" in err and "64×40" in err and "64×48" in err
+    assert not (tmp_path / "r2.png").exists()
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, capsys):
+    img = _photo(tmp_path / "x.png")
+    assert main(["cut", str(img), "-o", str(tmp_path / "o"), "--models-dir", str(tmp_path / "none")]) == 1
+    assert "weights file missing" in capsys.readouterr().err
+
+
+def test_info_lists_weights(models, capsys):
+    assert main(["info", "--models-dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "meticulousnet_mobile_L.safetensors: ok" in out and "sha256" in out
+    assert "meticulousnet_r50_H.safetensors: missing" in out
