@@ -1,0 +1,157 @@
+"""Dataset evaluation shared by `mos eval` and training's validation: pairing, scoring, tables, gallery.
+
+A dataset is a folder with `images/` and `masks/` whose files share stems. Rows are written to the CSV as they are
+scored (and flushed), so an interrupted run keeps everything already done.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import metrics
+from .errors import MosError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+CSV_FIELDS = ["name", "width", "height", "mae", "s_measure", "iou", "mba", "mq", "intersection", "union"]
+TABLE_KEYS = [("MAE", "mae"), ("S-m", "s_measure"), ("IoU", "iou"), ("IoU pooled", "iou_pooled"), ("mBA", "mba"),
+              ("MQ", "mq")]
+
+
+@dataclass
+class Pair:
+    name: str
+    image: Path | None
+    mask: Path
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+
+
+def pair_folders(images: Path | None, masks: Path, what: str = "images") -> list[Pair]:
+    """Match files by stem; a clear error when folders are missing or files have no partner."""
+    if not masks.is_dir():
+        raise MosError(f"{masks}: folder does not exist")
+    gts = _by_stem(masks)
+    if images is None:
+        return [Pair(stem, None, path) for stem, path in gts.items()]
+    if not images.is_dir():
+        raise MosError(f"{images}: folder does not exist")
+    imgs = _by_stem(images)
+    missing = sorted(set(imgs) - set(gts))
+    if missing:
+        shown = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
+        raise MosError(f"{masks}: {len(missing)} of the {what} have no mask with the same name ({shown})")
+    if not imgs:
+        raise MosError(f"{images}: no {what} found ({', '.join(IMAGE_SUFFIXES)})")
+    return [Pair(stem, imgs[stem], gts[stem]) for stem in imgs]
+
+
+def dataset_pairs(root: Path) -> list[Pair]:
+    if not root.is_dir():
+        raise MosError(f"{root}: dataset folder does not exist")
+    if not (root / "images").is_dir() or not (root / "masks").is_dir():
+        raise MosError(f"{root}: a dataset needs the subfolders images/ and masks/ (same file names)")
+    return pair_folders(root / "images", root / "masks")
+
+
+def write_summary(out_dir: Path, summary: dict, title: str) -> str:
+    """summary.json (fractions) and table.md (the paper's units, ×10⁻²); returns the Markdown."""
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    head = "| set | n | " + " | ".join(k for k, _ in TABLE_KEYS) + " |"
+    sep = "|---|---|" + "---|" * len(TABLE_KEYS)
+
+    def cell(key: str) -> str:
+        v = summary.get(key, float("nan"))
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+    row = f"| {title} | {summary['n']} | " + " | ".join(cell(k) for _, k in TABLE_KEYS) + " |"
+    table = f"Units: ×10⁻² (MAE: lower is better; the others: higher is better)\n\n{head}\n{sep}\n{row}\n"
+    (out_dir / "table.md").write_text(table, encoding="utf-8")
+    return table
+
+
+def _tile(a: np.ndarray, height: int) -> np.ndarray:
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    w = max(1, round(a.shape[1] * height / a.shape[0]))
+    return cv2.resize(a, (w, height), interpolation=cv2.INTER_AREA)
+
+
+def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Correct = grey level of the truth, false positive = red, false negative = blue."""
+    p, g = metrics.binarize(pred), metrics.binarize(gt)
+    out = np.where(g[..., None], 90, 0).astype(np.uint8).repeat(3, axis=2)
+    out[p & ~g] = (230, 40, 40)
+    out[~p & g] = (40, 80, 230)
+    return out
+
+
+def write_gallery(path: Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], height: int = 256) -> None:
+    """Rows of image | truth | prediction | error for the given (name, rgb, gt, pred) items."""
+    rows = []
+    for name, rgb, gt, pred in items:
+        g8 = (metrics.binarize(gt) * 255).astype(np.uint8)
+        p8 = (metrics.binarize(pred) * 255).astype(np.uint8)
+        tiles = [_tile(rgb, height), _tile(g8, height), _tile(p8, height), _tile(error_map(pred, gt), height)]
+        row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+        cv2.putText(row, name[:40], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2, cv2.LINE_AA)
+        rows.append(row)
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+
+
+Predictor = Callable[[Pair], tuple[np.ndarray, np.ndarray, np.ndarray]]  # -> (rgb, gt, prediction)
+
+
+def evaluate(
+    pairs: list[Pair],
+    predict: Predictor,
+    out_dir: Path,
+    title: str,
+    progress: Callable[[int, int, str], None] | None = None,
+    gallery_size: int = 8,
+) -> tuple[dict, bool]:
+    """Score every pair, streaming rows to per_image.csv; returns (summary, interrupted)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    worst: list[tuple[float, str, Pair]] = []
+    interrupted = False
+    with open(out_dir / "per_image.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        try:
+            for i, pair in enumerate(pairs):
+                _, gt, pred = predict(pair)
+                row = metrics.score_pair(pred, gt)
+                row.update(name=pair.name, width=gt.shape[1], height=gt.shape[0])
+                writer.writerow({k: row[k] for k in CSV_FIELDS})
+                f.flush()
+                rows.append(row)
+                worst.append((row["mq"], pair.name, pair))
+                if progress:
+                    progress(i + 1, len(pairs), pair.name)
+        except KeyboardInterrupt:
+            interrupted = True
+    summary = metrics.aggregate(rows)
+    summary["interrupted"] = interrupted
+    write_summary(out_dir, summary, title)
+    worst.sort(key=lambda t: t[0])
+    items = []
+    for _, name, pair in worst[:gallery_size]:
+        rgb, gt, pred = predict(pair)
+        items.append((name, rgb, gt, pred))
+    write_gallery(out_dir / "worst.png", items)
+    return summary, interrupted
+

@@ -1,0 +1,102 @@
+"""`mos eval` and `mos complexity` on small real datasets written to disk."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mos_studio.cli.main import main
+from mos_studio.core.testing import write_tiny_models
+
+
+def _dataset(root, n=3, size=(80, 64)):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    w, h = size
+    for i in range(n):
+        m = np.zeros((h, w), np.uint8)
+        cv2.circle(m, (w // 2, h // 2), 12 + 4 * i, 255, -1)
+        img = (rng.random((h, w, 3)) * 60).astype(np.uint8)
+        img[m > 0] += 150
+        Image.fromarray(img).save(root / "images" / f"im{i}.jpg")
+        Image.fromarray(m).save(root / "masks" / f"im{i}.png")
+    return root
+
+
+def test_pred_gt_mode_scores_and_writes_outputs(tmp_path, capsys):
+    ds = _dataset(tmp_path / "ds")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for p in (ds / "masks").iterdir():
+        m = np.array(Image.open(p))
+        if p.stem == "im1":
+            m = cv2.erode(m, np.ones((5, 5), np.uint8))
+        Image.fromarray(m).save(pred / p.name)
+    out = tmp_path / "res"
+    assert main(["eval", "--pred", str(pred), "--gt", str(ds / "masks"), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("n", "mae", "s_measure", "iou", "iou_pooled", "mba", "mq"):
+        assert key in summary
+    assert summary["n"] == 3 and summary["iou"] < 1.0 and summary["mq"] < 1.0
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert {r["name"] for r in rows} == {"im0", "im1", "im2"}
+    perfect = [r for r in rows if r["name"] != "im1"]
+    assert all(float(r["iou"]) == 1.0 and float(r["mq"]) == 1.0 for r in perfect)
+    gallery = np.array(Image.open(out / "worst.png"))
+    assert gallery.shape[0] >= 3 * 256 and gallery.std() > 10
+    table = capsys.readouterr().out
+    assert "| MAE | S-m | IoU | IoU pooled | mBA | MQ |" in table and "×10⁻²" in table
+
+
+@pytest.mark.parametrize("stage", [["L"], ["LH"]])
+def test_model_stages_run_with_tiny_weights(tmp_path, stage):
+    ds = _dataset(tmp_path / "ds", n=2)
+    models = write_tiny_models(tmp_path / "models")
+    out = tmp_path / "o"
+    code = main(["eval", str(ds), "--stage", *stage, "--models-dir", str(models), "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 2 and 0 <= summary["mq"] <= 1
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    if stage == ["L"]:
+        assert all(r["width"] == "336" and r["height"] == "336" for r in rows)
+    else:
+        assert all(r["width"] == "80" and r["height"] == "64" for r in rows)
+
+
+def test_h_from_refines_given_masks(tmp_path):
+    ds = _dataset(tmp_path / "ds", n=2)
+    models = write_tiny_models(tmp_path / "models")
+    code = main(["eval", str(ds), "--stage", "H-from", str(ds / "masks"), "--models-dir", str(models),
+                 "--out", str(tmp_path / "o")])
+    assert code == 0 and json.loads((tmp_path / "o" / "summary.json").read_text())["n"] == 2
+
+
+def test_bad_datasets(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    ds = _dataset(tmp_path / "ds", n=2)
+    (ds / "masks" / "im1.png").unlink()
+    assert main(["eval", str(ds), "--models-dir", str(tmp_path)]) == 1
+    assert "1 of the images have no mask" in capsys.readouterr().err
+    assert main(["eval", "--pred", str(ds / "masks")]) == 1
+    assert "--pred and --gt go together" in capsys.readouterr().err
+
+
+def test_complexity_table(tmp_path, capsys):
+    ds = tmp_path / "c"
+    (ds / "masks").mkdir(parents=True)
+    disk = np.zeros((200, 200), np.uint8)
+    cv2.circle(disk, (100, 100), 80, 255, -1)
+    comb = np.zeros((200, 200), np.uint8)
+    comb[:30] = 255
+    comb[:, ::12] = 255
+    Image.fromarray(disk).save(ds / "masks" / "disk.png")
+    Image.fromarray(comb).save(ds / "masks" / "comb.png")
+    assert main(["complexity", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert "| disk |" in out and "| comb |" in out and "mean C_IPQ" in out
