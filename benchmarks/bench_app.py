@@ -54,12 +54,14 @@ def bench_startup(repeat: int) -> None:
 
 
 def synthetic_photo(w: int, h: int) -> np.ndarray:
-    """A smooth 12 MP image with an object (no file needed; content does not affect these timings)."""
+    """Smooth shapes plus sensor-like noise, so PNG/JPEG encoders work about as hard as on a real photo."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r = (np.sin(xx / 97.0) * 60 + 120).astype(np.uint8)
-    g = (np.cos(yy / 83.0) * 60 + 120).astype(np.uint8)
-    b = ((xx + yy) / (w + h) * 200).astype(np.uint8)
-    return np.ascontiguousarray(np.stack([r, g, b], -1))
+    r = np.sin(xx / 97.0) * 60 + 120
+    g = np.cos(yy / 83.0) * 60 + 120
+    b = (xx + yy) / (w + h) * 200
+    rgb = np.stack([r, g, b], -1)
+    rgb += np.random.default_rng(0).normal(0.0, 6.0, rgb.shape).astype(np.float32)
+    return np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
 def main() -> int:
