@@ -174,7 +174,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mos_studio.core.testing import write_tiny_models
 
     base = tmp_path_factory.mktemp("tiny-models")
-    photo = np.asarray(Image.open(make_photo(base / "probe.png")).convert("RGB"))
+    photo = np.array(Image.open(make_photo(base / "probe.png")).convert("RGB"))
     for seed in range(20):
         models = write_tiny_models(base / f"seed{seed}", seed=seed)
         fraction = float(Cascade.from_pretrained(models, device="cpu")(photo).mask.mean())
