@@ -238,3 +238,12 @@ def test_install_refuses_missing_python(tmp_path, models):
             type("A", (), {"gimp_dir": str(tmp_path), "models_dir": str(models), "python": "/nope/python",
                            "encoder": "mobilenetv3", "device": None, "force": False})()
         )
+
+
+def test_file_request_with_unreadable_image_names_the_file(tmp_path, models):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(mos_client.BridgeError) as info:
+        mos_client.run_bridge({"mode": "select", "image": str(bad), "format": "file", "output": str(tmp_path / "o")},
+                              _config(models), workdir=str(tmp_path))
+    assert info.value.kind == "input" and str(bad) in info.value.message
