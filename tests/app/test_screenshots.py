@@ -56,6 +56,7 @@ def test_screenshots_main_window_and_stage_inspector(make_window, tiny_loader, q
     assert (np.abs(tinted.astype(int) - plain.astype(int)).sum(-1) > 0).mean() > 0.01  # the overlay is visible
 
     win.inspector.tabs.setCurrentIndex(1)
+    win.inspector.stretch.setChecked(True)  # per-map range: shows the structure of each block's maps
     win.inspector.toggle("H", 3, "uncertainty")
     assert win.canvas._stage is not None
     inspector = win.inspector_dock.grab().toImage()
