@@ -32,6 +32,7 @@ from .imaging import DisplayPyramid, SharedImage, checker_brush, map_image, tint
 TOOLS = ("pan", "brush", "erase", "box", "refine_rect", "refine_lasso")
 OVERLAYS = ("tint", "composite", "checker", "off")
 MIN_ZOOM, MAX_ZOOM = 0.01, 32.0
+MIN_PROMPT = 8  # the cascade needs a box or region of at least 8×8 pixels
 MASK_MAGNIFICATION = 1.25  # zoomed out, the overlay may come from a level slightly coarser than the screen
 
 
@@ -372,7 +373,7 @@ class Canvas(QWidget):
             rect = clip_rect((int(round(a.x())), int(round(a.y())), int(round(b.x())), int(round(b.y()))),
                              self.doc.width, self.doc.height)
             self.update()
-            if rect is not None and rect[2] - rect[0] >= 4 and rect[3] - rect[1] >= 4:
+            if rect is not None and rect[2] - rect[0] >= MIN_PROMPT and rect[3] - rect[1] >= MIN_PROMPT:
                 if self.tool == "box":
                     self.box_drawn.emit(rect)
                 else:
@@ -385,7 +386,7 @@ class Canvas(QWidget):
                 rect = clip_rect((int(np.floor(pts[:, 0].min())), int(np.floor(pts[:, 1].min())),
                                   int(np.ceil(pts[:, 0].max())) + 1, int(np.ceil(pts[:, 1].max())) + 1),
                                  self.doc.width, self.doc.height)
-                if rect is not None and rect[2] - rect[0] >= 4 and rect[3] - rect[1] >= 4:
+                if rect is not None and rect[2] - rect[0] >= MIN_PROMPT and rect[3] - rect[1] >= MIN_PROMPT:
                     self.region_drawn.emit(rect, pts)
 
     def _extend_stroke(self, img: QPointF) -> None:
