@@ -196,10 +196,10 @@ class Cascade:
     # ------------------------------------------------------------------------------------------------ forward passes
     def _forward(self, model: MeticulousNet, x: np.ndarray, mask: np.ndarray | None = None):
         """One pass on an H×W×3 uint8 array (+ H×W float mask): (probability, stage maps)."""
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        t = torch.from_numpy(np.require(x, requirements=("C", "W"))).to(self.device).permute(2, 0, 1).unsqueeze(0)
         t = t.float().div_(255.0)
         if mask is not None:
-            m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).to(self.device)
+            m = torch.from_numpy(np.require(mask, np.float32, ("C", "W"))).to(self.device)
             t = torch.cat([t, m[None, None]], 1)
         use_half = self.device.type == "cuda" and self.config.half_on_cuda
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_half):
