@@ -38,7 +38,7 @@ def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa:
                         loader_for_device=lambda device: default_loader(args.models_dir, args.encoder, device))
     window.show()
     if args.photo:
-        QTimer.singleShot(0, lambda: window.open_path(args.photo))
+        QTimer.singleShot(0, lambda: window.open_async(args.photo))
     return window
 
 

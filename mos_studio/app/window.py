@@ -41,6 +41,7 @@ from .document import Document
 from .export import EXPORT_KINDS, ExportController, ExportJob
 from .inference import CascadeLoader, InferenceController, Job, JobResult, UserFacingError
 from .inspector import StageInspector
+from .opener import ImageOpener, describe_open_error
 from .settings import AppSettings
 
 APP_NAME = "MOS Studio"
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
             loader = loader_for_device("cpu" if self.settings.cpu_only() else None)
         self.controller = InferenceController(loader, self)
         self.exporter = ExportController(self)
+        self.opener = ImageOpener(self)
         self.canvas = Canvas(self.doc)
         self.inspector = StageInspector(self.doc)
         self.dropped_results = 0
@@ -308,6 +310,10 @@ class MainWindow(QMainWindow):
         ic.cancelled.connect(self._on_cancelled)
         ic.device_ready.connect(self._on_device)
         ic.busy_changed.connect(lambda _busy: self._update_enabled())
+        op = self.opener
+        op.loaded.connect(self._on_opened)
+        op.failed.connect(self._on_open_failed)
+        op.busy_changed.connect(self._on_open_busy)
         ex = self.exporter
         ex.started.connect(self._on_export_started)
         ex.finished.connect(self._on_export_finished)
@@ -429,33 +435,46 @@ class MainWindow(QMainWindow):
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open photo", self.settings.last_open_dir(), OPEN_FILTER)
         if path:
-            self.open_path(path)
+            self.open_async(path)
 
     def open_path(self, path: str | Path) -> bool:
-        """Open a photo; on any problem show what to do and keep the current document."""
-        from mos_studio.core.errors import MosError
+        """Open a photo now (blocking); on any problem show what to do and keep the current document."""
         from mos_studio.core.io import load_image
 
         path = Path(path)
-        if self.controller.busy:
-            self.controller.cancel()
         self.setCursor(Qt.CursorShape.WaitCursor)
         try:
             loaded = load_image(path)
-        except MosError as err:
-            messages.show_error(self, "Cannot open image", str(err),
-                                "Choose a JPEG, PNG, TIFF or WebP photo that opens in other programs.")
-            return False
-        except MemoryError:
-            messages.show_error(self, "Out of memory", f"{path}: not enough memory to open this image.",
-                                "Close other programs, or downscale the photo before opening it.")
-            return False
-        except Exception as err:  # noqa: BLE001 - never crash on a bad file
-            messages.show_error(self, "Cannot open image", f"{path}: {type(err).__name__}: {err}",
-                                "The file may be damaged; try re-saving it in another program.")
+        except BaseException as err:  # noqa: BLE001 - never crash on a bad file
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            self._on_open_failed(path, *describe_open_error(path, err))
             return False
         finally:
             self.unsetCursor()
+        self._on_opened(path, loaded)
+        return True
+
+    def open_async(self, path: str | Path) -> None:
+        """Open a photo decoded on a worker thread (dialog, drop, recent files, command line)."""
+        path = Path(path)
+        self.stage_label.setText(f"Opening {path.name}…")
+        self.opener.request(path)
+
+    def _on_open_busy(self, busy: bool) -> None:
+        if busy:
+            self.setCursor(Qt.CursorShape.BusyCursor)
+        else:
+            self.unsetCursor()
+            if not self.controller.busy and not self.exporter.busy:
+                self.stage_label.setText("")
+
+    def _on_open_failed(self, path: Path, title: str, message: str, hint: str) -> None:
+        messages.show_error(self, title, message, hint)
+
+    def _on_opened(self, path: Path, loaded) -> None:  # noqa: ANN001 - LoadedImage
+        if self.controller.busy:
+            self.controller.cancel()  # its result is dropped anyway: the document changes below
         self.hide_stage()
         self.doc.set_image(loaded.rgb, path=path, icc_profile=loaded.icc_profile)
         self.settings.add_recent(path)
@@ -465,7 +484,6 @@ class MainWindow(QMainWindow):
                                      f"{self.doc.width * self.doc.height / 1e6:.1f} MP", 5000)
         self.canvas.setFocus()
         self.image_opened.emit(str(path))
-        return True
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -473,7 +491,7 @@ class MainWindow(QMainWindow):
         for i, f in enumerate(files):
             act = self.recent_menu.addAction(f"&{(i + 1) % 10} {Path(f).name}")
             act.setToolTip(f)
-            act.triggered.connect(lambda _=False, p=f: self.open_path(p))
+            act.triggered.connect(lambda _=False, p=f: self.open_async(p))
         if files:
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear list", self.settings.clear_recent)
@@ -488,7 +506,7 @@ class MainWindow(QMainWindow):
         for url in event.mimeData().urls():
             if url.isLocalFile():
                 event.acceptProposedAction()
-                self.open_path(url.toLocalFile())
+                self.open_async(url.toLocalFile())
                 return
 
     # -- edits ------------------------------------------------------------------------------------------------------
@@ -696,6 +714,7 @@ class MainWindow(QMainWindow):
         self._shut_down = True
         self.controller.shutdown()
         self.exporter.shutdown()
+        self.opener.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.save_settings()

@@ -157,3 +157,20 @@ def test_tool_shortcuts_switch_tools(window, qtbot, make_photo):
                       (Qt.Key.Key_H, "pan"), (Qt.Key.Key_E, "erase"), (Qt.Key.Key_B, "brush")):
         qtbot.keyClick(window.canvas, key)
         assert window.canvas.tool == tool
+
+
+def test_open_in_background_keeps_only_the_latest_request(window, photo, tmp_path, qtbot, message_log, make_photo):
+    second = tmp_path / "second.png"
+    Image.fromarray(make_photo(200, 150)).save(second)
+    opened = []
+    window.image_opened.connect(opened.append)
+    window.open_async(photo)
+    window.open_async(second)  # asked for before the first one finished decoding
+    qtbot.waitUntil(lambda: not window.opener.busy, timeout=TIMEOUT)
+    qtbot.wait(20)
+    assert opened == [str(second)] and window.doc.rgb.shape == (150, 200, 3)
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 50)
+    window.open_async(bad)
+    qtbot.waitUntil(lambda: bool(message_log.errors), timeout=TIMEOUT)
+    assert "bad.tif" in message_log.errors[-1][1] and window.doc.path == second
