@@ -361,7 +361,10 @@ class Canvas(QWidget):
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         if self._pan_from is not None:
             self._pan_from = None
-            self.set_tool(self.tool) if not self._space else self.setCursor(Qt.CursorShape.OpenHandCursor)
+            if self._space:
+                self.setCursor(Qt.CursorShape.OpenHandCursor)
+            else:
+                self.set_tool(self.tool)  # restores the tool's cursor
             return
         if event.button() != Qt.MouseButton.LeftButton:
             return

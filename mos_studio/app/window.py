@@ -550,6 +550,7 @@ class MainWindow(QMainWindow):
         self._job_started_at = time.perf_counter()
         names = {"cut": "Cutting out", "box": "Segmenting the box", "refine": "Re-refining the region"}
         self.stage_label.setText(names.get(job.kind, job.kind) + "…")
+        self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
@@ -568,7 +569,7 @@ class MainWindow(QMainWindow):
         job = res.job
         if job.generation != self.doc.generation or job.image is not self.doc.rgb:
             self.dropped_results += 1
-            self.statusBar().showMessage("Result dropped: the mask was edited while it was being computed", 6000)
+            self.statusBar().showMessage("Result dropped: the photo or mask changed while it was being computed", 6000)
             self.result_dropped.emit(job)
             return
         w, h = self.doc.width, self.doc.height
@@ -656,13 +657,15 @@ class MainWindow(QMainWindow):
 
     def _on_export_finished(self, job: ExportJob, seconds: float) -> None:
         self.progress.setRange(0, 1000)
-        self._job_ended() if not self.controller.busy else None
+        if not self.controller.busy:
+            self._job_ended()
         self.statusBar().showMessage(f"Exported {job.path} in {seconds:.1f} s", 8000)
         self.export_done.emit(str(job.path))
 
     def _on_export_failed(self, job: ExportJob, message: str, hint: str) -> None:
         self.progress.setRange(0, 1000)
-        self._job_ended() if not self.controller.busy else None
+        if not self.controller.busy:
+            self._job_ended()
         messages.show_error(self, "Export failed", message, hint)
 
     # -- help -------------------------------------------------------------------------------------------------------
