@@ -477,6 +477,10 @@ class MainWindow(QMainWindow):
             self.controller.cancel()  # its result is dropped anyway: the document changes below
         self.hide_stage()
         self.doc.set_image(loaded.rgb, path=path, icc_profile=loaded.icc_profile)
+        alpha = getattr(loaded, "alpha", None)
+        if alpha is not None and alpha.shape == self.doc.mask.shape and int(alpha.min()) < 255:
+            # a cut-out exported earlier: carry on editing its alpha (one undo step away from an empty mask)
+            self.doc.replace_region((0, 0, self.doc.width, self.doc.height), alpha, "Mask from the file's alpha")
         self.settings.add_recent(path)
         self.settings.set_last_open_dir(path.parent)
         self.setWindowTitle(f"{path.name} ({self.doc.width}×{self.doc.height}) — {APP_NAME}")

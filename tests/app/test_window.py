@@ -174,3 +174,18 @@ def test_open_in_background_keeps_only_the_latest_request(window, photo, tmp_pat
     window.open_async(bad)
     qtbot.waitUntil(lambda: bool(message_log.errors), timeout=TIMEOUT)
     assert "bad.tif" in message_log.errors[-1][1] and window.doc.path == second
+
+
+def test_reopening_an_exported_cutout_restores_its_alpha_as_the_mask(window, photo, tmp_path, qtbot):
+    assert window.open_path(photo)
+    window.canvas.paint_stroke([(80, 80), (220, 160)], radius=30)
+    mask = window.doc.mask.copy()
+    out = tmp_path / "cut.png"
+    with qtbot.waitSignal(window.export_done, timeout=TIMEOUT):
+        window.export_to("cutout", out)
+    assert window.open_path(out)
+    assert np.array_equal(window.doc.mask, mask)
+    assert window.doc.undo_stack.undoText() == "Mask from the file's alpha"
+    window.doc.undo_stack.undo()
+    assert not window.doc.mask.any()
+    assert window.open_path(photo) and not window.doc.mask.any()  # an opaque photo starts with an empty mask
