@@ -40,9 +40,9 @@ def bench_startup(repeat: int) -> None:
     config_home = tempfile.mkdtemp(prefix="mos_bench_config_")  # keep the user's own settings out of it
     for _ in range(repeat):
         t0 = time.perf_counter()
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": config_home}
         out = subprocess.run([sys.executable, "-m", "mos_studio.app.main", "--startup-probe"], capture_output=True,
-                             text=True, cwd=ROOT, env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": config_home},
-                             timeout=120)
+                             text=True, cwd=ROOT, env=env, timeout=120)
         wall = time.perf_counter() - t0
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("usable after")), None)
         if line is None:
