@@ -1,0 +1,109 @@
+"""Training data: generator reproducibility, folder/matte sources on real files, L/H samples, mask perturbation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mos_studio.core.errors import ImageError, MaskError
+from training.data import (
+    FolderSource,
+    MatteSource,
+    SampleDataset,
+    StepSampler,
+    SynthSource,
+    generate_pair,
+    h_sample,
+    iou_binary,
+    perturb_mask,
+)
+
+
+def test_perturbed_masks_land_in_iou_range() -> None:
+    """200 boundary patches from generated pairs: IoU with the TRUE mask always in [0.8, 1.0], and really perturbed."""
+    ious = []
+    for k in range(200):
+        img, mask = generate_pair(10_000 + k // 4, 160)
+        rng = np.random.default_rng(k)
+        _, gt, coarse = h_sample(img, mask, rng, 96)
+        assert set(np.unique(coarse)) <= {0.0, 1.0}
+        ious.append(iou_binary(coarse > 0.5, gt > 0.5))
+    ious = np.array(ious)
+    print(f"perturbed IoU: min {ious.min():.3f} mean {ious.mean():.3f} max {ious.max():.3f}")
+    assert ious.min() >= 0.8 and ious.max() <= 1.0
+    assert ious.mean() < 0.97  # the masks are actually perturbed, not copies of the truth
+    assert np.mean(ious == 1.0) < 0.1
+
+
+def test_perturbation_of_thin_structures_and_empty_masks() -> None:
+    """A mask of 1-px lines (where polygonisation alone destroys everything) still lands in range; empty stays empty."""
+    gt = np.zeros((64, 64), np.float32)
+    gt[::8, :] = 1
+    gt[20:40, 20:40] = 1
+    for seed in range(10):
+        p = perturb_mask(gt, np.random.default_rng(seed))
+        assert 0.8 <= iou_binary(p > 0.5, gt > 0.5) <= 1.0
+    assert not perturb_mask(np.zeros((32, 32)), np.random.default_rng(0)).any()
+
+
+def test_generator_is_seeded_and_has_thin_structures() -> None:
+    a_img, a_mask = generate_pair(3, 128)
+    b_img, b_mask = generate_pair(3, 128)
+    c_img, _ = generate_pair(4, 128)
+    assert a_img.shape == (128, 128, 3) and a_img.dtype == np.uint8 and a_mask.dtype == np.float32
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
+    assert not np.array_equal(a_img, c_img)
+    # soft (anti-aliased) boundary pixels exist and the object neither fills nor misses the frame
+    masks = [generate_pair(s, 128)[1] for s in range(6)]
+    assert all(0.02 < m.mean() < 0.8 for m in masks)
+    assert all(((m > 0.05) & (m < 0.95)).mean() > 0.005 for m in masks)
+
+
+def _write_pairs(root, n: int, size=(48, 40)):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(n):
+        img, mask = generate_pair(k, 64)
+        img = cv2.resize(img, size)
+        mask = cv2.resize(mask, size)
+        cv2.imwrite(str(root / "images" / f"im{k}.jpg"), img[..., ::-1])
+        cv2.imwrite(str(root / "masks" / f"im{k}.png"), (mask * 255).astype(np.uint8))
+
+
+def test_folder_and_matte_sources_mix_with_weights(tmp_path) -> None:
+    _write_pairs(tmp_path / "set", 3)
+    (tmp_path / "dim" / "fg").mkdir(parents=True)
+    (tmp_path / "dim" / "alpha").mkdir()
+    alpha = np.zeros((50, 60), np.uint8)
+    alpha[10:40, 10:50] = 255
+    alpha[10:40, 30] = 64  # a soft column: kept or dropped by the random threshold
+    cv2.imwrite(str(tmp_path / "dim" / "fg" / "a.png"), np.full((50, 60, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "dim" / "alpha" / "a.png"), alpha)
+    folder, matte = FolderSource(tmp_path / "set"), MatteSource(tmp_path / "dim")
+    assert len(folder) == 3 and len(matte) == 1
+    img, mask = matte.load(0, np.random.default_rng(0))
+    assert img.shape == (50, 60, 3) and set(np.unique(mask)) <= {0.0, 1.0}
+    ds = SampleDataset([folder, matte], [3.0, 1.0], "L", size=32)
+    item = ds[5]
+    assert item["image"].shape == (3, 32, 32) and item["gt"].shape == (1, 32, 32)
+    assert torch.equal(ds[5]["image"], item["image"])  # a sample is a pure function of (seed, index)
+    hs = SampleDataset([folder], None, "H", patch=32)
+    h = hs[0]
+    assert h["coarse"].shape == (1, 32, 32)
+
+
+def test_bad_data_gives_clear_errors(tmp_path) -> None:
+    with pytest.raises(ImageError, match="not found"):
+        FolderSource(tmp_path / "missing")
+    _write_pairs(tmp_path / "set", 1)
+    cv2.imwrite(str(tmp_path / "set" / "masks" / "im0.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(MaskError, match="im0.png"):
+        FolderSource(tmp_path / "set").load(0, np.random.default_rng(0))
+
+
+def test_step_sampler_splits_global_batches() -> None:
+    assert list(StepSampler(2, 4, 4)) == [8, 9, 10, 11, 12, 13, 14, 15]
+    assert list(StepSampler(0, 2, 4, rank=1, world=2)) == [2, 3, 6, 7]
+    assert len(SynthSource(64, 5, 10)) == 10

@@ -1,0 +1,146 @@
+"""Training end to end on the CPU with the real MobileNetV3 MeticulousNet: loss falls, resume is exact, Ctrl-C
+checkpoints, exported weights load through the app's own loaders."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import training.train as tt
+from mos_studio.core.cascade import Cascade
+from mos_studio.core.model import MeticulousNet
+from mos_studio.core.weights import load_model
+from training.export import export
+from training.losses import gradient_loss, stage_losses
+
+
+def _config(tmp_path: Path, stage: str, name: str, **train) -> Path:
+    size_key = "size" if stage == "L" else "patch"
+    settings = {"iterations": 30, "batch": 2, "log_every": 5, "checkpoint_every": 100, "amp": False, **train}
+    lines = [f'stage = "{stage}"', "[data]", f"{size_key} = 64", "num_workers = 0", "fixed_samples = 2",
+             "[[data.sources]]", 'kind = "synth"', "size = 96",
+             "[val]", "every = 1000", "count = 2", "grid = 2",
+             "[[val.sources]]", 'kind = "synth"', "size = 96", "seed_offset = 1000000000", "[train]"]
+    lines += [f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in settings.items()]
+    path = tmp_path / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "losses.csv", newline="") as f:
+        return [float(r["total"]) for r in csv.DictReader(f)]
+
+
+def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
+    cfg_l = _config(tmp_path, "L", "tiny_L", iterations=30, lr=1e-3, num_workers=1)
+    assert tt.main(["--stage", "L", "--config", str(cfg_l), "--out", str(tmp_path / "L")]) == 0
+    losses = _losses(tmp_path / "L")
+    assert len(losses) == 30
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    print(f"L loss: first-5 mean {first:.4f} → last-5 mean {last:.4f}")
+    assert last < 0.8 * first
+    assert (tmp_path / "L" / "val_0000030.png").is_file()
+
+    cfg_h = _config(tmp_path, "H", "tiny_H", iterations=20, lr=1e-3)
+    rc = tt.main(["--stage", "H", "--config", str(cfg_h), "--out", str(tmp_path / "H"),
+                  "--init-from", str(tmp_path / "L" / "last.pt")])
+    assert rc == 0
+    h_losses = _losses(tmp_path / "H")
+    print(f"H loss: first-5 mean {np.mean(h_losses[:5]):.4f} → last-5 mean {np.mean(h_losses[-5:]):.4f}")
+    assert np.mean(h_losses[-5:]) < np.mean(h_losses[:5])
+
+    models = tmp_path / "models"
+    p_l = export(tmp_path / "L" / "last.pt", "L", models)
+    p_h = export(tmp_path / "H" / "last.pt", "H", models, fp16=True)
+    assert p_l.name == "meticulousnet_mobile_L.safetensors" and p_h.name == "meticulousnet_mobile_H.safetensors"
+    card = json.loads(p_l.with_suffix(".json").read_text())
+    assert card["iterations"] == 30 and card["stage"] == "L" and "iou" in card["metrics"]
+    assert "training.train" in card["command"] and card["hardware"].startswith("CPU")
+    assert "procedural" in card["training_data"][0]
+    trained = torch.load(tmp_path / "L" / "last.pt", weights_only=True)["model"]
+    loaded = load_model(p_l)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in trained.items())
+    cascade = Cascade.from_pretrained(models)
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    result = cascade(image)
+    assert result.mask.shape == (48, 64)
+    with pytest.raises(tt.MosError, match="already exists"):
+        export(tmp_path / "L" / "last.pt", "L", models)
+
+
+def test_resume_reproduces_the_same_losses(tmp_path) -> None:
+    """6 steps straight == 3 steps, checkpoint, resume, 3 steps (H: weight decay, multistep LR, perturbed masks)."""
+    cfg = _config(tmp_path, "H", "resume_H", iterations=6, lr=1e-3, milestones=[0.375, 0.625])
+    tt.train("H", cfg, tmp_path / "straight")
+    first = tt.train("H", cfg, tmp_path / "split", stop_at=3)
+    assert first["step"] == 3
+    with pytest.raises(tt.MosError, match="--resume"):
+        tt.train("H", cfg, tmp_path / "split")
+    second = tt.train("H", cfg, tmp_path / "split", resume=True)
+    assert second["step"] == 6
+    straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert len(straight) == len(split) == 6
+    assert straight == split
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, monkeypatch) -> None:
+    cfg = _config(tmp_path, "L", "int_L", iterations=10)
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return stage_losses(*args, **kwargs)
+
+    monkeypatch.setattr(tt, "stage_losses", interrupting)
+    assert tt.main(["--stage", "L", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 130
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2
+
+
+def test_init_h_from_l_copies_rgb_filters_and_zeroes_mask_channel() -> None:
+    low, high = MeticulousNet.tiny(3), MeticulousNet.tiny(4)
+    report = tt.init_h_from_l(high, low.state_dict())
+    w_h, w_l = high.encoder.first_conv.weight, low.encoder.first_conv.weight
+    assert torch.equal(w_h[:, :3], w_l) and not w_h[:, 3].any()
+    assert not report["skipped"]
+    for k, v in low.state_dict().items():
+        if v.shape == high.state_dict()[k].shape:
+            assert torch.equal(high.state_dict()[k], v)
+
+
+def test_losses_and_schedules() -> None:
+    gt = torch.zeros(1, 1, 16, 16)
+    gt[..., 4:12, 4:12] = 1
+    assert gradient_loss(gt, gt).item() == pytest.approx(0.0, abs=1e-6)
+    assert gradient_loss(torch.full_like(gt, 0.5), gt).item() > 0.01
+    net = MeticulousNet.tiny(4)
+    out = net(torch.rand(1, 4, 16, 16))
+    h = stage_losses(out, gt, "H")
+    low = stage_losses(out, gt, "L")
+    assert h["grad"].item() > 0 and h["l1"].item() > 0 and low["l1"].item() == 0
+    h["total"].backward()
+    cos = {"lr": 1.0, "iterations": 100, "schedule": "cosine"}
+    assert tt.lr_at(0, cos) == 1.0 and tt.lr_at(50, cos) == pytest.approx(0.5) and tt.lr_at(100, cos) == 0.0
+    ms = {"lr": 2.25e-4, "iterations": 60000, "schedule": "multistep", "milestones": [0.375, 0.625], "gamma": 0.1}
+    assert tt.lr_at(22499, ms) == 2.25e-4
+    assert tt.lr_at(22500, ms) == pytest.approx(2.25e-5) and tt.lr_at(37500, ms) == pytest.approx(2.25e-6)
+
+
+def test_paper_and_cpu_configs_parse() -> None:
+    root = Path(tt.__file__).parent / "configs"
+    for name, stage in [("paper_L", "L"), ("paper_H", "H"), ("cpu_L", "L"), ("cpu_H", "H")]:
+        cfg = tt.load_config(root / f"{name}.toml", stage)
+        assert cfg["train"]["iterations"] > 0
+    paper_h = tt.load_config(root / "paper_H.toml", "H")
+    assert paper_h["train"]["batch"] == 24 and paper_h["train"]["weight_decay"] == 1e-4
+    assert sum(s.get("weight", 1) for s in paper_h["data"]["sources"]) == 36572 + 46300
+    with pytest.raises(tt.MosError, match="stage L"):
+        tt.load_config(root / "paper_L.toml", "H")

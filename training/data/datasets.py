@@ -1,0 +1,148 @@
+"""L and H training samples, keyed only by (seed, global sample index) so any resume replays the same batches.
+
+Sample i of a run is drawn with `np.random.default_rng([seed, i])`: which source (by weight), which item, and every
+augmentation. Batch b of the run holds samples b·B … b·B+B−1 (split across DDP ranks), so the data a step sees
+depends on (seed, step) alone — not on worker count, worker scheduling, or where the run was resumed.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .perturb import perturb_mask
+from .sources import Source
+
+
+# ------------------------------------------------------------------------------------------------- augmentation
+def colour_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float,
+                  hue: float = 0.0, grayscale_p: float = 0.0) -> np.ndarray:
+    """torchvision-like ColorJitter on float RGB in [0, 1]."""
+    x = img
+    x = x * rng.uniform(1 - brightness, 1 + brightness)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean
+    grey = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    x = (x - grey) * rng.uniform(1 - saturation, 1 + saturation) + grey
+    if hue > 0:
+        hsv = cv2.cvtColor(np.clip(x, 0, 1).astype(np.float32), cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 360.0) % 360.0
+        x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if grayscale_p > 0 and rng.random() < grayscale_p:
+        x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
+    return np.clip(x, 0, 1).astype(np.float32)
+
+
+def l_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: int = 336,
+             max_rotation: float = 15.0, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Flip, rotate (same warp for both), colour-jitter, resize to size² (paper §4.3: 'resized to 336').
+
+    Rotation angles and jitter strengths are ours (MINet's are not given in the paper): ±15°, 0.2/0.2/0.2/0.02.
+    """
+    if not augment:
+        img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(np.ascontiguousarray(mask), (size, size), interpolation=cv2.INTER_LINEAR)
+        return img.astype(np.float32) / 255.0, np.clip(mask, 0, 1).astype(np.float32)
+    if rng.random() < 0.5:
+        img, mask = img[:, ::-1], mask[:, ::-1]
+    img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(np.ascontiguousarray(mask), (size, size), interpolation=cv2.INTER_LINEAR)
+    angle = rng.uniform(-max_rotation, max_rotation)
+    if abs(angle) > 0.5:
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+        img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    x = colour_jitter(img.astype(np.float32) / 255.0, rng, 0.2, 0.2, 0.2, 0.02)
+    return x, np.clip(mask, 0, 1).astype(np.float32)
+
+
+def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int) -> tuple:
+    """A patch² crop centred near a random boundary pixel (reflect-padded when the image is smaller)."""
+    h, w = mask.shape
+    if h < patch or w < patch:
+        ph, pw = max(0, patch - h), max(0, patch - w)
+        img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, ph, 0, pw, cv2.BORDER_REFLECT)
+        mask = cv2.copyMakeBorder(np.ascontiguousarray(mask), 0, ph, 0, pw, cv2.BORDER_REFLECT)
+        h, w = mask.shape
+    binary = (mask > 0.5).astype(np.uint8)
+    edge = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero(edge)
+    if len(ys):
+        j = int(rng.integers(len(ys)))
+        cy = ys[j] + int(rng.integers(-patch // 4, patch // 4 + 1))
+        cx = xs[j] + int(rng.integers(-patch // 4, patch // 4 + 1))
+        y0 = int(np.clip(cy - patch // 2, 0, h - patch))
+        x0 = int(np.clip(cx - patch // 2, 0, w - patch))
+    else:
+        y0, x0 = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+    return img[y0 : y0 + patch, x0 : x0 + patch], mask[y0 : y0 + patch, x0 : x0 + patch]
+
+
+def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int = 224,
+             iou_range: tuple[float, float] = (0.8, 1.0), augment: bool = True) -> tuple[np.ndarray, ...]:
+    """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range."""
+    img, mask = boundary_crop(img, mask, rng, patch)
+    if augment and rng.random() < 0.5:
+        img, mask = img[:, ::-1], mask[:, ::-1]
+    img, mask = np.ascontiguousarray(img), np.ascontiguousarray(mask, dtype=np.float32)
+    x = img.astype(np.float32) / 255.0
+    if augment:
+        x = colour_jitter(x, rng, 0.2, 0.05, 0.05, 0.0, grayscale_p=0.1)
+    coarse = perturb_mask(mask, rng, iou_range)
+    return x, mask, coarse
+
+
+# ------------------------------------------------------------------------------------------------------ datasets
+class SampleDataset(Dataset):
+    """Map-style dataset over global sample indices. L items: {image, gt}; H items: {image, gt, coarse}."""
+
+    def __init__(self, sources: list[Source], weights: list[float] | None, stage: str, seed: int = 0,
+                 size: int = 336, patch: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
+                 fixed_samples: int = 0, length: int = 2**62, augment: bool = True) -> None:
+        if stage not in ("L", "H"):
+            raise ValueError("stage must be L or H")
+        if not sources:
+            raise ValueError("no data sources configured")
+        w = np.asarray(weights if weights is not None else [1.0] * len(sources), np.float64)
+        self.sources, self.p = sources, w / w.sum()
+        self.stage, self.seed, self.size, self.patch = stage, int(seed), int(size), int(patch)
+        self.iou_range = tuple(iou_range)
+        self.fixed_samples, self.length, self.augment = int(fixed_samples), int(length), augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        key = i % self.fixed_samples if self.fixed_samples else i
+        rng = np.random.default_rng([self.seed, int(key)])
+        src = self.sources[int(rng.choice(len(self.sources), p=self.p))]
+        img, mask = src.load(int(rng.integers(len(src))), rng)
+        if self.stage == "L":
+            x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
+            return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
+        x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment)
+        return {"image": _chw(x), "gt": torch.from_numpy(gt)[None], "coarse": torch.from_numpy(coarse)[None]}
+
+
+def _chw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class StepSampler(Sampler[int]):
+    """Yields this rank's sample indices for steps start_step … total_steps−1 (global batch split across ranks)."""
+
+    def __init__(self, start_step: int, total_steps: int, batch: int, rank: int = 0, world: int = 1) -> None:
+        if batch % world:
+            raise ValueError(f"batch {batch} is not divisible by the {world} processes")
+        self.start, self.total, self.batch, self.rank, self.world = start_step, total_steps, batch, rank, world
+
+    def __iter__(self):
+        local = self.batch // self.world
+        for step in range(self.start, self.total):
+            base = step * self.batch + self.rank * local
+            yield from range(base, base + local)
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start) * (self.batch // self.world)

@@ -1,0 +1,157 @@
+"""Where (image, mask) pairs come from. A source lists file paths only; pixels are decoded on demand.
+
+* `FolderSource`: `root/images/<stem>.*` + `root/masks/<stem>.*` (folder names configurable, e.g. DUTS's
+  `DUTS-TR-Image` / `DUTS-TR-Mask`), or `layout = "pairs"`: `x.jpg` beside `x.png` anywhere under root (FSS-1000).
+* `MatteSource`: `root/fg/` + `root/alpha/` foregrounds composited on random backgrounds (a folder of photos, or
+  scikit-image's photos), the alpha binarised at a threshold drawn from [0.1, 0.5] (paper §4.3, DIM).
+* `SynthSource`: the procedural generator (`synth.py`), item k = seed offset + k.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mos_studio.core.errors import ImageError, MaskError
+
+from . import synth
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ImageError(folder, "training data folder not found")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(path, "not a readable image")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Float32 [0, 1]; 16-bit and 8-bit masks alike."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise MaskError(path, "not a readable mask")
+    if m.ndim == 3:
+        m = m[..., -1] if m.shape[2] == 4 else m[..., 0]
+    scale = 65535.0 if m.dtype == np.uint16 else 255.0 if m.dtype == np.uint8 else 1.0
+    return np.clip(m.astype(np.float32) / scale, 0, 1)
+
+
+class Source:
+    name = "source"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB uint8 H×W×3, float32 mask H×W in [0, 1]) of item k; `rng` for sources that randomise."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class FolderSource(Source):
+    def __init__(self, root: str | Path, image_dir: str = "images", mask_dir: str = "masks", layout: str = "split"):
+        self.root = Path(root)
+        if layout == "pairs":
+            if not self.root.is_dir():
+                raise ImageError(self.root, "training data folder not found")
+            self.pairs = [
+                (p, p.with_suffix(".png"))
+                for p in sorted(self.root.rglob("*.jpg"))
+                if p.with_suffix(".png").is_file()
+            ]
+        else:
+            images, masks = _files(self.root / image_dir), _files(self.root / mask_dir)
+            self.pairs = [(images[s], masks[s]) for s in sorted(images) if s in masks]
+        if not self.pairs:
+            raise ImageError(self.root, "no image/mask pairs with matching names found")
+        self.name = f"folder:{self.root}"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ip, mp = self.pairs[k % len(self.pairs)]
+        img, mask = read_rgb(ip), read_gray(mp)
+        if mask.shape != img.shape[:2]:
+            raise MaskError(mp, f"mask is {mask.shape[1]}×{mask.shape[0]} but {ip.name} is "
+                                f"{img.shape[1]}×{img.shape[0]}")
+        return img, mask
+
+    def describe(self) -> str:
+        return f"{self.root} ({len(self)} image/mask pairs)"
+
+
+class MatteSource(Source):
+    def __init__(self, root: str | Path, backgrounds: str | Path | None = None, threshold: tuple = (0.1, 0.5)):
+        self.root = Path(root)
+        fg, alpha = _files(self.root / "fg"), _files(self.root / "alpha")
+        self.pairs = [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
+        if not self.pairs:
+            raise ImageError(self.root, "no fg/alpha pairs with matching names found")
+        self.backgrounds = sorted(_files(Path(backgrounds)).values()) if backgrounds else None
+        self.threshold = tuple(threshold)
+        self.name = f"matte:{self.root}"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        fp, ap = self.pairs[k % len(self.pairs)]
+        fg, alpha = read_rgb(fp).astype(np.float32), read_gray(ap)
+        if alpha.shape != fg.shape[:2]:
+            raise MaskError(ap, f"alpha is {alpha.shape[1]}×{alpha.shape[0]}, foreground {fg.shape[1]}×{fg.shape[0]}")
+        h, w = alpha.shape
+        if self.backgrounds:
+            bg = read_rgb(self.backgrounds[int(rng.integers(len(self.backgrounds)))])
+        else:
+            lib = synth.photos()
+            bg = lib[int(rng.integers(len(lib)))]
+        bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        a = alpha[..., None]
+        img = np.clip(fg * a + bg * (1 - a), 0, 255).astype(np.uint8)
+        t = rng.uniform(*self.threshold)
+        return img, (alpha > t).astype(np.float32)
+
+    def describe(self) -> str:
+        bg = f"backgrounds from {len(self.backgrounds)} photos" if self.backgrounds else "scikit-image backgrounds"
+        return f"{self.root} ({len(self)} alpha mattes, {bg}, binarised at U{list(self.threshold)})"
+
+
+class SynthSource(Source):
+    def __init__(self, size: int = 512, seed_offset: int = 0, count: int = 1_000_000):
+        self.size, self.seed_offset, self.count = int(size), int(seed_offset), int(count)
+        self.name = "synth"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def load(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return synth.generate_pair(self.seed_offset + k % self.count, self.size)
+
+    def describe(self) -> str:
+        return (f"procedural pairs (training/data/synth.py) at {self.size}px, seeds {self.seed_offset}.."
+                f"{self.seed_offset + self.count - 1}, textures from scikit-image's bundled photos")
+
+
+def build_source(spec: dict) -> Source:
+    """One `[[data.sources]]` table of a training config → a Source (paths relative to the working directory)."""
+    kind = spec.get("kind", "folder")
+    if kind == "folder":
+        return FolderSource(spec["root"], spec.get("image_dir", "images"), spec.get("mask_dir", "masks"),
+                            spec.get("layout", "split"))
+    if kind == "matte":
+        return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))))
+    if kind == "synth":
+        return SynthSource(spec.get("size", 512), spec.get("seed_offset", 0), spec.get("count", 1_000_000))
+    raise ValueError(f"unknown data source kind {kind!r} (folder, matte or synth)")

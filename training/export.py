@@ -1,0 +1,78 @@
+"""Export a training checkpoint as shipped weights: `meticulousnet_{mobile|r50}_{L|H}.safetensors` + JSON card.
+
+    python -m training.export runs/cpu_L/last.pt --stage L [--out models/] [--fp16] [--overwrite]
+
+The card records what the app and `mos info` show about a model: architecture, encoder, stage, the training data,
+iterations, the exact training command, the last validation metrics, the hardware and the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from mos_studio.core.errors import MosError
+from mos_studio.core.model import MeticulousNet
+from mos_studio.core.weights import save_weights, weights_filename
+
+from .train import CKPT_FORMAT
+
+
+def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp16: bool = False,
+           overwrite: bool = False) -> Path:
+    """Write the weights + card; refuses to replace an existing file unless `overwrite`."""
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise MosError(f"{ckpt_path}: checkpoint not found")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise MosError(f"{ckpt_path}: not a readable training checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise MosError(f"{ckpt_path}: not a checkpoint written by training.train")
+    if ckpt["stage"] != stage:
+        raise MosError(f"{ckpt_path}: holds a stage-{ckpt['stage']} model, not {stage}")
+    model = MeticulousNet.from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    path = Path(out_dir) / weights_filename(model.encoder_name, stage)
+    if path.exists() and not overwrite:
+        raise MosError(f"{path}: already exists; pass --overwrite to replace it")
+    cfg = ckpt.get("config", {})
+    card = {
+        "stage": stage,
+        "training_data": list(ckpt.get("training_data", [])),
+        "iterations": int(ckpt["step"]),
+        "scheduled_iterations": int(ckpt.get("iterations", ckpt["step"])),
+        "command": ckpt.get("command", ""),
+        "config_name": cfg.get("name", ""),
+        "train_settings": cfg.get("train", {}),
+        "metrics": dict(ckpt.get("metrics", {})),
+        "hardware": ckpt.get("hardware", ""),
+        "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
+        "source_checkpoint": str(ckpt_path),
+    }
+    return save_weights(model, path, card, fp16=fp16)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--stage", required=True, choices=["L", "H"])
+    ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
+    ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    args = ap.parse_args(argv)
+    try:
+        path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite)
+    except MosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.json').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""Train MeticulousNet_L or _H (paper §4.3–4.4) on CPU or GPU, one process or DDP under torchrun.
+
+    python -m training.train --stage L --config training/configs/cpu_L.toml [--out DIR] [--resume]
+    python -m training.train --stage H --config training/configs/cpu_H.toml --init-from runs/cpu_L/last.pt
+
+Reproducibility: sample i of the run is a pure function of (data seed, i) (training/data/datasets.py) and the LR a
+pure function of the step, so `--resume` from a checkpoint (model, Adam, GradScaler, torch/numpy/python RNG states,
+step, wall time) continues exactly where the run stopped. Ctrl-C saves a checkpoint and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mos_studio.core.errors import MosError
+from mos_studio.core.model import MeticulousNet
+
+from .data import SampleDataset, StepSampler, build_source
+from .losses import stage_losses
+
+try:
+    from mos_studio.core import metrics
+except ImportError:  # the metrics module is optional; IoU is computed here without it
+    metrics = None
+
+CKPT_FORMAT = "mos-training-checkpoint-1"
+
+DEFAULTS: dict[str, dict] = {
+    "L": {
+        "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
+        "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
+                 "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
+        "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
+                                                                    "seed_offset": 1_000_000_000}]},
+        "train": {"iterations": 60000, "batch": 20, "lr": 2.5e-3, "schedule": "cosine", "milestones": [0.375, 0.625],
+                  "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "amp": True, "checkpoint_every": 2000,
+                  "log_every": 20, "seed": 0},
+    },
+    "H": {
+        "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
+        "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
+                 "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
+        "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
+                                                                    "seed_offset": 1_000_000_000}]},
+        "train": {"iterations": 60000, "batch": 24, "lr": 2.25e-4, "schedule": "multistep",
+                  "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0, "amp": True,
+                  "checkpoint_every": 2000, "log_every": 20, "seed": 0},
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------------------- config
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path, stage: str) -> dict:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise MosError(f"{path}: training config not found") from err
+    except tomllib.TOMLDecodeError as err:
+        raise MosError(f"{path}: not valid TOML ({err})") from err
+    if raw.get("stage", stage) != stage:
+        raise MosError(f"{path}: this config is for stage {raw['stage']}, not {stage}")
+    cfg = _merge(DEFAULTS[stage], {k: v for k, v in raw.items() if k != "stage"})
+    cfg["name"] = path.stem
+    return cfg
+
+
+def lr_at(step: int, train_cfg: dict) -> float:
+    """Cosine annealing to 0 (L) or MultiStep ×gamma at fractions of the run (H); a pure function of the step."""
+    base, total = float(train_cfg["lr"]), int(train_cfg["iterations"])
+    if train_cfg["schedule"] == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if train_cfg["schedule"] == "multistep":
+        passed = sum(step >= int(round(f * total)) for f in train_cfg["milestones"])
+        return base * float(train_cfg["gamma"]) ** passed
+    if train_cfg["schedule"] == "constant":
+        return base
+    raise MosError(f"unknown schedule {train_cfg['schedule']!r} (cosine, multistep or constant)")
+
+
+# -------------------------------------------------------------------------------------------------------- model
+def build_model(cfg: dict, stage: str) -> MeticulousNet:
+    m = cfg["model"]
+    return MeticulousNet(m["encoder"], 3 if stage == "L" else 4, float(m["point_fraction"]), m.get("widths"))
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Model tensors from a training checkpoint (.pt) or exported weights (.safetensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MosError(f"{path}: file to initialise from not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise MosError(f"{path}: not a readable checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise MosError(f"{path}: not a training checkpoint (no 'model' entry)")
+    return ckpt["model"]
+
+
+def init_h_from_l(h_model: MeticulousNet, l_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy every L tensor whose name and shape match; the first conv gets L's RGB filters and a zero mask channel."""
+    first = h_model.encoder.first_conv.weight
+    first_name = next(n for n, p in h_model.named_parameters() if p is first)
+    state = h_model.state_dict()
+    copied, skipped = [], []
+    with torch.no_grad():
+        for name, t in state.items():
+            src = l_state.get(name)
+            if src is None:
+                skipped.append(name)
+            elif name == first_name and src.shape[1] == 3 and t.shape[1] == 4:
+                t[:, :3].copy_(src)
+                t[:, 3:].zero_()
+                copied.append(name)
+            elif src.shape == t.shape:
+                t.copy_(src)
+                copied.append(name)
+            else:
+                skipped.append(name)
+    h_model.load_state_dict(state)
+    return {"copied": copied, "skipped": skipped}
+
+
+# --------------------------------------------------------------------------------------------------------- data
+def _sources(specs: list[dict]):
+    return [build_source(s) for s in specs], [float(s.get("weight", 1.0)) for s in specs]
+
+
+def make_dataset(cfg: dict, stage: str, val: bool = False) -> SampleDataset:
+    d = cfg["data"]
+    sources, weights = _sources(cfg["val"]["sources"] if val else d["sources"])
+    return SampleDataset(sources, weights, stage, seed=d["seed"] + (7919 if val else 0), size=d["size"],
+                         patch=d["patch"], iou_range=tuple(d["iou_range"]),
+                         fixed_samples=0 if val else d["fixed_samples"], augment=not val)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(0)
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _rng_state() -> dict:
+    key, arr, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": key, "state": torch.from_numpy(arr.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["key"], n["state"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def hardware_description(device: torch.device, world: int) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{world}× CUDA {name}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"CPU {platform.machine()} ({os.cpu_count()} cores, {threads} threads), torch {torch.__version__}"
+
+
+def _to_png(x: torch.Tensor) -> np.ndarray:
+    a = x.detach().float().cpu().clamp(0, 1).numpy()
+    a = a.transpose(1, 2, 0) if a.shape[0] == 3 else np.repeat(a[0][..., None], 3, axis=2)
+    return (a * 255 + 0.5).astype(np.uint8)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, items: list[dict], device: torch.device, stage: str, png: Path | None,
+             grid: int = 6) -> dict[str, float]:
+    """IoU (and mBA/MQ when mos_studio.core.metrics exists) of the final output on the held-out samples."""
+    was_training = model.training
+    model.eval()
+    rows, tiles = [], []
+    for k, it in enumerate(items):
+        x = it["image"][None].to(device)
+        if stage == "H":
+            x = torch.cat([x, it["coarse"][None].to(device)], 1)
+        prob = torch.sigmoid(model(x).logits.float())[0, 0].cpu().numpy()
+        gt = it["gt"][0].numpy()
+        p, g = prob > 0.5, gt > 0.5
+        union = np.count_nonzero(p | g)
+        row = {"iou": np.count_nonzero(p & g) / union if union else 1.0}
+        if stage == "H":
+            c = it["coarse"][0].numpy() > 0.5
+            cu = np.count_nonzero(c | g)
+            row["input_iou"] = np.count_nonzero(c & g) / cu if cu else 1.0
+        if metrics is not None:
+            row["mba"] = float(metrics.mba(prob, gt))
+            row["mq"] = float(metrics.mq(prob, gt))
+        rows.append(row)
+        if png is not None and k < grid:
+            cols = [_to_png(it["image"]), _to_png(it["gt"])]
+            if stage == "H":
+                cols.append(_to_png(it["coarse"]))
+            cols.append(_to_png(torch.from_numpy(prob)[None]))
+            tiles.append(np.concatenate(cols, 1))
+    if png is not None and tiles:
+        cv2.imwrite(str(png), np.concatenate(tiles, 0)[..., ::-1])
+    model.train(was_training)
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+# --------------------------------------------------------------------------------------------------------- train
+def train(stage: str, config: str | Path, out: str | Path | None = None, resume: bool = False,
+          init_from: str | Path | None = None, stop_at: int | None = None, command: str | None = None) -> dict:
+    """Run (or continue) a training run; returns {"step", "out", "interrupted", "metrics"}."""
+    if stage not in ("L", "H"):
+        raise MosError(f"unknown stage {stage!r}; choose L or H")
+    cfg = load_config(config, stage)
+    out = Path(out) if out else Path("runs") / f"{cfg['name']}"
+    tc, dc = cfg["train"], cfg["data"]
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main_proc = rank == 0
+    ckpt_path = out / "last.pt"
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and ckpt_path.exists():
+            raise MosError(f"{ckpt_path}: a run already exists there; pass --resume to continue it or --out "
+                           "to start a new one")
+
+    torch.manual_seed(int(tc["seed"]))
+    model = build_model(cfg, stage).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
+    use_amp = bool(tc["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step, wall, last_metrics = 0, 0.0, {}
+    command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
+
+    if resume:
+        if not ckpt_path.is_file():
+            raise MosError(f"{ckpt_path}: no checkpoint to resume from")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CKPT_FORMAT or ckpt.get("stage") != stage:
+            raise MosError(f"{ckpt_path}: not a stage-{stage} training checkpoint")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"])
+        step, wall, last_metrics = int(ckpt["step"]), float(ckpt["wall_time"]), dict(ckpt.get("metrics", {}))
+        command = ckpt.get("command", command)
+    elif init_from:
+        state = read_state(init_from)
+        if stage == "H":
+            report = init_h_from_l(model, state)
+            if main_proc:
+                print(f"[H] initialised from {init_from}: {len(report['copied'])} tensors copied, "
+                      f"{len(report['skipped'])} kept random", flush=True)
+        else:
+            model.load_state_dict(state)
+
+    net = model
+    if world > 1:
+        ids = [local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    total = int(tc["iterations"])
+    end = min(total, int(stop_at)) if stop_at is not None else total
+    batch = int(tc["batch"])
+    dataset = make_dataset(cfg, stage)
+    loader = DataLoader(dataset, batch_size=batch // world, sampler=StepSampler(step, end, batch, rank, world),
+                        num_workers=int(dc["num_workers"]), pin_memory=device.type == "cuda", drop_last=True,
+                        worker_init_fn=_worker_init, generator=torch.Generator().manual_seed(0))
+    val_items: list[dict] = []
+    if main_proc and int(cfg["val"]["count"]) > 0:
+        vset = make_dataset(cfg, stage, val=True)
+        val_items = [vset[i] for i in range(int(cfg["val"]["count"]))]
+    data_desc = [s.describe() for s in dataset.sources]
+
+    def save() -> None:
+        if not main_proc:
+            return
+        _atomic_save({
+            "format": CKPT_FORMAT, "stage": stage, "step": step, "iterations": total,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
+            "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
+            "training_data": data_desc,
+        }, ckpt_path)
+
+    loss_csv = out / "losses.csv"
+    val_csv = out / "val.csv"
+    if main_proc:
+        _truncate_csv(loss_csv, step)
+        _truncate_csv(val_csv, step)
+    fields = ["step", "lr", "total", "bce", "l1", "l2", "grad", "it_per_s"]
+    log_every, val_every, ck_every = int(tc["log_every"]), int(cfg["val"]["every"]), int(tc["checkpoint_every"])
+    interrupted = False
+    net.train()
+    t_window, n_window, t_last = time.perf_counter(), 0, time.perf_counter()
+    if main_proc:
+        print(f"[{stage}] {cfg['name']}: steps {step}..{end} of {total}, batch {batch}, {device.type}"
+              f"{' AMP' if use_amp else ''}, world {world}; data: {'; '.join(data_desc)}", flush=True)
+    try:
+        for b in loader:
+            lr = lr_at(step, tc)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x = b["image"].to(device, non_blocking=True)
+            gt = b["gt"].to(device, non_blocking=True)
+            if stage == "H":
+                x = torch.cat([x, b["coarse"].to(device, non_blocking=True)], 1)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                output = net(x)
+            losses = stage_losses(output, gt, stage, float(tc["grad_weight"]))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            now = time.perf_counter()
+            wall += now - t_last
+            t_last = now
+            n_window += 1
+            if main_proc:
+                vals = {k: float(v.detach()) for k, v in losses.items()}
+                ips = n_window / max(1e-9, now - t_window)
+                _append_csv(loss_csv, fields, {"step": step, "lr": f"{lr:.6g}", **{k: f"{v:.6g}" for k, v in
+                                                                                  vals.items()},
+                                               "it_per_s": f"{ips:.3f}"})
+                if step % log_every == 0 or step == end:
+                    print(f"[{stage}] step {step}/{total} loss {vals['total']:.4f} (bce {vals['bce']:.3f} "
+                          f"l1 {vals['l1']:.3f} l2 {vals['l2']:.3f} grad {vals['grad']:.3f}) lr {lr:.3g} "
+                          f"{ips:.2f} it/s", flush=True)
+                    t_window, n_window = time.perf_counter(), 0
+                if val_items and (step % val_every == 0 or step == end):
+                    last_metrics = validate(model, val_items, device, stage, out / f"val_{step:07d}.png",
+                                            int(cfg["val"]["grid"]))
+                    _append_csv(val_csv, ["step", *last_metrics], {"step": step, **{k: f"{v:.5f}" for k, v in
+                                                                                       last_metrics.items()}})
+                    print(f"[{stage}] val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in
+                                                                   last_metrics.items()), flush=True)
+                    t_last = time.perf_counter()
+                if step % ck_every == 0 or step == end:
+                    save()
+                    t_last = time.perf_counter()
+    except KeyboardInterrupt:
+        interrupted = True
+        save()
+        if main_proc:
+            print(f"[{stage}] interrupted: checkpoint saved at step {step} in {ckpt_path}; continue with --resume",
+                  flush=True)
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return {"step": step, "out": str(out), "interrupted": interrupted, "metrics": last_metrics}
+
+
+def _append_csv(path: Path, fields: list[str], row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint being resumed (they will be recomputed)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", required=True, choices=["L", "H"])
+    ap.add_argument("--config", required=True, help="TOML file, e.g. training/configs/cpu_L.toml")
+    ap.add_argument("--out", help="run folder (default runs/<config name>)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ap.add_argument("--init-from", help="H: L checkpoint (.pt) or L weights (.safetensors) to start from")
+    ap.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this step; the schedule is unchanged")
+    args = ap.parse_args(argv)
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *(argv or sys.argv[1:])])
+    try:
+        result = train(args.stage, args.config, args.out, args.resume, args.init_from, args.stop_at, command)
+    except MosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 130 if result["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
