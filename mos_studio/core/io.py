@@ -441,12 +441,17 @@ def save_cutout(
 
 
 def composite(rgb: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
-    """rgb·a + colour·(1 − a), rounded to uint8."""
+    """rgb·a + colour·(1 − a), rounded to uint8; integer arithmetic keeps a 12 MP composite fast and small."""
     a8 = _alpha_u8(alpha)
     rgb = _rgb_u8(rgb, a8)
-    a = a8.astype(np.float32)[..., None] / 255.0
-    bg = np.clip(np.asarray(color, np.float32).reshape(1, 1, 3), 0, 255)
-    return (rgb.astype(np.float32) * a + bg * (1.0 - a) + 0.5).astype(np.uint8)
+    a = a8.astype(np.uint16)[..., None]
+    bg = np.clip(np.rint(np.asarray(color, np.float64)), 0, 255).astype(np.uint16).reshape(1, 1, 3)
+    out = rgb.astype(np.uint16)
+    out *= a
+    out += bg * (255 - a)  # rgb·a + bg·(255 − a) ≤ 255·255: fits in uint16
+    out += 127
+    out //= 255
+    return out.astype(np.uint8)
 
 
 def save_composite(
