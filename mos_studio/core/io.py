@@ -269,7 +269,8 @@ def load_image(path: PathLike) -> LoadedImage:
         icc = img.info.get("icc_profile")
         img = _decode(img, path)
         try:
-            img = ImageOps.exif_transpose(img)
+            if _orientation(img) != 1:  # exif_transpose would otherwise still copy every pixel
+                img = ImageOps.exif_transpose(img)
             if mode == "CMYK":
                 img = _cmyk_to_rgb(img, icc)
             elif mode in _HIGH_DEPTH_MODES:
@@ -279,7 +280,7 @@ def load_image(path: PathLike) -> LoadedImage:
             elif mode in ("RGBa", "La"):  # premultiplied: store straight colours
                 img = img.convert(mode.upper())
             alpha = np.array(img.getchannel("A")) if img.mode in ("RGBA", "LA", "PA") else None
-            rgb = np.array(img.convert("RGB"))  # a writable copy: callers (and torch) may write into it
+            rgb = np.array(img if img.mode == "RGB" else img.convert("RGB"))  # writable: callers may write into it
         except MemoryError as err:
             raise ImageError(path, f"not enough memory for {img.size[0]}×{img.size[1]} pixels") from err
         except ValueError as err:
@@ -316,7 +317,9 @@ def load_mask(path: PathLike, size: tuple[int, int] | None = None) -> np.ndarray
             w, h = _upright_size(img)
             raise MaskError(path, f"mask is {w}×{h} but the image is {size[0]}×{size[1]}")
         mode = img.mode
-        img = ImageOps.exif_transpose(_decode(img, path, MaskError))
+        img = _decode(img, path, MaskError)
+        if _orientation(img) != 1:
+            img = ImageOps.exif_transpose(img)
         if mode.startswith("I;16"):
             return np.asarray(img).astype(np.float32) / 65535.0
         if mode in ("I", "F"):
