@@ -19,6 +19,16 @@ from training.export import export
 from training.losses import gradient_loss, stage_losses
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's spinning barriers turn a second thread (competing
+    with the DataLoader worker and other jobs) into a 10-20× slowdown."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _config(tmp_path: Path, stage: str, name: str, **train) -> Path:
     size_key = "size" if stage == "L" else "patch"
     settings = {"iterations": 30, "batch": 2, "log_every": 5, "checkpoint_every": 100, "amp": False, **train}
@@ -144,3 +154,21 @@ def test_paper_and_cpu_configs_parse() -> None:
     assert sum(s.get("weight", 1) for s in paper_h["data"]["sources"]) == 36572 + 46300
     with pytest.raises(tt.MosError, match="stage L"):
         tt.load_config(root / "paper_L.toml", "H")
+
+
+def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
+    """Two gloo processes split each global batch; rank 0 logs, validates and checkpoints."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, "L", "ddp_L", iterations=3, batch=4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "training.train", "--stage", "L", "--config", str(cfg), "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, cwd=Path(tt.__file__).parents[1], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "world 2" in proc.stdout
+    assert len(_losses(tmp_path / "ddp")) == 3
+    assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 3
