@@ -53,6 +53,7 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         "hardware": ckpt.get("hardware", ""),
         "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
         "source_checkpoint": str(ckpt_path),
+        "initialised_from": ckpt.get("init_from", ""),
     }
     return save_weights(model, path, card, fp16=fp16)
 

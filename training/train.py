@@ -266,15 +266,15 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main_proc = rank == 0
     ckpt_path = out / "last.pt"
+    if not resume and ckpt_path.exists():  # checked on every rank, so no rank is left waiting for the others
+        raise MosError(f"{ckpt_path}: a run already exists there; pass --resume to continue it or --out "
+                       "to start a new one")
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
-        if not resume and ckpt_path.exists():
-            raise MosError(f"{ckpt_path}: a run already exists there; pass --resume to continue it or --out "
-                           "to start a new one")
 
     torch.manual_seed(int(tc["seed"]))
     model = build_model(cfg, stage).to(device)
@@ -282,6 +282,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     use_amp = bool(tc["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, wall, last_metrics = 0, 0.0, {}
+    init_note = str(init_from) if init_from else ""
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
 
     if resume:
@@ -296,7 +297,10 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         _set_rng_state(ckpt["rng"])
         step, wall, last_metrics = int(ckpt["step"]), float(ckpt["wall_time"]), dict(ckpt.get("metrics", {}))
         command = ckpt.get("command", command)
-    elif init_from:
+        init_note = ckpt.get("init_from", "")
+    elif stage == "H" and not init_from and main_proc:
+        print("[H] note: starting from random weights; the paper starts H from L (--init-from)", flush=True)
+    if init_from and not resume:
         state = read_state(init_from)
         if stage == "H":
             report = init_h_from_l(model, state)
@@ -332,7 +336,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
             "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
-            "training_data": data_desc,
+            "training_data": data_desc, "init_from": init_note,
         }, ckpt_path)
 
     loss_csv = out / "losses.csv"

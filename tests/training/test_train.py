@@ -73,6 +73,7 @@ def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
     assert card["iterations"] == 30 and card["stage"] == "L" and "iou" in card["metrics"]
     assert "training.train" in card["command"] and card["hardware"].startswith("CPU")
     assert "procedural" in card["training_data"][0]
+    assert json.loads(p_h.with_suffix(".json").read_text())["initialised_from"].endswith("last.pt")
     trained = torch.load(tmp_path / "L" / "last.pt", weights_only=True)["model"]
     loaded = load_model(p_l)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in trained.items())
@@ -154,6 +155,15 @@ def test_paper_and_cpu_configs_parse() -> None:
     assert sum(s.get("weight", 1) for s in paper_h["data"]["sources"]) == 36572 + 46300
     with pytest.raises(tt.MosError, match="stage L"):
         tt.load_config(root / "paper_L.toml", "H")
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('stage = "L"\n[[data.sources]]\nkind = "folder"\nroot = "%s"\n' % (tmp_path / "DUTS-TR"))
+    assert tt.main(["--stage", "L", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "DUTS-TR" in err and "not found" in err and "Traceback" not in err
+    assert tt.main(["--stage", "L", "--config", str(tmp_path / "none.toml")]) == 2
 
 
 def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
