@@ -65,3 +65,24 @@ def test_tiny_models_deterministic(tmp_path):
     c = Cascade.from_pretrained(tmp_path / "a", device="cpu")
     res = c(np.zeros((64, 64, 3), np.uint8))
     assert res.mask.shape == (64, 64)
+
+
+def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
+    """A card's `inference.l_size` (the L training size) sets the cascade's L input unless a config is given."""
+    write_tiny_models(tmp_path)
+    assert Cascade.from_pretrained(tmp_path, device="cpu").config.l_size == 336  # no entry: the paper's size
+    lpath = weights_path(tmp_path, "mobilenetv3", "L")
+    card_file = lpath.with_suffix(".json")
+    card = json.loads(card_file.read_text())
+    card["inference"] = {"l_size": 224}
+    card_file.write_text(json.dumps(card))
+    cascade = Cascade.from_pretrained(tmp_path, device="cpu")
+    assert cascade.config.l_size == 224
+    seen = []
+    orig = cascade._forward
+    cascade._forward = lambda model, x, mask=None: (seen.append(x.shape), orig(model, x, mask))[1]
+    cascade.run_low(np.zeros((300, 400, 3), np.uint8))
+    assert seen == [(224, 224, 3)]
+    from mos_studio.core.cascade import CascadeConfig
+
+    assert Cascade.from_pretrained(tmp_path, device="cpu", config=CascadeConfig(l_size=160)).config.l_size == 160

@@ -55,6 +55,8 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         "source_checkpoint": str(ckpt_path),
         "initialised_from": ckpt.get("init_from", ""),
     }
+    if stage == "L" and cfg.get("data", {}).get("size"):
+        card["inference"] = {"l_size": int(cfg["data"]["size"])}  # the cascade runs L at its training size
     return save_weights(model, path, card, fp16=fp16)
 
 

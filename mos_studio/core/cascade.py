@@ -184,11 +184,21 @@ class Cascade:
         config: CascadeConfig | None = None,
         stages: str = "LH",
     ) -> Cascade:
-        """Load verified weights for `stages` ("LH", "L" or "H"); raises WeightsError when one is missing."""
-        from .weights import load_model, weights_path
+        """Load verified weights for `stages` ("LH", "L" or "H"); raises WeightsError when one is missing.
+
+        Without an explicit `config`, L runs at the input size its card names (`inference.l_size`, the size it was
+        trained at), else at the paper's 336 px: a model run far from its training scale loses accuracy.
+        """
+        from .weights import load_model, read_card, weights_path
 
         paths = {s: weights_path(models_dir, encoder, s) for s in stages}
         models = {s: load_model(p) for s, p in paths.items()}
+        if config is None:
+            config = CascadeConfig()
+            if "L" in paths:
+                size = read_card(paths["L"]).get("inference", {}).get("l_size")
+                if isinstance(size, int) and 32 <= size <= 4096:
+                    config.l_size = size
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade

@@ -73,11 +73,13 @@ def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
     assert card["iterations"] == 30 and card["stage"] == "L" and "iou" in card["metrics"]
     assert "training.train" in card["command"] and card["hardware"].startswith("CPU")
     assert "procedural" in card["training_data"][0]
+    assert card["inference"]["l_size"] == 64  # the cascade will run L at its training size
     assert json.loads(p_h.with_suffix(".json").read_text())["initialised_from"].endswith("last.pt")
     trained = torch.load(tmp_path / "L" / "last.pt", weights_only=True)["model"]
     loaded = load_model(p_l)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in trained.items())
     cascade = Cascade.from_pretrained(models)
+    assert cascade.config.l_size == card["inference"]["l_size"]
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     result = cascade(image)
     assert result.mask.shape == (48, 64)
@@ -182,3 +184,4 @@ def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
     assert "world 2" in proc.stdout
     assert len(_losses(tmp_path / "ddp")) == 3
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 3
+
