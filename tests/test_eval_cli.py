@@ -52,7 +52,7 @@ def test_pred_gt_mode_scores_and_writes_outputs(tmp_path, capsys):
     assert "| MAE | S-m | IoU | IoU pooled | mBA | MQ |" in table and "×10⁻²" in table
 
 
-@pytest.mark.parametrize("stage", [["L"], ["LH"]])
+@pytest.mark.parametrize("stage", [["L"], ["L-up"], ["LH"]])
 def test_model_stages_run_with_tiny_weights(tmp_path, stage):
     ds = _dataset(tmp_path / "ds", n=2)
     models = write_tiny_models(tmp_path / "models")

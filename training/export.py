@@ -9,6 +9,7 @@ iterations, the exact training command, the last validation metrics, the hardwar
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,8 +23,12 @@ from .train import CKPT_FORMAT
 
 
 def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp16: bool = False,
-           overwrite: bool = False) -> Path:
-    """Write the weights + card; refuses to replace an existing file unless `overwrite`."""
+           overwrite: bool = False, provenance: str | Path | None = None, notes: str | None = None) -> Path:
+    """Write the weights + card; refuses to replace an existing file unless `overwrite`.
+
+    `provenance` is a JSON file (a list of dicts) saying where each training source came from — repository, commit,
+    paths, pair count, licence — so that the card, not a lost notebook, answers "what was this trained on?".
+    """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise MosError(f"{ckpt_path}: checkpoint not found")
@@ -41,6 +46,12 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
     if path.exists() and not overwrite:
         raise MosError(f"{path}: already exists; pass --overwrite to replace it")
     cfg = ckpt.get("config", {})
+    origin = None
+    if provenance is not None:
+        try:
+            origin = json.loads(Path(provenance).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
     card = {
         "stage": stage,
         "training_data": list(ckpt.get("training_data", [])),
@@ -55,6 +66,10 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         "source_checkpoint": str(ckpt_path),
         "initialised_from": ckpt.get("init_from", ""),
     }
+    if origin is not None:
+        card["data_provenance"] = origin
+    if notes:
+        card["notes"] = notes
     if stage == "L" and cfg.get("data", {}).get("size"):
         card["inference"] = {"l_size": int(cfg["data"]["size"])}  # the cascade runs L at its training size
     return save_weights(model, path, card, fp16=fp16)
@@ -67,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
     ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
+    ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
     args = ap.parse_args(argv)
     try:
-        path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite)
+        path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite, args.provenance, args.notes)
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

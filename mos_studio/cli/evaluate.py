@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a model stage or existing predictions (MAE, S-m, IoU, mBA, MQ)")
     p.add_argument("dataset", nargs="?", type=Path, help="folder with images/ and masks/")
     p.add_argument("--stage", nargs="+", default=["LH"], metavar="STAGE",
-                   help="L (336 px, paper Tables 2-4), LH (full cascade, Table 5) or H-from MASK_DIR (Table 6)")
+                   help="L (at L's input size, paper Tables 2-4), L-up (L bilinearly upsampled to full resolution: "
+                        "the baseline H must beat), LH (full cascade, Table 5) or H-from MASK_DIR (Table 6)")
     p.add_argument("--pred", type=Path, help="folder of predicted masks to score without a model")
     p.add_argument("--gt", type=Path, help="folder of ground-truth masks (with --pred)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-<name>-<stage>)")
@@ -35,11 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _parse_stage(values: list[str]) -> tuple[str, Path | None]:
-    if values == ["L"] or values == ["LH"]:
+    if values in (["L"], ["L-up"], ["LH"]):
         return values[0], None
     if len(values) == 2 and values[0] == "H-from":
         return "H-from", Path(values[1])
-    raise MosError(f"--stage {' '.join(values)}: expected L, LH or H-from MASK_DIR")
+    raise MosError(f"--stage {' '.join(values)}: expected L, L-up, LH or H-from MASK_DIR")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
         pairs = ev.dataset_pairs(args.dataset)
         from mos_studio.core.cascade import Cascade
 
-        stages = {"L": "L", "LH": "LH", "H-from": "H"}[stage]
+        stages = {"L": "L", "L-up": "L", "LH": "LH", "H-from": "H"}[stage]
         cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages=stages)
         print(f"device: {cascade.device_name}", file=sys.stderr)
         out = args.out or Path(f"eval-{args.dataset.name}-{stage}")
@@ -84,6 +85,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 gt_s = cv2.resize(gt, (s, s), interpolation=cv2.INTER_AREA)
                 prob, _ = cascade.run_low(small)
                 return small, gt_s, prob
+            if stage == "L-up":
+                return img.rgb, gt, cascade.run_low(img.rgb)[0]
             if stage == "LH":
                 return img.rgb, gt, cascade(img).probability
             src = _find_mask(from_dir, pair.name)

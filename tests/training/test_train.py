@@ -66,7 +66,8 @@ def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
     assert np.mean(h_losses[-5:]) < np.mean(h_losses[:5])
 
     models = tmp_path / "models"
-    p_l = export(tmp_path / "L" / "last.pt", "L", models)
+    (tmp_path / "prov.json").write_text(json.dumps([{"name": "synth", "pairs_kept": 0}]))
+    p_l = export(tmp_path / "L" / "last.pt", "L", models, provenance=tmp_path / "prov.json", notes="smoke run")
     p_h = export(tmp_path / "H" / "last.pt", "H", models, fp16=True)
     assert p_l.name == "meticulousnet_mobile_L.safetensors" and p_h.name == "meticulousnet_mobile_H.safetensors"
     card = json.loads(p_l.with_suffix(".json").read_text())
@@ -74,6 +75,7 @@ def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
     assert "training.train" in card["command"] and card["hardware"].startswith("CPU")
     assert "procedural" in card["training_data"][0]
     assert card["inference"]["l_size"] == 64  # the cascade will run L at its training size
+    assert card["data_provenance"] == [{"name": "synth", "pairs_kept": 0}] and card["notes"] == "smoke run"
     assert json.loads(p_h.with_suffix(".json").read_text())["initialised_from"].endswith("last.pt")
     trained = torch.load(tmp_path / "L" / "last.pt", weights_only=True)["model"]
     loaded = load_model(p_l)
