@@ -396,6 +396,8 @@ class Canvas(QWidget):
         assert self._stroke is not None
         rect = self._stroke.add((img.x(), img.y()))
         if rect is not None:
+            if self._pyramid is not None:  # zoomed out, the overlay is drawn from a coarser copy: keep it in step
+                self._pyramid.update_mask(*rect)
             self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
 
     def end_stroke(self) -> None:

@@ -91,7 +91,8 @@ class JobResult:
 
 
 def convert_result(job: Job, result: Any) -> JobResult:
-    extents = {"L": job.rect if job.kind == "box" else None, "H": job.rect if job.kind == "refine" else None}
+    # A box prompt runs L and H on the box; a region re-refine runs H on the region: their maps cover only that rect.
+    extents = {"L": job.rect if job.kind == "box" else None, "H": job.rect if job.kind in ("box", "refine") else None}
     stages = {
         net: StageSet(net, [StageView(s.name, np.asarray(s.uncertainty, np.float32),
                                       np.asarray(s.prediction, np.float32)) for s in maps], extents.get(net))

@@ -279,3 +279,23 @@ def test_space_drag_pans_instead_of_painting(bare_canvas, qtbot):
     assert not c.doc.mask.any() and c.doc.undo_stack.count() == 0
     drag(c, [QPoint(200, 200), QPoint(210, 200)])  # Space released: the brush paints again
     assert c.doc.mask.any()
+
+
+def test_stroke_shows_while_dragging_when_zoomed_out(bare_canvas):
+    """Zoomed out, the tint is drawn from a coarser copy of the mask; a stroke must show before the button is up."""
+    c = bare_canvas
+    c.doc.set_image(np.full((1200, 1600, 3), 100, np.uint8), path="big.png")
+    c.fit()
+    assert c._pyramid.factor_for(c.scale, 1.25) > 1  # the overlay comes from a coarser level
+    c.set_tool("brush")
+    c.set_brush_radius(40)
+    c.set_overlay("tint")
+    probe = c.to_widget(QPointF(800, 600)).toPoint()
+    a, b = probe - QPoint(60, 0), probe + QPoint(60, 0)
+    assert tuple(qimage_to_array(c.grab().toImage())[probe.y(), probe.x(), :3]) == (100, 100, 100)
+    QTest.mousePress(c, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(c, b)
+    during = tuple(qimage_to_array(c.grab().toImage())[probe.y(), probe.x(), :3])
+    assert c.doc.mask[600, 800] == 255 and during != (100, 100, 100)  # tinted before the release
+    QTest.mouseRelease(c, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    assert tuple(qimage_to_array(c.grab().toImage())[probe.y(), probe.x(), :3]) == during

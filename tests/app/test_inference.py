@@ -139,6 +139,9 @@ def test_box_prompt_segments_only_inside_the_box(window, qtbot, make_photo):
     outside[40:200, 70:220] = False
     assert not doc.mask[outside].any()
     assert doc.stages["L"].extent == box
+    assert doc.stages["H"].extent == box  # H refined only the box: its maps are drawn over the box, not the photo
+    h_maps = doc.stages["H"].stages
+    assert h_maps[-1].prediction.shape[1] / h_maps[-1].prediction.shape[0] == pytest.approx(150 / 160, rel=0.1)
     assert doc.undo_stack.undoText() == "Box prompt"
 
 

@@ -7,6 +7,7 @@ Two GIMP sessions serve all successful cases (one start each is ~2-15 s), one pe
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -23,8 +24,10 @@ CLEAR_RECT = (0, 0, 90, 240)  # made transparent in the alpha case
 ROUGH_RECT = (70, 40, 180, 160)  # rough selection around the object for Refine
 
 
-def mos(*args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "mos_studio.cli.main", *args], capture_output=True, text=True)
+def mos(session, *args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": session.torch_threads}  # the thread count of the bridge inside GIMP
+    proc = subprocess.run([sys.executable, "-m", "mos_studio.cli.main", *args], capture_output=True, text=True,
+                          env=env)
     assert proc.returncode == 0, f"mos {' '.join(args)} failed:\n{proc.stderr}"
 
 
@@ -52,10 +55,10 @@ def reference(gimp_session, photos) -> dict[str, np.ndarray]:
     """What the CLI makes of the same files with the same weights: the truth the plug-in must reproduce."""
     ref_dir = gimp_session.work / "reference"
     models = str(gimp_session.models_dir)
-    mos("cut", str(photos["rgb"]), str(photos["grey"]), "-o", str(ref_dir), "--export", "mask",
+    mos(gimp_session, "cut", str(photos["rgb"]), str(photos["grey"]), "-o", str(ref_dir), "--export", "mask",
         "--models-dir", models, "--device", "cpu")
     Image.fromarray(rect_mask(ROUGH_RECT).astype(np.uint8) * 255, "L").save(ref_dir / "rough.png")
-    mos("refine", str(photos["rgb"]), str(ref_dir / "rough.png"), "-o", str(ref_dir / "refined.png"),
+    mos(gimp_session, "refine", str(photos["rgb"]), str(ref_dir / "rough.png"), "-o", str(ref_dir / "refined.png"),
         "--models-dir", models, "--device", "cpu")
     out = {name: np.asarray(Image.open(ref_dir / f"{name}_mask.png").convert("L")) >= 128
            for name in ("photo", "grey")}
