@@ -100,3 +100,16 @@ def test_complexity_table(tmp_path, capsys):
     assert main(["complexity", str(ds)]) == 0
     out = capsys.readouterr().out
     assert "| disk |" in out and "| comb |" in out and "mean C_IPQ" in out
+
+
+def test_max_images_scores_an_evenly_spaced_subset(tmp_path, capsys):
+    from mos_studio.cli.evaluate import subsample
+
+    assert subsample(list(range(10)), 4) == [0, 2, 5, 7] and subsample([1, 2], 5) == [1, 2]
+    ds = _dataset(tmp_path / "ds", n=3)
+    out = tmp_path / "o"
+    assert main(["eval", "--pred", str(ds / "masks"), "--gt", str(ds / "masks"), "--max-images", "2",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["n"] == 2
+    assert main(["eval", "--pred", str(ds / "masks"), "--gt", str(ds / "masks"), "--max-images", "0"]) == 1
+    assert "--max-images 0" in capsys.readouterr().err

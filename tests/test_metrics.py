@@ -86,12 +86,23 @@ def _mba_loops(pred, gt):
     return sum(accs) / len(accs)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mba_equals_loop_implementation(seed):
+@pytest.mark.parametrize(
+    "seed, h, w, radii",
+    [
+        (0, 70, 90, [1, 1, 1, 1, 1]),
+        (1, 110, 140, [1, 1, 1, 1, 1]),
+        (2, 150, 190, [1, 1, 1, 1, 1]),
+        # Long thin images keep the loops cheap while R = (w + h)/300 reaches the larger radii.
+        (3, 40, 1400, [1, 1, 2, 3, 4]),
+        (4, 1300, 60, [1, 1, 2, 3, 3]),
+    ],
+)
+def test_mba_equals_loop_implementation(seed, h, w, radii):
+    assert M.boundary_radii(w, h) == radii
     rng = np.random.default_rng(seed)
-    h, w = 70 + 40 * seed, 90 + 50 * seed  # sizes giving radii above 1 as well (R up to 1.7)
     g = np.zeros((h, w), np.uint8)
-    for _ in range(4):
+    n = max(4, max(h, w) // 100)
+    for _ in range(n):
         cv2.circle(g, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(5, 25)), 1, -1)
     pred = g.copy()
     cv2.rectangle(pred, (int(rng.integers(0, w)), int(rng.integers(0, h))), (w // 2, h // 2), 1, -1)

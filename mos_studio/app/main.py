@@ -16,6 +16,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", help="folder with the trained weights (default: $MOS_MODELS_DIR or models/)")
     p.add_argument("--encoder", default="mobilenetv3", choices=["mobilenetv3", "resnet50"],
                    help="which trained pair to use (default: mobilenetv3)")
+    p.add_argument("--cut", action="store_true",
+                   help="run Cut out as soon as the photo has opened (as `make run` does on the sample)")
     p.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)  # used by benchmarks/bench_app.py
     return p
 
@@ -38,6 +40,12 @@ def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa:
                         loader_for_device=lambda device: default_loader(args.models_dir, args.encoder, device))
     window.show()
     if args.photo:
+        if args.cut:
+            def cut_once(_path: str) -> None:
+                window.image_opened.disconnect(cut_once)
+                window.run_cut()
+
+            window.image_opened.connect(cut_once)
         QTimer.singleShot(0, lambda: window.open_async(args.photo))
     return window
 

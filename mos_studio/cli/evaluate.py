@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", type=Path, help="folder of ground-truth masks (with --pred)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-<name>-<stage>)")
     p.add_argument("--encoder", default="mobilenetv3", choices=("mobilenetv3", "resnet50"))
+    p.add_argument("--max-images", type=int, default=None, metavar="N",
+                   help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--device", default=None)
     p.add_argument("--models-dir", type=Path, default=None)
     p.set_defaults(func=run_eval)
@@ -93,6 +95,7 @@ def run_eval(args: argparse.Namespace) -> int:
             coarse = load_mask(src, size=(img.width, img.height))
             return img.rgb, gt, cascade(img, mask=coarse).probability
 
+    pairs = subsample(pairs, args.max_images)
     bar = ProgressBar(len(pairs), "eval")
     summary, interrupted = ev.evaluate(pairs, predict, out, title, progress=lambda i, n, name: bar.update(i, name))
     bar.close()
@@ -102,6 +105,15 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"mos: interrupted after {summary['n']} of {len(pairs)} images; rows so far are kept", file=sys.stderr)
         return 130
     return 0
+
+
+def subsample(pairs: list, n: int | None) -> list:
+    """`n` items evenly spaced over `pairs` (all of them when n is None or at least their number)."""
+    if n is None or n >= len(pairs):
+        return pairs
+    if n < 1:
+        raise MosError(f"--max-images {n}: give a positive number")
+    return [pairs[int(i * len(pairs) / n)] for i in range(n)]
 
 
 def _find_mask(folder: Path, stem: str) -> Path:

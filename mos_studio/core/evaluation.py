@@ -95,21 +95,27 @@ def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_gallery(path: Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], height: int = 256) -> None:
-    """Rows of image | truth | prediction | error for the given (name, rgb, gt, pred) items."""
-    rows = []
-    for name, rgb, gt, pred in items:
-        g8 = (metrics.binarize(gt) * 255).astype(np.uint8)
-        p8 = (metrics.binarize(pred) * 255).astype(np.uint8)
-        tiles = [_tile(rgb, height), _tile(g8, height), _tile(p8, height), _tile(error_map(pred, gt), height)]
-        row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
-        cv2.putText(row, name[:40], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2, cv2.LINE_AA)
-        rows.append(row)
+def gallery_row(name: str, rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, height: int = 256) -> np.ndarray:
+    """One gallery row: image | truth | prediction | error, `height` px tall, with the name written on it."""
+    g8 = (metrics.binarize(gt) * 255).astype(np.uint8)
+    p8 = (metrics.binarize(pred) * 255).astype(np.uint8)
+    tiles = [_tile(rgb, height), _tile(g8, height), _tile(p8, height), _tile(error_map(pred, gt), height)]
+    row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+    cv2.putText(row, name[:40], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2, cv2.LINE_AA)
+    return row
+
+
+def _write_rows(path: Path, rows: list[np.ndarray]) -> None:
     if not rows:
         return
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+
+
+def write_gallery(path: Path, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], height: int = 256) -> None:
+    """Rows of image | truth | prediction | error for the given (name, rgb, gt, pred) items."""
+    _write_rows(path, [gallery_row(name, rgb, gt, pred, height) for name, rgb, gt, pred in items])
 
 
 Predictor = Callable[[Pair], tuple[np.ndarray, np.ndarray, np.ndarray]]  # -> (rgb, gt, prediction)
@@ -123,23 +129,31 @@ def evaluate(
     progress: Callable[[int, int, str], None] | None = None,
     gallery_size: int = 8,
 ) -> tuple[dict, bool]:
-    """Score every pair, streaming rows to per_image.csv; returns (summary, interrupted)."""
+    """Score every pair, streaming rows to per_image.csv; returns (summary, interrupted).
+
+    `predict` runs once per pair: the gallery rows of the `gallery_size` lowest-MQ pairs so far are kept in memory
+    (small tiles), so Ctrl-C stops at once, with the rows, summary and gallery of what was done.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    worst: list[tuple[float, str, Pair]] = []
+    worst: list[tuple[float, str, np.ndarray]] = []  # (MQ, name, gallery row), lowest MQ first
     interrupted = False
     with open(out_dir / "per_image.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         try:
             for i, pair in enumerate(pairs):
-                _, gt, pred = predict(pair)
+                rgb, gt, pred = predict(pair)
                 row = metrics.score_pair(pred, gt)
                 row.update(name=pair.name, width=gt.shape[1], height=gt.shape[0])
                 writer.writerow({k: row[k] for k in CSV_FIELDS})
                 f.flush()
                 rows.append(row)
-                worst.append((row["mq"], pair.name, pair))
+                key = (row["mq"], pair.name)
+                if gallery_size > 0 and (len(worst) < gallery_size or key < worst[-1][:2]):
+                    worst.append((*key, gallery_row(pair.name, rgb, gt, pred)))
+                    worst.sort(key=lambda t: t[:2])
+                    del worst[gallery_size:]
                 if progress:
                     progress(i + 1, len(pairs), pair.name)
         except KeyboardInterrupt:
@@ -147,11 +161,5 @@ def evaluate(
     summary = metrics.aggregate(rows)
     summary["interrupted"] = interrupted
     write_summary(out_dir, summary, title)
-    worst.sort(key=lambda t: t[0])
-    items = []
-    for _, name, pair in worst[:gallery_size]:
-        rgb, gt, pred = predict(pair)
-        items.append((name, rgb, gt, pred))
-    write_gallery(out_dir / "worst.png", items)
+    _write_rows(out_dir / "worst.png", [r for _, _, r in worst])
     return summary, interrupted
-

@@ -65,6 +65,19 @@ def test_command_line_opens_the_photo(qtbot, photo, app_settings, tiny_models_di
     assert win.doc.path == photo and win.isVisible()
 
 
+def test_command_line_cut_runs_once_the_photo_has_opened(qtbot, photo, app_settings, tiny_models_dir):
+    from mos_studio.app.main import build_window
+
+    win = build_window([str(photo), "--cut", "--models-dir", str(tiny_models_dir)], settings=app_settings,
+                       preload=False)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.result_applied, timeout=60_000) as applied:
+        pass
+    assert applied.args[0].kind == "cut" and win.doc.path == photo
+    assert win.doc.undo_stack.count() == 1 and win.doc.undo_stack.text(0) == "Cut out"
+    assert len(win.doc.stages.get("L", [])) == 7  # the cascade really ran on the opened photo
+
+
 def test_export_cutout_png_alpha_equals_mask(window, photo, tmp_path, qtbot, message_log):
     assert window.open_path(photo)
     window.canvas.paint_stroke([(60, 60), (200, 150)], radius=25)

@@ -151,7 +151,8 @@ def test_losses_and_schedules() -> None:
 
 def test_paper_and_cpu_configs_parse() -> None:
     root = Path(tt.__file__).parent / "configs"
-    for name, stage in [("paper_L", "L"), ("paper_H", "H"), ("cpu_L", "L"), ("cpu_H", "H")]:
+    for name, stage in [("paper_L", "L"), ("paper_H", "H"), ("cpu_L", "L"), ("cpu_H", "H"), ("ship_L", "L"),
+                        ("ship_H", "H")]:
         cfg = tt.load_config(root / f"{name}.toml", stage)
         assert cfg["train"]["iterations"] > 0
     paper_h = tt.load_config(root / "paper_H.toml", "H")
