@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/mos-studio resources/samples/sample.jpg
+	$(VENV)/bin/mos-studio --cut resources/samples/sample.jpg
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,10 +2,12 @@
 
 Each (encoder, size) runs in its own process so peak RSS belongs to that run alone. Weights are random with the
 real architecture (same FLOPs as trained ones). Random weights leave H uncertain everywhere, so *every* crop is
-refined: the measured H time is the worst case. The script also prints how many crops a real object's boundary
+refined: the measured H time is the worst case. `--weights DIR` (e.g. `models`) loads trained weights instead: H
+is then confident away from the object and only the crops along its edge run — the time a user sees. The script also prints how many crops a real object's boundary
 needs (a synthetic object's edge on the same crop grid) and the time that implies.
 
     python benchmarks/bench_cascade.py [--encoders mobilenetv3,resnet50] [--sizes 1K,2K,4K,8K] [--device cpu]
+                                       [--weights models]
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def gflops(model, shape) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def run_one(encoder: str, size: str, device: str | None) -> dict:
+def run_one(encoder: str, size: str, device: str | None, weights: str | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -58,8 +60,12 @@ def run_one(encoder: str, size: str, device: str | None) -> dict:
     torch.manual_seed(0)
     w, h = SIZES[size]
     img, obj = synthetic(w, h)
-    cfg = CascadeConfig()
-    cascade = Cascade(MeticulousNet(encoder, 3), MeticulousNet(encoder, 4), device=device, config=cfg)
+    if weights:
+        cascade = Cascade.from_pretrained(weights, encoder=encoder, device=device)
+        cfg = cascade.config
+    else:
+        cfg = CascadeConfig()
+        cascade = Cascade(MeticulousNet(encoder, 3), MeticulousNet(encoder, 4), device=device, config=cfg)
     cascade(img[:256, :256].copy())  # warm-up (allocator, kernels)
     if cascade.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -86,6 +92,7 @@ def run_one(encoder: str, size: str, device: str | None) -> dict:
         "encoder": encoder,
         "size": f"{size} ({w}x{h})",
         "device": res.device,
+        "weights": weights or "random",
         "L_s": round(res.timings["L"], 2),
         "H_global_s": round(res.timings["H global"], 2),
         "H_local_s": round(res.timings.get("H local", 0.0), 2),
@@ -109,17 +116,19 @@ def main() -> None:
     ap.add_argument("--encoders", default="mobilenetv3,resnet50")
     ap.add_argument("--sizes", default="1K,2K,4K,8K")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--weights", default=None, help="folder of trained weights (default: random weights)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: "encoder:size"
     args = ap.parse_args()
     if args.one:
         enc, size = args.one.split(":")
-        print(json.dumps(run_one(enc, size, args.device)))
+        print(json.dumps(run_one(enc, size, args.device, args.weights)))
         return
     rows = []
     for enc in args.encoders.split(","):
         for size in args.sizes.split(","):
             cmd = [sys.executable, __file__, "--one", f"{enc}:{size}"]
             cmd += ["--device", args.device] if args.device else []
+            cmd += ["--weights", args.weights] if args.weights else []
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{enc} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
