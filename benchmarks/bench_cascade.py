@@ -3,8 +3,9 @@
 Each (encoder, size) runs in its own process so peak RSS belongs to that run alone. Weights are random with the
 real architecture (same FLOPs as trained ones). Random weights leave H uncertain everywhere, so *every* crop is
 refined: the measured H time is the worst case. `--weights DIR` (e.g. `models`) loads trained weights instead: H
-is then confident away from the object and only the crops along its edge run — the time a user sees. The script also prints how many crops a real object's boundary
-needs (a synthetic object's edge on the same crop grid) and the time that implies.
+is then confident away from the object and only the crops along its edge run — the time a user sees. The script
+also prints how many crops a real object's boundary needs (a synthetic object's edge on the same crop grid) and the
+time that implies.
 
     python benchmarks/bench_cascade.py [--encoders mobilenetv3,resnet50] [--sizes 1K,2K,4K,8K] [--device cpu]
                                        [--weights models]
