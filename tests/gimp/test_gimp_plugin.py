@@ -81,6 +81,8 @@ def gimp_ok(gimp_session, photos):
          "props": {"operation": "add"}},
         {"key": "subtract", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
          "props": {"operation": "subtract"}},
+        {"key": "intersect", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
+         "props": {"operation": "intersect"}},
         {"key": "channel", "kind": "select", "proc": sel, "image": rgb, "pre_rect": list(PRE_RECT),
          "props": {"output": "channel"}},
         {"key": "layermask", "kind": "select", "proc": sel, "image": rgb, "props": {"output": "layer-mask"}},
@@ -134,6 +136,8 @@ def test_select_operations_combine_with_existing_selection(gimp_ok, reference):
     assert iou(binary(gimp_ok.raw("add_before"), (W, H)), pre) == 1.0
     assert iou(binary(gimp_ok.raw("add"), (W, H)), pre | reference["photo"]) >= 0.99
     assert iou(binary(gimp_ok.raw("subtract"), (W, H)), pre & ~reference["photo"]) >= 0.99
+    assert (pre & reference["photo"]).any(), "the pre-selection must overlap the object for intersect to mean much"
+    assert iou(binary(gimp_ok.raw("intersect"), (W, H)), pre & reference["photo"]) >= 0.99
 
 
 def test_output_to_channel_leaves_selection(gimp_ok, reference):
