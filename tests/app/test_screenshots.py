@@ -2,6 +2,7 @@
 
 Folder: $MOS_SCREENSHOT_DIR, else out/screenshots in the project; the path is printed in the test output.
 With the tiny random test models the mask itself is meaningless; the pictures show the app, not model quality.
+`MOS_SCREENSHOT_MODELS=models` takes them with trained weights instead (how docs/ screenshots are made).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ def not_blank(image) -> float:
 def test_screenshots_main_window_and_stage_inspector(make_window, tiny_loader, qtbot, make_photo, capsys):
     folder = Path(os.environ.get("MOS_SCREENSHOT_DIR") or ROOT / "out" / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    win = make_window(tiny_loader)
+    trained = os.environ.get("MOS_SCREENSHOT_MODELS")
+    if trained:
+        from mos_studio.app.inference import default_loader
+
+        win = make_window(default_loader(trained, device="cpu"))
+    else:
+        win = make_window(tiny_loader)
     win.resize(1280, 800)
     rgb = sample_photo(make_photo)
     win.doc.set_image(rgb, path="chelsea.png")
