@@ -74,10 +74,11 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     lpath = weights_path(tmp_path, "mobilenetv3", "L")
     card_file = lpath.with_suffix(".json")
     card = json.loads(card_file.read_text())
-    card["inference"] = {"l_size": 224}
+    card["inference"] = {"l_size": 224, "l_flip": True}
     card_file.write_text(json.dumps(card))
     cascade = Cascade.from_pretrained(tmp_path, device="cpu")
-    assert cascade.config.l_size == 224
+    assert cascade.config.l_size == 224 and cascade.config.l_flip
+    cascade.config.l_flip = False
     seen = []
     orig = cascade._forward
     cascade._forward = lambda model, x, mask=None: (seen.append(x.shape), orig(model, x, mask))[1]

@@ -23,7 +23,8 @@ from .train import CKPT_FORMAT
 
 
 def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp16: bool = False,
-           overwrite: bool = False, provenance: str | Path | None = None, notes: str | None = None) -> Path:
+           overwrite: bool = False, provenance: str | Path | None = None, notes: str | None = None,
+           l_flip: bool = False) -> Path:
     """Write the weights + card; refuses to replace an existing file unless `overwrite`.
 
     `provenance` is a JSON file (a list of dicts) saying where each training source came from — repository, commit,
@@ -72,6 +73,8 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         card["notes"] = notes
     if stage == "L" and cfg.get("data", {}).get("size"):
         card["inference"] = {"l_size": int(cfg["data"]["size"])}  # the cascade runs L at its training size
+        if l_flip:
+            card["inference"]["l_flip"] = True
     return save_weights(model, path, card, fp16=fp16)
 
 
@@ -84,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
     ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
     ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
+    ap.add_argument("--l-flip", action="store_true",
+                    help="L: tell the cascade to average L over the mirror image (when that helped on held-out data)")
     args = ap.parse_args(argv)
     try:
-        path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite, args.provenance, args.notes)
+        path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite, args.provenance, args.notes,
+                      args.l_flip)
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -28,7 +28,10 @@ def run_info(args: argparse.Namespace) -> int:
         if not row["found"]:
             print(f"  {name}: missing")
         elif row.get("ok"):
-            print(f"  {name}: ok  sha256 {row['sha256']}  iterations {row.get('iterations')}")
+            m = row.get("metrics") or {}
+            val = "  ".join(f"{k} {m[k]:.3f}" for k in ("iou", "mba", "mq") if isinstance(m.get(k), int | float))
+            print(f"  {name}: ok  sha256 {row['sha256']}  iterations {row.get('iterations')}  {row.get('dtype')}"
+                  + (f"  held-out {val}" if val else ""))
         else:
             print(f"  {name}: BROKEN  {row.get('error') or 'checksum does not match its card'}")
     return 0

@@ -150,6 +150,8 @@ def describe_models(models_dir: str | Path | None = None) -> list[dict]:
                     row["sha256"] = card["sha256"]
                     row["ok"] = sha256_file(path) == card["sha256"]
                     row["iterations"] = card.get("iterations")
+                    row["dtype"] = card.get("dtype")
+                    row["metrics"] = card.get("metrics") or {}
                 except WeightsError as err:
                     row["ok"] = False
                     row["error"] = str(err)
