@@ -75,7 +75,7 @@ def test_command_line_cut_runs_once_the_photo_has_opened(qtbot, photo, app_setti
         pass
     assert applied.args[0].kind == "cut" and win.doc.path == photo
     assert win.doc.undo_stack.count() == 1 and win.doc.undo_stack.text(0) == "Cut out"
-    assert len(win.doc.stages.get("L", [])) == 7  # the cascade really ran on the opened photo
+    assert len(win.doc.stages["L"].stages) == 7  # the cascade really ran on the opened photo
 
 
 def test_export_cutout_png_alpha_equals_mask(window, photo, tmp_path, qtbot, message_log):
