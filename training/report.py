@@ -70,8 +70,8 @@ def plot_curves(runs: list[Path], out: Path) -> Path:
             vs = [r["step"] for r in val]
             for key, colour in (("mq", "#c0392b"), ("mba", "#27ae60"), ("iou", "#8e44ad"), ("input_iou", "#999999")):
                 if key in val[0]:
-                    label = {"input_iou": "IoU of the perturbed input mask"}.get(key, key.upper() if key != "mba"
-                                                                                  else "mBA")
+                    label = {"input_iou": "IoU of the perturbed input mask", "iou": "IoU", "mba": "mBA",
+                             "mq": "MQ"}[key]
                     ax_v.plot(vs, [r[key] for r in val], marker="o", ms=3, color=colour, label=label,
                               ls="--" if key == "input_iou" else "-")
             ax_v.set_ylim(0, 1)
