@@ -40,7 +40,7 @@ def test_cards_say_what_the_weights_are(stage):
         if d["name"] != "synth":  # every real source names its repository, commit, licence and held-out split
             assert len(d["commit"]) == 40 and d["licence"] and d["split"]["val_pairs"] > 0
     if stage == "L":
-        assert card["inference"]["l_size"] == 224
+        assert card["inference"] == {"l_size": 224, "l_flip": True}
     else:
         assert card["initialised_from"]
 
@@ -56,7 +56,7 @@ def test_mos_info_lists_the_shipped_weights(capsys):
 
 def test_default_cascade_cuts_the_cup_out_of_the_sample_photo():
     cascade = Cascade.from_pretrained(device="cpu")
-    assert cascade.config.l_size == 224
+    assert cascade.config.l_size == 224 and cascade.config.l_flip
     img = load_image(SAMPLE)
     result = cascade(img)
     mask = result.mask
