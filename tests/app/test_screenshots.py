@@ -23,7 +23,7 @@ def sample_photo(make_photo) -> np.ndarray:
     try:
         from skimage import data
 
-        return np.ascontiguousarray(data.chelsea())  # a real photograph (public domain, ships with scikit-image)
+        return np.ascontiguousarray(data.coffee())  # a real photograph (CC0, ships with scikit-image; make run's sample)
     except ImportError:
         return make_photo(480, 320)
 
@@ -45,7 +45,7 @@ def test_screenshots_main_window_and_stage_inspector(make_window, tiny_loader, q
         win = make_window(tiny_loader)
     win.resize(1280, 800)
     rgb = sample_photo(make_photo)
-    win.doc.set_image(rgb, path="chelsea.png")
+    win.doc.set_image(rgb, path="coffee.png")
     with qtbot.waitSignal(win.result_applied, timeout=120_000):
         win.run_cut()
     if not win.doc.has_mask:  # random weights may select nothing: show the overlay with a painted stroke instead
