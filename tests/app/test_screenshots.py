@@ -23,7 +23,7 @@ def sample_photo(make_photo) -> np.ndarray:
     try:
         from skimage import data
 
-        return np.ascontiguousarray(data.coffee())  # a real photograph (CC0, ships with scikit-image; make run's sample)
+        return np.ascontiguousarray(data.coffee())  # CC0 photo from scikit-image; make run's sample
     except ImportError:
         return make_photo(480, 320)
 
