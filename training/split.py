@@ -49,10 +49,7 @@ def _link_all(pairs: dict[str, tuple[Path, Path]], stems: list[str], dest: Path)
     for s in stems:
         img, mask = pairs[s]
         for src, sub in ((img, "images"), (mask, "masks")):
-            link = dest / sub / src.name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            os.symlink(src.resolve(), link)
+            os.symlink(src.resolve(), dest / sub / src.name)  # dest is new: make_split refuses existing ones
 
 
 def make_split(root: str | Path, out: str | Path, val_fraction: float = 0.15, group: str | None = None,
