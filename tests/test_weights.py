@@ -23,6 +23,18 @@ def test_round_trip_identical_outputs(tmp_path):
         assert torch.equal(low(x).logits, loaded(x).logits)
 
 
+def test_saved_weights_get_the_usual_file_permissions(tmp_path):
+    import os
+
+    low, _ = tiny_models(3)
+    old = os.umask(0o022)
+    try:
+        path = save_weights(low, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_fp16_storage_loads_as_float32(tmp_path):
     low, _ = tiny_models(0)
     path = save_weights(low, tmp_path / "h.safetensors", fp16=True)
