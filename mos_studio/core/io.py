@@ -383,7 +383,8 @@ def _check_target(path: Path, overwrite: bool, protect: Iterable[PathLike]) -> N
         raise ExportError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask; os has no getter, so it is set and put back."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -413,7 +414,7 @@ def _atomic_save(img: Image.Image, path: Path, overwrite: bool, protect: Iterabl
     try:
         with os.fdopen(fd, "wb") as fp:
             img.save(fp, format=fmt, **params)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an export should get the user's usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; an export should get the user's usual permissions
         os.replace(tmp, path)
     except (OSError, ValueError) as err:
         raise ExportError(f"{path}: could not be written ({err})") from err

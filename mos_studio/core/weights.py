@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .errors import WeightsError
-from .io import _umask
+from .io import current_umask
 from .model import MeticulousNet
 
 ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50"}
@@ -85,7 +85,7 @@ def save_weights(model: MeticulousNet, path: str | Path, card: dict | None = Non
     os.close(fd)
     try:
         save_file(state, tmp, metadata={"format": "pt"})
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; shared weights need the user's usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; shared weights need the user's usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
