@@ -1,4 +1,4 @@
-"""Export a training checkpoint as shipped weights: `meticulousnet_{mobile|r50}_{L|H}.safetensors` + JSON card.
+"""Export a training checkpoint as shipped weights: `meticulousnet_{mobile|r50|effl0}_{L|H}.safetensors` + JSON card.
 
     python -m training.export runs/cpu_L/last.pt --stage L [--out models/] [--fp16] [--overwrite]
 

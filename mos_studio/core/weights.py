@@ -18,7 +18,7 @@ from .errors import WeightsError
 from .io import current_umask
 from .model import MeticulousNet
 
-ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50"}
+ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50", "efficientnet_lite0": "effl0"}
 FIX_HINT = "train them (docs/TRAINING.md) or copy the released files into that folder; `mos info` lists what is found"
 
 

@@ -1,6 +1,9 @@
 """Dilated encoders (output stride 8) written in the project: no torchvision, no downloaded weights.
 
-Both return three feature maps: a stride-2 skip, a stride-4 skip (the "first block", also the HierPR fine features)
+EfficientNet-Lite0 can start from ImageNet weights, but only at training time (`training/pretrained.py` converts
+them); at run time every encoder's tensors come from the shipped MeticulousNet weights.
+
+All return three feature maps: a stride-2 skip, a stride-4 skip (the "first block", also the HierPR fine features)
 and the stride-8 deep features that the PSP head pools.
 """
 
@@ -190,9 +193,111 @@ class MobileNetV3Encoder(nn.Module):
         return EncoderFeatures(feats[2], feats[4], x)
 
 
+# ------------------------------------------------------------------------------------- EfficientNet-Lite0 (dilated)
+# MBConv stages of EfficientNet-B0/Lite0: repeats, kernel, stride, expansion, out channels (in = previous out).
+_LITE0_STAGES = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+]
+LITE0_STEM = 32  # Lite keeps the stem fixed at 32 channels for every width
+_LITE_BN_EPS = 1e-3  # the ImageNet weights' batch-norm epsilon (TensorFlow's default); 1e-5 would shift every BN
+
+
+class MBConvLite(nn.Module):
+    """Lite's mobile inverted bottleneck: ReLU6, no squeeze-excite. Names follow the efficientnet-pytorch layout
+    (`expand_conv`, `bn0`, `depthwise_conv`, `bn1`, `project_conv`, `bn2`) so ImageNet weights map by name."""
+
+    def __init__(self, cin: int, k: int, stride: int, exp_ratio: int, cout: int, dilation: int) -> None:
+        super().__init__()
+        exp = cin * exp_ratio
+        self.expand_conv: nn.Conv2d | None = None
+        self.bn0: nn.BatchNorm2d | None = None
+        if exp_ratio != 1:
+            self.expand_conv = nn.Conv2d(cin, exp, 1, bias=False)
+            self.bn0 = nn.BatchNorm2d(exp, eps=_LITE_BN_EPS)
+        pad = (k - 1) // 2 * dilation
+        self.depthwise_conv = nn.Conv2d(
+            exp, exp, k, stride=stride, padding=pad, dilation=dilation, groups=exp, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(exp, eps=_LITE_BN_EPS)
+        self.project_conv = nn.Conv2d(exp, cout, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, eps=_LITE_BN_EPS)
+        self.use_res = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.expand_conv is not None and self.bn0 is not None:
+            y = F.relu6(self.bn0(self.expand_conv(y)))
+        y = F.relu6(self.bn1(self.depthwise_conv(y)))
+        y = self.bn2(self.project_conv(y))
+        return x + y if self.use_res else y
+
+
+class EfficientNetLite0Encoder(nn.Module):
+    """EfficientNet-Lite0 trunk (16 MBConv blocks, 2.96 M parameters at width 1); strides beyond `output_stride`
+    become dilations, as in MobileNetV3Encoder, so MeticulousNet gets stride-8 deep features.
+
+    The 1×1 head conv to 1280 channels and the classifier are dropped (the PSP head pools the 320-channel features);
+    `training/pretrained.py` keeps them only to check the converted weights still classify ImageNet photos.
+    3×3/5×5 convs pad symmetrically, where the TensorFlow-trained weights used "same" padding (one pixel more at the
+    bottom/right of strided convs): a sub-pixel shift that fine-tuning absorbs (the conversion check still
+    classifies 8 of 8 sample photos).
+    """
+
+    def __init__(self, in_channels: int = 3, width_mult: float = 1.0, output_stride: int = 8) -> None:
+        super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        self.conv_stem = nn.Conv2d(in_channels, LITE0_STEM, 3, stride=2, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(LITE0_STEM, eps=_LITE_BN_EPS)
+        blocks: list[nn.Module] = []
+        cin, stride_now, dilation = LITE0_STEM, 2, 1
+        self._taps: dict[int, int] = {}
+        for repeats, k, s, e, out in _LITE0_STAGES:
+            out_c = _make_divisible(out * width_mult)
+            for r in range(repeats):
+                stride = s if r == 0 else 1
+                if stride == 2 and stride_now >= output_stride:
+                    dilation *= 2
+                    stride = 1
+                blocks.append(MBConvLite(cin, k, stride, e, out_c, dilation))
+                stride_now *= stride
+                cin = out_c
+                self._taps[stride_now] = len(blocks) - 1  # last block index at each stride
+        self.blocks = nn.ModuleList(blocks)
+        f2_c = blocks[self._taps[2]].bn2.num_features
+        f4_c = blocks[self._taps[4]].bn2.num_features
+        self.channels = (f2_c, f4_c, cin)
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        return self.conv_stem
+
+    def forward(self, x: torch.Tensor) -> EncoderFeatures:
+        x = F.relu6(self.bn0(self.conv_stem(x)))
+        feats: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self._taps[2]:
+                feats[2] = x
+            elif i == self._taps[4]:
+                feats[4] = x
+        return EncoderFeatures(feats[2], feats[4], x)
+
+
+ENCODERS = ("mobilenetv3", "resnet50", "efficientnet_lite0")
+
+
 def build_encoder(name: str, in_channels: int, width_mult: float = 1.0) -> nn.Module:
     if name == "resnet50":
         return ResNet50Encoder(in_channels, width=max(8, int(64 * width_mult)))
     if name == "mobilenetv3":
         return MobileNetV3Encoder(in_channels, width_mult)
-    raise ValueError(f"unknown encoder {name!r}; choose 'mobilenetv3' or 'resnet50'")
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0Encoder(in_channels, width_mult)
+    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")

@@ -53,6 +53,9 @@ class Widths:
             return Widths(ppm_bin=2048, ppm_out=1024, up4=512, up2=256, head=32, mlp=256, mask_enc=256)
         if encoder == "mobilenetv3":
             return Widths(ppm_bin=64, ppm_out=128, up4=64, up2=32, head=32, mlp=64, mask_enc=64, separable=True)
+        if encoder == "efficientnet_lite0":
+            # Same mobile decoder as MobileNetV3: the skips are 16 and 24 channels there too; the PSP pools 320.
+            return Widths(ppm_bin=64, ppm_out=128, up4=64, up2=32, head=32, mlp=64, mask_enc=64, separable=True)
         raise ValueError(f"unknown encoder {encoder!r}")
 
 
