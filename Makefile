@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
+	@# Qt's X11 plugin needs system libraries a fresh Linux may lack: as root install them, else name the command.
+	$(VPY) -m mos_studio.app.xcb_check --install
 	$(VENV)/bin/mos-studio --cut resources/samples/sample.jpg
 
 test: $(STAMP)

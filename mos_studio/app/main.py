@@ -22,12 +22,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _no_display() -> bool:
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return False
-    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def build_window(argv: list[str], settings=None, preload: bool = True):  # noqa: ANN001, ANN201
     """Parse the command line and show the window (the photo opens once the event loop runs)."""
     from PySide6.QtCore import QTimer
@@ -75,10 +69,11 @@ def _install_excepthook(window) -> None:  # noqa: ANN001 - MainWindow
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    if _no_display():
-        print("mos-studio: no display found (DISPLAY/WAYLAND_DISPLAY unset). Run it on a desktop, or set "
-              "QT_QPA_PLATFORM=offscreen for a headless check.", file=sys.stderr)
-        return 2
+    # Before PySide6 is imported: a missing X11 library or display gets a clear message, never a Qt abort.
+    from .xcb_check import preflight
+
+    if (code := preflight()) != 0:
+        return code
     os.environ.setdefault("QT_API", "pyside6")  # qtawesome's qtpy must not pick up another Qt binding
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
