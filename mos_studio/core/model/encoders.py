@@ -208,6 +208,17 @@ LITE0_STEM = 32  # Lite keeps the stem fixed at 32 channels for every width
 _LITE_BN_EPS = 1e-3  # the ImageNet weights' batch-norm epsilon (TensorFlow's default); 1e-5 would shift every BN
 
 
+def _same_pad(k: int) -> tuple[int, int, int, int]:
+    """TensorFlow's "same" padding of a stride-2 k×k conv on an even-sized input: one pixel more at the bottom/right.
+
+    MeticulousNet pads its input to a multiple of 8, so every strided conv here sees even sizes (odd sizes still
+    work, giving floor(n/2) instead of ceil(n/2)). Symmetric padding would shift the sampling grid by one pixel
+    per strided layer against what the weights learned: 7 instead of 8 of 8 ImageNet sample photos right.
+    """
+    total = k - 2
+    return (total // 2, total - total // 2, total // 2, total - total // 2)
+
+
 class MBConvLite(nn.Module):
     """Lite's mobile inverted bottleneck: ReLU6, no squeeze-excite. Names follow the efficientnet-pytorch layout
     (`expand_conv`, `bn0`, `depthwise_conv`, `bn1`, `project_conv`, `bn2`) so ImageNet weights map by name."""
@@ -220,7 +231,9 @@ class MBConvLite(nn.Module):
         if exp_ratio != 1:
             self.expand_conv = nn.Conv2d(cin, exp, 1, bias=False)
             self.bn0 = nn.BatchNorm2d(exp, eps=_LITE_BN_EPS)
-        pad = (k - 1) // 2 * dilation
+        # Strided: TensorFlow "same" padding, as the ImageNet weights were trained; otherwise symmetric.
+        self.same_pad = _same_pad(k) if stride == 2 else None
+        pad = 0 if stride == 2 else (k - 1) // 2 * dilation
         self.depthwise_conv = nn.Conv2d(
             exp, exp, k, stride=stride, padding=pad, dilation=dilation, groups=exp, bias=False
         )
@@ -233,6 +246,8 @@ class MBConvLite(nn.Module):
         y = x
         if self.expand_conv is not None and self.bn0 is not None:
             y = F.relu6(self.bn0(self.expand_conv(y)))
+        if self.same_pad is not None:
+            y = F.pad(y, self.same_pad)
         y = F.relu6(self.bn1(self.depthwise_conv(y)))
         y = self.bn2(self.project_conv(y))
         return x + y if self.use_res else y
@@ -242,18 +257,20 @@ class EfficientNetLite0Encoder(nn.Module):
     """EfficientNet-Lite0 trunk (16 MBConv blocks, 2.96 M parameters at width 1); strides beyond `output_stride`
     become dilations, as in MobileNetV3Encoder, so MeticulousNet gets stride-8 deep features.
 
+    Unlike MobileNetV3Encoder, the block that loses its stride keeps the previous dilation and only the blocks after
+    it double theirs (DeepLab's and torchvision's convention, and ResNet50Encoder's): every kernel then spans the same
+    input as in the ImageNet-trained network, whose classifier still names 8 of 8 sample photos on the dilated trunk.
+
     The 1×1 head conv to 1280 channels and the classifier are dropped (the PSP head pools the 320-channel features);
     `training/pretrained.py` keeps them only to check the converted weights still classify ImageNet photos.
-    3×3/5×5 convs pad symmetrically, where the TensorFlow-trained weights used "same" padding (one pixel more at the
-    bottom/right of strided convs): a sub-pixel shift that fine-tuning absorbs (the conversion check still
-    classifies 8 of 8 sample photos).
+    Strided convs use TensorFlow's "same" padding (see `_same_pad`), the rest symmetric padding.
     """
 
     def __init__(self, in_channels: int = 3, width_mult: float = 1.0, output_stride: int = 8) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        self.conv_stem = nn.Conv2d(in_channels, LITE0_STEM, 3, stride=2, padding=1, bias=False)
+        self.conv_stem = nn.Conv2d(in_channels, LITE0_STEM, 3, stride=2, padding=0, bias=False)
         self.bn0 = nn.BatchNorm2d(LITE0_STEM, eps=_LITE_BN_EPS)
         blocks: list[nn.Module] = []
         cin, stride_now, dilation = LITE0_STEM, 2, 1
@@ -261,11 +278,12 @@ class EfficientNetLite0Encoder(nn.Module):
         for repeats, k, s, e, out in _LITE0_STAGES:
             out_c = _make_divisible(out * width_mult)
             for r in range(repeats):
-                stride = s if r == 0 else 1
+                stride, block_dilation = s if r == 0 else 1, dilation
                 if stride == 2 and stride_now >= output_stride:
-                    dilation *= 2
-                    stride = 1
-                blocks.append(MBConvLite(cin, k, stride, e, out_c, dilation))
+                    # "À trous": the formerly strided block keeps the previous dilation, the blocks after it
+                    # double theirs, so every kernel spans the input it was trained on (see the class docstring).
+                    stride, dilation = 1, dilation * 2
+                blocks.append(MBConvLite(cin, k, stride, e, out_c, block_dilation))
                 stride_now *= stride
                 cin = out_c
                 self._taps[stride_now] = len(blocks) - 1  # last block index at each stride
@@ -279,7 +297,7 @@ class EfficientNetLite0Encoder(nn.Module):
         return self.conv_stem
 
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
-        x = F.relu6(self.bn0(self.conv_stem(x)))
+        x = F.relu6(self.bn0(self.conv_stem(F.pad(x, _same_pad(3)))))
         feats: dict[int, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
             x = block(x)
