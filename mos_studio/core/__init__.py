@@ -18,23 +18,32 @@ _EXPORTS = {
     "save_mask": "mos_studio.core.io",
     "save_cutout": "mos_studio.core.io",
     "save_composite": "mos_studio.core.io",
+    "Matte": "mos_studio.core.matting",
+    "MattingConfig": "mos_studio.core.matting",
+    "soft_matte": "mos_studio.core.matting",
+    "matte_result": "mos_studio.core.matting",
 }
 
 __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "Cascade",
     "CascadeConfig",
+    "Matte",
+    "MattingConfig",
     "MeticulousNet",
     "Result",
     "load_image",
     "load_mask",
+    "matte_result",
     "save_composite",
     "save_cutout",
     "save_mask",
+    "soft_matte",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cascade import Cascade, CascadeConfig, Result
     from .io import load_image, load_mask, save_composite, save_cutout, save_mask
+    from .matting import Matte, MattingConfig, matte_result, soft_matte
     from .model import MeticulousNet
 
 
