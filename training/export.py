@@ -66,6 +66,7 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
         "source_checkpoint": str(ckpt_path),
         "initialised_from": ckpt.get("init_from", ""),
+        "encoder_init": dict(ckpt.get("encoder_init") or {}),  # ImageNet weights the encoder started from, if any
     }
     if origin is not None:
         card["data_provenance"] = origin

@@ -3,6 +3,9 @@
     python -m training.train --stage L --config training/configs/cpu_L.toml [--out DIR] [--resume]
     python -m training.train --stage H --config training/configs/cpu_H.toml --init-from runs/cpu_L/last.pt
 
+`encoder_init = "PATH"` in a config's [model] table starts the encoder from ImageNet weights converted by
+`python -m training.pretrained` (EfficientNet-Lite0); the file's provenance is kept in the checkpoint and card.
+
 Reproducibility: sample i of the run is a pure function of (data seed, i) (training/data/datasets.py) and the LR a
 pure function of the step, so `--resume` from a checkpoint (model, Adam, GradScaler, torch/numpy/python RNG states,
 step, wall time) continues exactly where the run stopped. Ctrl-C saves a checkpoint and exits with status 130.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import math
 import os
 import platform
@@ -123,6 +127,23 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise MosError(f"{path}: not a training checkpoint (no 'model' entry)")
     return ckpt["model"]
+
+
+def encoder_lineage(path: str | Path) -> dict:
+    """The `encoder_init` record of the checkpoint or exported weights a run starts from (empty when none)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        card = path.with_suffix(".json")
+        try:
+            rec = json.loads(card.read_text(encoding="utf-8")).get("encoder_init") if card.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            rec = None
+    else:
+        try:
+            rec = torch.load(path, map_location="cpu", weights_only=True).get("encoder_init")
+        except Exception:  # noqa: BLE001 - read_state has already reported unreadable files
+            rec = None
+    return dict(rec) if isinstance(rec, dict) and rec else {}
 
 
 def init_h_from_l(h_model: MeticulousNet, l_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
@@ -283,6 +304,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, wall, last_metrics = 0, 0.0, {}
     init_note = str(init_from) if init_from else ""
+    encoder_init: dict = {}
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
 
     if resume:
@@ -298,10 +320,22 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         step, wall, last_metrics = int(ckpt["step"]), float(ckpt["wall_time"]), dict(ckpt.get("metrics", {}))
         command = ckpt.get("command", command)
         init_note = ckpt.get("init_from", "")
+        encoder_init = dict(ckpt.get("encoder_init") or {})
     elif stage == "H" and not init_from and main_proc:
         print("[H] note: starting from random weights; the paper starts H from L (--init-from)", flush=True)
+    if cfg["model"].get("encoder_init") and not resume and not init_from:
+        from .pretrained import apply_encoder_init
+
+        encoder_init = apply_encoder_init(model, cfg["model"]["encoder_init"])
+        if main_proc:
+            print(f"[{stage}] encoder initialised from {encoder_init['file']} ({encoder_init['source']}, "
+                  f"{encoder_init['tensors']} tensors)", flush=True)
     if init_from and not resume:
         state = read_state(init_from)
+        inherited = encoder_lineage(init_from)  # H from an ImageNet-initialised L: the card says so
+        encoder_init = {**inherited, "via": str(init_from)} if inherited else {}
+        if cfg["model"].get("encoder_init") and main_proc:
+            print(f"[{stage}] note: encoder_init not used, the encoder comes from {init_from}", flush=True)
         if stage == "H":
             report = init_h_from_l(model, state)
             if main_proc:
@@ -336,7 +370,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
             "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
-            "training_data": data_desc, "init_from": init_note,
+            "training_data": data_desc, "init_from": init_note, "encoder_init": encoder_init,
         }, ckpt_path)
 
     loss_csv = out / "losses.csv"
