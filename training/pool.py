@@ -2,7 +2,8 @@
 
     python -m training.pool filter POOL LABELS --out FILTER.json
     python -m training.pool sheet POOL LABELS FILTER.json --out docs/teacher_filter_sheet.png
-    python -m training.pool split POOL LABELS FILTER.json --out SPLIT_DIR [--val-fraction 0.12]
+    python -m training.pool held-out POOL [--val-fraction 0.07] > first.txt   # label these first
+    python -m training.pool split POOL LABELS FILTER.json --out SPLIT_DIR [--val-fraction 0.07]
 
 POOL holds one folder per photo source (`POOL/<source>/...`), LABELS the teacher's masks at the same relative paths
 (`training.teacher label`). The teacher is wrong in recognisable ways: it returns nothing or everything when the
@@ -202,7 +203,18 @@ def held_out(source: str, name: str, fraction: float) -> bool:
     return int(digest[:12], 16) / float(1 << 48) < fraction
 
 
-def make_split(pool: Path, labels: Path, filter_json: Path, out: Path, val_fraction: float = 0.12) -> dict:
+def held_out_photos(pool: Path, val_fraction: float) -> list[str]:
+    """Relative paths of the pool's photos that fall on the held-out side (label these first)."""
+    out = []
+    for p in list_photos(pool):
+        parts = p.relative_to(pool).parts
+        source, name = (parts[0], "__".join(parts[1:])) if len(parts) > 1 else (".", parts[0])
+        if held_out(source, name, val_fraction):
+            out.append(p.relative_to(pool).as_posix())
+    return out
+
+
+def make_split(pool: Path, labels: Path, filter_json: Path, out: Path, val_fraction: float = 0.07) -> dict:
     """Link kept photos and masks into train/ and val/ per source; refuses to touch an existing split folder."""
     if not 0.0 < val_fraction < 1.0:
         raise MosError(f"--val-fraction must lie strictly between 0 and 1, not {val_fraction}")
@@ -254,10 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("labels", type=Path)
     sp.add_argument("filter", type=Path)
     sp.add_argument("--out", type=Path, required=True)
-    sp.add_argument("--val-fraction", type=float, default=0.12)
+    sp.add_argument("--val-fraction", type=float, default=0.07)
+    ho = sub.add_parser("held-out", help="list the pool's photos on the held-out side (for `label --first`)")
+    ho.add_argument("pool", type=Path)
+    ho.add_argument("--val-fraction", type=float, default=0.07)
     args = ap.parse_args(argv)
     try:
-        if args.cmd == "filter":
+        if args.cmd == "held-out":
+            if not 0.0 < args.val_fraction < 1.0:
+                raise MosError(f"--val-fraction must lie strictly between 0 and 1, not {args.val_fraction}")
+            print("\n".join(held_out_photos(args.pool, args.val_fraction)))
+        elif args.cmd == "filter":
             rec = run_filter(args.pool, args.labels, args.out)
             for name, c in sorted(rec["per_source"].items()):
                 print(f"{name:40s} kept {c['kept']:5d}  dropped {c['dropped']:5d}  {c['reasons']}")

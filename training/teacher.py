@@ -208,7 +208,7 @@ def mask_path(photo: Path, photos_root: Path, out: Path) -> Path:
 
 
 def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | None = None,
-          progress: bool | None = None, interleave: bool = True) -> dict:
+          progress: bool | None = None, interleave: bool = True, first: list[str] | None = None) -> dict:
     """Label every photo under `photos` that has no mask in `out` yet; returns the run's summary."""
     from PIL import Image
 
@@ -218,6 +218,10 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
     pending = [p for p in todo_all if not mask_path(p, photos, out).is_file()]
     if interleave:
         pending = interleave_sources(pending, photos)
+    if first:  # e.g. the held-out photos, so the evaluation set is complete before the training pool is
+        wanted = set(first)
+        rel = (lambda p: p.relative_to(photos).as_posix()) if photos.is_dir() else (lambda p: p.name)
+        pending = [p for p in pending if rel(p) in wanted] + [p for p in pending if rel(p) not in wanted]
     todo = pending[:limit] if limit is not None else pending
     out.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(model, threads=threads)
@@ -302,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--out", type=Path, required=True, help="folder for the masks (same relative paths, .png)")
     lab.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1: training runs beside)")
     lab.add_argument("--limit", type=int, help="label at most this many photos in this run")
+    lab.add_argument("--first", type=Path, help="a file of relative photo paths (one a line) to label before the rest")
     lab.add_argument("--in-order", action="store_true",
                      help="label in path order (default: round-robin over the top-level source folders)")
     args = ap.parse_args(argv)
@@ -313,7 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.threads < 1:
                 raise MosError(f"--threads must be at least 1, not {args.threads}")
-            s = label(args.photos, args.model, args.out, args.threads, args.limit, interleave=not args.in_order)
+            first = None
+            if args.first is not None:
+                try:
+                    first = [x.strip() for x in args.first.read_text().splitlines() if x.strip()]
+                except OSError as e:
+                    raise MosError(f"{args.first}: cannot read the list of photos to label first ({e})") from e
+            s = label(args.photos, args.model, args.out, args.threads, args.limit, interleave=not args.in_order,
+                      first=first)
             print(f"{args.out}: {s['labelled_now']} labelled now ({s['seconds_per_photo_now']} s/photo), "
                   f"{s['failed_now']} failed, {s['labelled_total']} in all")
     except MosError as e:

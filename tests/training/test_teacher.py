@@ -254,3 +254,17 @@ def test_pool_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "kept" in capsys.readouterr().out
     assert pool.main(["split", str(photos), str(labels), str(tmp_path / "nope.json"), "--out", str(tmp_path)]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_held_out_photos_are_labelled_first(tmp_path: Path) -> None:
+    photos = tmp_path / "pool"
+    for src in ("a", "b"):
+        for i in range(20):
+            _photo(photos / src / f"{i:02d}.jpg", 32, 32, (4, 4, 20, 20))
+    first = pool.held_out_photos(photos, 0.2)
+    assert 0 < len(first) < 40
+    assert all(pool.held_out(Path(r).parts[0], Path(r).name, 0.2) for r in first)
+    out = tmp_path / "labels"
+    teacher.label(photos, _tiny_teacher(tmp_path / "t.onnx"), out, limit=len(first), progress=False, first=first)
+    done = sorted(p.relative_to(out).with_suffix(".jpg").as_posix() for p in out.rglob("*.png"))
+    assert done == sorted(first)
