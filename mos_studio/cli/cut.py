@@ -11,7 +11,10 @@ from mos_studio.core.errors import MosError
 from .progress import ProgressBar
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
-EXPORTS = ("cutout", "mask", "composite")
+EXPORTS = ("cutout", "mask", "composite", "alpha")
+ALPHA_HELP = ("soft (default): alpha matting where H is unsure, with the object's own colours at the edge (no fringe "
+              "of the old background); hard: the 0/255 mask. Applies to cutout, composite and the alpha export; "
+              "the mask export is always the hard 0/255 mask, the alpha export (NAME_alpha.png) the 8-bit matte")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -28,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--export", action="append", choices=EXPORTS, help="what to write (repeatable; default cutout)")
     p.add_argument("--color", default="0,255,0", help="composite background as R,G,B (default green)")
+    p.add_argument("--alpha", choices=("soft", "hard"), default="soft", help=ALPHA_HELP)
     _add_model_options(p)
     p.set_defaults(func=run_cut)
 
@@ -35,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("image", type=Path)
     r.add_argument("mask", type=Path)
     r.add_argument("-o", "--out", type=Path, required=True, help="output mask PNG")
+    r.add_argument("--alpha", choices=("soft", "hard"), default="hard",
+                   help="hard (default): a 0/255 mask; soft: an 8-bit matte solved where H is unsure")
     _add_model_options(r)
     r.set_defaults(func=run_refine)
 
@@ -61,13 +67,14 @@ def _parse_color(text: str) -> tuple[int, int, int]:
 
 def output_paths(image: Path, out_dir: Path, exports: list[str]) -> dict[str, Path]:
     names = {"cutout": f"{image.stem}_cutout.png", "mask": f"{image.stem}_mask.png",
-             "composite": f"{image.stem}_composite.png"}
+             "composite": f"{image.stem}_composite.png", "alpha": f"{image.stem}_alpha.png"}
     return {e: out_dir / names[e] for e in exports}
 
 
 def run_cut(args: argparse.Namespace) -> int:
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image, save_composite, save_cutout, save_mask
+    from mos_studio.core.matting import matte_result
 
     exports = args.export or ["cutout"]
     color = _parse_color(args.color)
@@ -87,20 +94,31 @@ def run_cut(args: argparse.Namespace) -> int:
                 existing = [str(t) for t in targets.values() if t.exists()]
                 if existing:
                     raise MosError(f"{existing[0]}: exists; pass --overwrite to replace it")
-            res = cascade(img, progress=lambda stage, f, i=i, n=path.name: bar.update(i + f * 0.99, f"{n}: {stage}"))
+            soft = args.alpha == "soft" and any(k != "mask" for k in targets)
+            res = cascade(img, progress=lambda stage, f, i=i, n=path.name, s=soft: bar.update(
+                i + f * (0.8 if s else 0.99), f"{n}: {stage}"))
+            colours, alpha, note = img.rgb, res.mask, ""
+            if soft:
+                matte = matte_result(img.rgb, res, progress=lambda stage, f, i=i, n=path.name: bar.update(
+                    i + 0.8 + f * 0.19, f"{n}: {stage}"))
+                colours, alpha = matte.foreground, matte.alpha
+                note = (f", soft edges {matte.timings['total']:.1f} s" if matte.soft
+                        else ", soft edges: H was sure everywhere, hard mask kept")
             protect = (path,)
             for kind, target in targets.items():
                 if kind == "cutout":
-                    save_cutout(img.rgb, res.probability, target, icc_profile=img.icc_profile,
+                    save_cutout(colours, alpha, target, icc_profile=img.icc_profile,
                                 overwrite=args.overwrite, protect=protect)
                 elif kind == "mask":
                     save_mask(res.mask, target, overwrite=args.overwrite, protect=protect)
+                elif kind == "alpha":
+                    save_mask(alpha, target, overwrite=args.overwrite, protect=protect)
                 else:
-                    save_composite(img.rgb, res.probability, target, color, icc_profile=img.icc_profile,
+                    save_composite(colours, alpha, target, color, icc_profile=img.icc_profile,
                                    overwrite=args.overwrite, protect=protect)
             bar.update(i + 1)
             if not bar.enabled:
-                print(f"{path} -> {', '.join(str(t) for t in targets.values())} ({res.timings['total']:.1f} s)")
+                print(f"{path} -> {', '.join(str(t) for t in targets.values())} ({res.timings['total']:.1f} s{note})")
         except MosError as err:
             failures += 1
             bar.update(i + 1)
@@ -122,6 +140,11 @@ def run_refine(args: argparse.Namespace) -> int:
         raise MosError(f"{args.out}: exists; pass --overwrite to replace it")
     cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages="H")
     res = cascade(img, mask=mask)
-    save_mask(res.mask, args.out, overwrite=args.overwrite, protect=(args.image, args.mask))
+    out = res.mask
+    if args.alpha == "soft":
+        from mos_studio.core.matting import matte_result
+
+        out = matte_result(img.rgb, res).alpha
+    save_mask(out, args.out, overwrite=args.overwrite, protect=(args.image, args.mask))
     print(f"{args.image} + {args.mask} -> {args.out} ({res.timings['total']:.1f} s on {res.device})")
     return 0
