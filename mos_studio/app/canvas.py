@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from .brush import BrushStroke
 from .document import Document, clip_rect
-from .imaging import DisplayPyramid, SharedImage, checker_brush, map_image, tint_table
+from .imaging import DisplayPyramid, SharedImage, band_table, checker_brush, map_image, tint_table
 
 TOOLS = ("pan", "brush", "erase", "box", "refine_rect", "refine_lasso")
 OVERLAYS = ("tint", "composite", "checker", "off")
@@ -63,6 +63,7 @@ class Canvas(QWidget):
         self._pyramid: DisplayPyramid | None = None
         self._stage: SharedImage | None = None
         self._stage_extent: tuple[int, int, int, int] | None = None
+        self._band: SharedImage | None = None  # the soft-edge band (where alpha is solved), display resolution
         self.stage_label = ""
         self._checker = checker_brush()
         self._stroke: BrushStroke | None = None
@@ -81,6 +82,7 @@ class Canvas(QWidget):
         if self._stroke is not None:
             self._stroke = None
         self._stage = None
+        self._band = None
         self.stage_label = ""
         if self.doc.rgb is None or self.doc.mask is None:
             self._pyramid = None
@@ -203,6 +205,16 @@ class Canvas(QWidget):
         self.stage_label = label if values is not None else ""
         self.update()
 
+    def set_band(self, band: np.ndarray | None) -> None:
+        """Show the soft-edge band (uint8, 255 = alpha is solved there, any size: stretched over the photo)."""
+        self._band = None if band is None else SharedImage(np.ascontiguousarray(band, np.uint8),
+                                                           QImage.Format.Format_Indexed8, band_table())
+        self.update()
+
+    @property
+    def band_shown(self) -> bool:
+        return self._band is not None
+
     # -- painting ---------------------------------------------------------------------------------------------------
     def _source_target(self, widget_rect: QRect, level) -> tuple[QRectF, QRectF] | None:  # noqa: ANN001
         """(source rect in the level's pixels, target rect in widget pixels) for what lies under widget_rect."""
@@ -244,6 +256,11 @@ class Canvas(QWidget):
                 if self.overlay == "tint":
                     p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale * overlay.factor < 1.3)
                     p.drawImage(mask_st[1], overlay.tint.image, mask_st[0])
+            if self._band is not None:
+                img = self._band.image
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+                p.drawImage(self._target(QRectF(0, 0, self.doc.width, self.doc.height)), img,
+                            QRectF(0, 0, img.width(), img.height()))
             if self._stage is not None:
                 img = self._stage.image
                 x0, y0, x1, y1 = self._stage_extent or (0, 0, self.doc.width, self.doc.height)

@@ -31,6 +31,9 @@ class ExportJob:
     color: tuple[int, int, int] = (0, 255, 0)
     protect: tuple[Path, ...] = ()
     overwrite: bool = False
+    soft: bool = False  # Soft edges: solve alpha where H was unsure (and fix the colours there) before writing
+    doubt: np.ndarray | None = None  # H's uncertainty at the image's size (uint8), when the last cut left one
+    soft_applied: bool = False  # set by the worker: a band was found and the matte was written
 
 
 class _ExportWorker(QObject):
@@ -44,13 +47,20 @@ class _ExportWorker(QObject):
 
         start = time.perf_counter()
         try:
+            rgb, alpha = job.rgb, job.alpha
+            if job.soft and job.doubt is not None:
+                from mos_studio.core.matting import soft_matte
+
+                matte = soft_matte(job.rgb, job.alpha > 127, job.doubt)
+                if matte.soft:  # without a band the mask (possibly already soft, from a file) is written as is
+                    rgb, alpha, job.soft_applied = matte.foreground, matte.alpha_u8, True
             if job.kind == "cutout":
-                io.save_cutout(job.rgb, job.alpha, job.path, icc_profile=job.icc_profile, overwrite=job.overwrite,
+                io.save_cutout(rgb, alpha, job.path, icc_profile=job.icc_profile, overwrite=job.overwrite,
                                protect=job.protect)
             elif job.kind == "mask":
-                io.save_mask(job.alpha, job.path, overwrite=job.overwrite, protect=job.protect)
+                io.save_mask(alpha, job.path, overwrite=job.overwrite, protect=job.protect)
             elif job.kind == "composite":
-                io.save_composite(job.rgb, job.alpha, job.path, color=job.color, icc_profile=job.icc_profile,
+                io.save_composite(rgb, alpha, job.path, color=job.color, icc_profile=job.icc_profile,
                                   overwrite=job.overwrite, protect=job.protect)
             else:
                 raise ValueError(f"unknown export kind {job.kind!r}")

@@ -34,6 +34,12 @@ def tint_table(color: QColor, opacity: float) -> list[int]:
     return [QColor(r, g, b, int(round(i * opacity))).rgba() for i in range(256)]
 
 
+def band_table(color: QColor | None = None, opacity: float = 0.6) -> list[int]:
+    """Index i (share of band pixels under a display pixel) → magenta with alpha i·opacity: the soft-edge band."""
+    c = color or QColor(255, 0, 255)
+    return [QColor(c.red(), c.green(), c.blue(), int(round(i * opacity))).rgba() for i in range(256)]
+
+
 def alpha_table() -> list[int]:
     """Index i → black with alpha i: used with DestinationIn to cut the photo out by the mask."""
     return [QColor(0, 0, 0, i).rgba() for i in range(256)]

@@ -98,6 +98,12 @@ class AppSettings:
     def set_cpu_only(self, value: bool) -> None:
         self.q.setValue("inference/cpu_only", bool(value))
 
+    def soft_edges(self) -> bool:
+        return self._get("export/soft_edges", True, bool)
+
+    def set_soft_edges(self, value: bool) -> None:
+        self.q.setValue("export/soft_edges", bool(value))
+
     def geometry(self) -> QByteArray | None:
         value = self.q.value("window/geometry")
         return value if isinstance(value, QByteArray) else None

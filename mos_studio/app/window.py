@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.canvas = Canvas(self.doc)
         self.inspector = StageInspector(self.doc)
         self.dropped_results = 0
+        self.soft_band_px = 0
         self.last_timings: dict[str, float] = {}
         self._job_started_at = 0.0
         self.setWindowTitle(APP_NAME)
@@ -134,6 +135,12 @@ class MainWindow(QMainWindow):
                                  "mdi6.content-save-outline", group="File")
         self.act_export_composite = a("Export c&omposite on colour…", lambda: self.export_dialog("composite"),
                                       "Ctrl+Shift+E", "mdi6.image-move", group="File")
+        self.act_soft_edges = a("&Soft edges (alpha matting where H was unsure)", self.set_soft_edges, "Shift+S",
+                                "mdi6.blur", checkable=True, group="File")
+        self.act_soft_edges.setToolTip("On: exports solve a soft alpha in the band where H was unsure (shown in "
+                                       "magenta) and take the object's own colours there, so hair and fur keep no "
+                                       "fringe of the old background. Off: the 0/255 mask.")
+        self.act_soft_edges.setChecked(self.settings.soft_edges())
         self.act_quit = a("&Quit", self.close, "Ctrl+Q", "mdi6.exit-to-app", group="File")
 
         self.act_undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
@@ -206,6 +213,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         for act in (self.act_export_cutout, self.act_export_mask, self.act_export_composite):
             m.addAction(act)
+        m.addAction(self.act_soft_edges)
         m.addSeparator()
         m.addAction(self.act_quit)
         m = mb.addMenu("&Edit")
@@ -238,6 +246,7 @@ class MainWindow(QMainWindow):
         tb.setIconSize(QSize(20, 20))
         tb.addAction(self.act_open)
         tb.addAction(self.act_export_cutout)
+        tb.addAction(self.act_soft_edges)
         tb.addSeparator()
         tb.addAction(self.act_cut)
         tb.addSeparator()
@@ -321,6 +330,12 @@ class MainWindow(QMainWindow):
         ex.busy_changed.connect(lambda _busy: self._update_enabled())
         self.doc.image_changed.connect(self._update_enabled)
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._update_enabled())
+        self._band_timer = QTimer(self)
+        self._band_timer.setSingleShot(True)
+        self._band_timer.setInterval(250)  # a brush stroke is many mask changes: recompute the band once after it
+        self._band_timer.timeout.connect(self.update_band)
+        for sig in (self.doc.mask_changed, self.doc.stages_changed, self.doc.image_changed):
+            sig.connect(lambda *_: self._band_timer.start() if self.act_soft_edges.isChecked() else None)
 
     def _restore_settings(self) -> None:
         s = self.settings
@@ -349,6 +364,7 @@ class MainWindow(QMainWindow):
         s.set_overlay_mode(self.canvas.overlay)
         s.set_composite_color(self.canvas.composite_color)
         s.set_tool(self.canvas.tool)
+        s.set_soft_edges(self.act_soft_edges.isChecked())
         s.set_geometry(self.saveGeometry())
         s.set_window_state(self.saveState())
         s.sync()
@@ -405,6 +421,47 @@ class MainWindow(QMainWindow):
             return
         self.device_label.setText("Device: loading…")
         self.controller.set_loader(self.loader_for_device("cpu" if cpu_only else None))
+
+    def set_soft_edges(self, on: bool) -> None:
+        """Soft edges on/off: exports use the matte, and the band where alpha is solved is drawn over the photo."""
+        self.settings.set_soft_edges(on)
+        if self.act_soft_edges.isChecked() != on:
+            self.act_soft_edges.setChecked(on)
+        self.update_band()
+
+    def h_doubt(self) -> np.ndarray | None:
+        """H's uncertainty from the last cut, at the image's size (uint8), or None when H has not run."""
+        stage_set = self.doc.stages.get("H")
+        if stage_set is None or not self.doc.has_image:
+            return None
+        from mos_studio.core.matting import stage_uncertainty
+
+        return stage_uncertainty(stage_set.stages, (self.doc.width, self.doc.height), stage_set.extent)
+
+    def update_band(self) -> int:
+        """Recompute and show the soft-edge band (hidden when Soft edges is off); returns its size in pixels."""
+        self._band_timer.stop()
+        self.soft_band_px = 0
+        if not self.act_soft_edges.isChecked() or not self.doc.has_image or not self.doc.has_mask:
+            self.canvas.set_band(None)
+            return 0
+        import cv2
+
+        from mos_studio.core.matting import UNKNOWN, build_trimap
+
+        trimap = build_trimap(self.doc.mask > 127, self.h_doubt())
+        if trimap is None:
+            self.canvas.set_band(None)
+            self.statusBar().showMessage("Soft edges: no band where H was unsure (run Cut out first); exports use "
+                                         "the mask as it is", 5000)
+            return 0
+        band = (trimap == UNKNOWN).astype(np.uint8) * 255
+        self.soft_band_px = int(np.count_nonzero(band))
+        f = max(1, int(np.ceil(max(band.shape) / 2048)))  # the overlay needs no more than screen resolution
+        if f > 1:
+            band = cv2.resize(band, (band.shape[1] // f, band.shape[0] // f), interpolation=cv2.INTER_AREA)
+        self.canvas.set_band(band)
+        return self.soft_band_px
 
     def toggle_overlay(self) -> None:
         if self.canvas.overlay == "off":
@@ -645,9 +702,11 @@ class MainWindow(QMainWindow):
                 return False
             overwrite = True
         color = color or self.canvas.composite_color
+        soft = self.act_soft_edges.isChecked()
         job = ExportJob(kind, path, self.doc.rgb, self.doc.mask.copy(), self.doc.icc_profile,
                         (color.red(), color.green(), color.blue()),
-                        protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite)
+                        protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite,
+                        soft=soft, doubt=self.h_doubt() if soft else None)
         if not self.exporter.submit(job):
             self.statusBar().showMessage("An export is already running", 4000)
             return False
@@ -663,7 +722,8 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 1000)
         if not self.controller.busy:
             self._job_ended()
-        self.statusBar().showMessage(f"Exported {job.path} in {seconds:.1f} s", 8000)
+        soft = " with soft edges" if job.soft_applied else ""
+        self.statusBar().showMessage(f"Exported {job.path}{soft} in {seconds:.1f} s", 8000)
         self.export_done.emit(str(job.path))
 
     def _on_export_failed(self, job: ExportJob, message: str, hint: str) -> None:
