@@ -108,8 +108,12 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             replies.send("progress", stage=str(stage), fraction=overall_fraction(request.mode, stage, fraction))
 
         result = cascade(rgb, mask=coarse, progress=progress, cancel=cancel)
-        if request.soft:
-            out = np.clip(np.rint(result.probability * 255.0), 0, 255).astype(np.uint8)
+        soft_applied = False
+        if request.soft:  # alpha matting where H was unsure; the hard mask when H was sure everywhere
+            from mos_studio.core.matting import matte_result
+
+            matte = matte_result(rgb, result, progress=progress, cancel_check=cancel.is_set)
+            out, soft_applied = matte.alpha_u8, matte.soft
         else:
             out = np.where(result.mask, 255, 0).astype(np.uint8)
         if alpha is not None:
@@ -128,6 +132,7 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             device=str(result.device),
             seconds=round(time.perf_counter() - started, 3),
             foreground=float((out >= 128).mean()),
+            soft=soft_applied,
         )
         return EXIT_OK
     except Cancelled:

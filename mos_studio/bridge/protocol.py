@@ -12,12 +12,13 @@ Request: one JSON line on stdin::
      "output": "/tmp/x/result.y8",             # raw Y u8, W×H, written by the bridge
      "output_png": "/tmp/x/result.png" | null, # optional 8-bit grey PNG of the same mask
      "models_dir": "..." | null, "encoder": "mobilenetv3", "device": null | "cpu" | "cuda" | ...,
-     "soft": false}                            # true: write probability×255 instead of a hard 0/255 mask
+     "soft": false}                            # true: an 8-bit matte solved where H was unsure (soft edges)
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
 Replies: JSON lines on stdout, each with a "type": ``progress`` (stage, fraction), ``ready`` (device), then exactly
-one of ``done`` (output, width, height, device, seconds, foreground) or ``error`` (kind, message). Exit status:
+one of ``done`` (output, width, height, device, seconds, foreground, soft: whether a matte band was solved) or
+``error`` (kind, message). Exit status:
 0 done, 1 error, 2 bad request, 3 cancelled.
 """
 

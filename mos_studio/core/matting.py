@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import MosError
+from .errors import Cancelled, MosError
 
 Rect = tuple[int, int, int, int]
 UNKNOWN = 128
@@ -269,12 +269,14 @@ def soft_matte(
     trimap: np.ndarray | None = None,
     config: MattingConfig | None = None,
     progress: ProgressFn | None = None,
+    cancel_check: Callable[[], bool] | None = None,
 ) -> Matte:
     """Soft alpha and fringe-free colours for `image` cut by `mask`, solved where H is unsure.
 
     `mask` is the final (hard) mask; `uncertainty` H's doubt at the image's size (see `stage_uncertainty`, or
     `matte_result` to go straight from a cascade `Result`). A ready `trimap` (0/128/255) skips the trimap step.
-    Without an unknown band the result is the hard mask unchanged (`soft=False`).
+    Without an unknown band the result is the hard mask unchanged (`soft=False`). `cancel_check()` returning True
+    between tiles raises `Cancelled`.
     """
     cfg = config or MattingConfig()
     rgb = _rgb(image)
@@ -312,6 +314,8 @@ def soft_matte(
     report = progress or (lambda stage, fraction: None)
     m = cfg.margin
     for i, (x0, y0, x1, y1) in enumerate(todo):
+        if cancel_check is not None and cancel_check():
+            raise Cancelled("cancelled during soft edges; nothing was changed")
         cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
         crop = rgb[cy0:cy1, cx0:cx1]
         tri = tri_full[cy0:cy1, cx0:cx1]
@@ -365,6 +369,7 @@ def matte_result(
     region: Rect | None = None,
     config: MattingConfig | None = None,
     progress: ProgressFn | None = None,
+    cancel_check: Callable[[], bool] | None = None,
 ) -> Matte:
     """`soft_matte` straight from a cascade `Result`: its mask (or an edited `mask`) and H's stage maps.
 
@@ -374,7 +379,5 @@ def matte_result(
     h, w = rgb.shape[:2]
     stages = (getattr(result, "stages", None) or {}).get("H")
     unc = stage_uncertainty(stages, (w, h), region)
-    if mask is None:  # the cascade's own mask: its probability's doubt counts too
-        return soft_matte(rgb, result.mask, unc, probability=getattr(result, "probability", None),
-                          config=config, progress=progress)
-    return soft_matte(rgb, mask, unc, config=config, progress=progress)
+    final = result.mask if mask is None else mask
+    return soft_matte(rgb, final, unc, config=config, progress=progress, cancel_check=cancel_check)

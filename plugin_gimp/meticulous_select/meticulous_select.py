@@ -89,7 +89,8 @@ class MeticulousSelect(Gimp.PlugIn):
             "output", "Out_put", "Where the mask goes", _output_choice(), "selection", GObject.ParamFlags.READWRITE,
         )
         procedure.add_boolean_argument(
-            "soft-edges", "Soft _edges", "Keep the network's probability as partial selection at the edges",
+            "soft-edges", "Soft _edges",
+            "Partial selection (alpha matting) where the refiner was unsure: hair, fur and blur stay see-through",
             False, GObject.ParamFlags.READWRITE,
         )
         return procedure
