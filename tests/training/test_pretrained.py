@@ -167,3 +167,12 @@ def test_real_imagenet_weights_name_real_photos(tmp_path):
     right8 = sum(r["top1_os8"] == r["class"] for r in rows)
     print(f"\nImageNet sample photos: {right32}/8 top-1 at stride 32, {right8}/8 on the dilated stride-8 trunk")
     assert right32 == 8 and right8 == 8
+
+
+def test_effl0_configs_parse_with_the_encoder_and_its_init() -> None:
+    root = Path(tt.__file__).parent / "configs"
+    low, high = tt.load_config(root / "effl0_L.toml", "L"), tt.load_config(root / "effl0_H.toml", "H")
+    assert low["model"]["encoder"] == high["model"]["encoder"] == "efficientnet_lite0"
+    assert low["model"]["encoder_init"].endswith(".safetensors")
+    ship = tt.load_config(root / "ship_L.toml", "L")
+    assert low["train"] == ship["train"] and low["data"] == ship["data"]  # a fair comparison with MobileNetV3
