@@ -244,8 +244,8 @@ def save_pictures(cases: list[dict], folder: Path) -> None:
     strips = []
     for case in cases:
         h, w = case["alpha"].shape
-        # the crop with the most true partial alpha, 320 px square
-        part = ((case["alpha"] > 0.02) & (case["alpha"] < 0.98)).astype(np.float32)
+        # the crop with the most true partial alpha inside the soft band, 320 px square
+        part = ((case["alpha"] > 0.02) & (case["alpha"] < 0.98) & case["soft"].band).astype(np.float32)
         score = cv2.boxFilter(part, -1, (320, 320), normalize=False)
         y, x = np.unravel_index(np.argmax(score[160:h - 160, 160:w - 160]), (h - 320, w - 320))
         sl = (slice(y, y + 320), slice(x, x + 320))

@@ -41,7 +41,7 @@ class MattingConfig:
     max_band_px: int | None = None  # unsure pixels further than this from the edge stay known; None: 1.2 % of
     # the long side (25 px at 2K, 46 px at 4K)
     tile: int = 512  # inner side of a solve tile
-    margin: int = 16  # context around each tile (the Laplacian's windows see across tile borders)
+    margin: int = 32  # context around each tile (grown until it holds object and background pixels)
     work_scale: float | None = None  # < 1 solves on a downscaled copy of each tile (faster, blurs 1-px strands);
     # None: full resolution while the band has at most `work_band_px` pixels, else scaled to about that (≥ 0.5)
     work_band_px: int = 400_000
@@ -316,9 +316,16 @@ def soft_matte(
     for i, (x0, y0, x1, y1) in enumerate(todo):
         if cancel_check is not None and cancel_check():
             raise Cancelled("cancelled during soft edges; nothing was changed")
-        cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+        grow = m
+        while True:  # grow the context until it holds both object and background: without an object anchor the
+            # closed form answers 0 for the whole tile (a hard seam in long hair far from the body)
+            cx0, cy0, cx1, cy1 = max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow)
+            tri = tri_full[cy0:cy1, cx0:cx1]
+            whole = (cx0, cy0, cx1, cy1) == (0, 0, w, h)
+            if whole or grow >= cfg.tile * 2 or ((tri == 255).any() and (tri == 0).any()):
+                break
+            grow = max(16, grow * 2)
         crop = rgb[cy0:cy1, cx0:cx1]
-        tri = tri_full[cy0:cy1, cx0:cx1]
         t1 = time.perf_counter()
         if scale < 1.0:
             sw, sh = max(4, round((cx1 - cx0) * scale)), max(4, round((cy1 - cy0) * scale))
