@@ -208,13 +208,18 @@ def mask_path(photo: Path, photos_root: Path, out: Path) -> Path:
 
 
 def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | None = None,
-          progress: bool | None = None, interleave: bool = True, first: list[str] | None = None) -> dict:
+          progress: bool | None = None, interleave: bool = True, first: list[str] | None = None,
+          shard: tuple[int, int] = (0, 1)) -> dict:
     """Label every photo under `photos` that has no mask in `out` yet; returns the run's summary."""
     from PIL import Image
 
     from mos_studio.core.io import load_image
 
-    todo_all = list_photos(photos)
+    k, n = shard
+    if not 0 <= k < n:
+        raise MosError(f"--shard must be K/N with 0 <= K < N, not {k}/{n}")
+    # Shard K of N takes every N-th photo in path order, so N processes share one pool and one output folder.
+    todo_all = list_photos(photos)[k::n]
     pending = [p for p in todo_all if not mask_path(p, photos, out).is_file()]
     if interleave:
         pending = interleave_sources(pending, photos)
@@ -307,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1: training runs beside)")
     lab.add_argument("--limit", type=int, help="label at most this many photos in this run")
     lab.add_argument("--first", type=Path, help="a file of relative photo paths (one a line) to label before the rest")
+    lab.add_argument("--shard", default="0/1", help="K/N: label only every N-th photo starting at K (parallel runs)")
     lab.add_argument("--in-order", action="store_true",
                      help="label in path order (default: round-robin over the top-level source folders)")
     args = ap.parse_args(argv)
@@ -324,8 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                     first = [x.strip() for x in args.first.read_text().splitlines() if x.strip()]
                 except OSError as e:
                     raise MosError(f"{args.first}: cannot read the list of photos to label first ({e})") from e
+            try:
+                shard = tuple(int(x) for x in args.shard.split("/"))
+                assert len(shard) == 2
+            except (ValueError, AssertionError):
+                raise MosError(f"--shard must look like K/N (e.g. 1/2), not {args.shard!r}") from None
             s = label(args.photos, args.model, args.out, args.threads, args.limit, interleave=not args.in_order,
-                      first=first)
+                      first=first, shard=shard)
             print(f"{args.out}: {s['labelled_now']} labelled now ({s['seconds_per_photo_now']} s/photo), "
                   f"{s['failed_now']} failed, {s['labelled_total']} in all")
     except MosError as e:

@@ -268,3 +268,15 @@ def test_held_out_photos_are_labelled_first(tmp_path: Path) -> None:
     teacher.label(photos, _tiny_teacher(tmp_path / "t.onnx"), out, limit=len(first), progress=False, first=first)
     done = sorted(p.relative_to(out).with_suffix(".jpg").as_posix() for p in out.rglob("*.png"))
     assert done == sorted(first)
+
+
+def test_two_shards_share_one_pool(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    photos, out, model = tmp_path / "pool", tmp_path / "labels", _tiny_teacher(tmp_path / "t.onnx")
+    for i in range(5):
+        _photo(photos / f"{i}.jpg", 32, 32, (4, 4, 20, 20))
+    a = teacher.label(photos, model, out, progress=False, shard=(0, 2))
+    b = teacher.label(photos, model, out, progress=False, shard=(1, 2))
+    assert (a["labelled_now"], b["labelled_now"]) == (3, 2) and b["labelled_total"] == 5
+    assert len(list(out.glob("*.png"))) == 5
+    assert teacher.main(["label", str(photos), "--model", str(model), "--out", str(out), "--shard", "2/2"]) == 2
+    assert "--shard" in capsys.readouterr().err
