@@ -101,14 +101,18 @@ def test_select_equals_cascade_and_skips_transparent_pixels(tmp_path, models, la
     assert {"L", "H global"} <= {s for s, _ in seen}
 
 
-def test_refine_soft_equals_h_only_cascade_matte(tmp_path, models, layer):
-    """soft: the matte solved where H was unsure (the same as the Python API's), not a hard mask."""
+def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
+    """soft: the matte solved where H was unsure (the same as the Python API's), not a hard mask.
+
+    With the shipped H: random tiny weights doubt everywhere, which (rightly) leaves no band to solve.
+    """
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.matting import matte_result
 
     rgb = np.ascontiguousarray(layer[..., :3])
     coarse = np.zeros((H, W), np.uint8)
     coarse[15:60, 20:80] = 255
+    models = Path(__file__).resolve().parents[1] / "models"
     (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
     (tmp_path / "coarse.y8").write_bytes(coarse.tobytes())
     mos_client.run_bridge(
@@ -120,6 +124,7 @@ def test_refine_soft_equals_h_only_cascade_matte(tmp_path, models, layer):
     res = Cascade.from_pretrained(models, device="cpu", stages="H")(rgb, mask=coarse)
     matte = matte_result(rgb, res)
     assert matte.soft and np.array_equal(got, matte.alpha_u8)
+    assert ((got > 0) & (got < 255)).sum() > 100
 
 
 def test_missing_weights_say_what_to_do(tmp_path, layer):

@@ -113,10 +113,16 @@ def test_info_lists_weights(models, capsys):
     assert "meticulousnet_r50_H.safetensors: missing" in out
 
 
-def test_cut_alpha_soft_and_hard(tmp_path, models, capsys):
-    """--alpha soft (default) writes the matte solved where H is unsure; --alpha hard the 0/255 mask."""
+def test_cut_alpha_soft_and_hard(tmp_path, capsys):
+    """--alpha soft (default) writes the matte solved where H is unsure; --alpha hard the 0/255 mask.
+
+    With the shipped weights: random tiny ones doubt everywhere, which (rightly) leaves no band to solve.
+    """
+    from pathlib import Path
+
     import cv2
 
+    models = Path(__file__).resolve().parents[1] / "models"
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image
     from mos_studio.core.matting import matte_result
@@ -147,7 +153,7 @@ def test_cut_alpha_soft_and_hard(tmp_path, models, capsys):
     assert np.array_equal(soft_cut[..., :3][soft_cut[..., 3] > 0], matte.foreground[soft_cut[..., 3] > 0])
     assert np.array_equal(np.array(Image.open(tmp_path / "soft" / "ball_alpha.png")), matte.alpha_u8)
     assert np.array_equal(np.array(Image.open(tmp_path / "soft" / "ball_mask.png")), hard_mask)
-    assert matte.soft  # the tiny random H doubts almost everywhere, so there is a band to solve
+    assert matte.soft and ((matte.alpha_u8 > 0) & (matte.alpha_u8 < 255)).sum() > 100
     assert not np.array_equal(matte.alpha_u8, hard_mask)
     # refine offers the matte too
     assert main(["refine", str(img), str(tmp_path / "hard" / "ball_mask.png"), "-o", str(tmp_path / "r.png"),

@@ -152,8 +152,8 @@ def build_trimap(
     """uint8 trimap (0, 128, 255) from the final mask and H's doubt; None when the band is missing or degenerate.
 
     `uncertainty` is uint8 (255 = most unsure) or float in [0, 1] at the mask's size; `probability` (the cascade's
-    final map) adds its own doubt, 1 − |2p − 1|. Degenerate: no doubt above the threshold near the mask's edge, or
-    a mask with no edge at all (empty or full).
+    final map) adds its own doubt, 1 − |2p − 1|. Degenerate: no doubt above the threshold near the mask's edge, a
+    mask with no edge at all (empty or full), or a band that leaves no known object or no known background.
     """
     cfg = config or MattingConfig()
     m = np.asarray(mask)
@@ -193,6 +193,8 @@ def build_trimap(
         unsure |= cv2.morphologyEx(mask_u8, cv2.MORPH_GRADIENT, k) > 0
     trimap = mask_u8
     trimap[unsure] = UNKNOWN
+    if not (trimap == 0).any() or not (trimap == 255).any():
+        return None  # nothing left known on one side: the solve has no anchor there (it would answer all 1 or 0)
     return trimap
 
 

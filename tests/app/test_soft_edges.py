@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image
 
 TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def shipped_cascade():
+    """The shipped weights: tiny random ones doubt everywhere, which (rightly) leaves no band to solve."""
+    from mos_studio.core.cascade import Cascade
+
+    return Cascade.from_pretrained(Path(__file__).resolve().parents[2] / "models", device="cpu")
+
+
+@pytest.fixture
+def window(make_window, shipped_cascade):
+    return make_window(lambda: shipped_cascade)
 
 
 def _cut(window, photo, qtbot) -> None:

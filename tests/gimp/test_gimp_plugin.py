@@ -151,6 +151,37 @@ def test_output_to_layer_mask(gimp_ok, reference):
     assert iou(binary(gimp_ok.raw("layermask_layermask"), (W, H)), reference["photo"]) >= 0.99
 
 
+def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, photos):
+    """Dialog option "Soft edges": the selection holds the matte's partial values, as `mos cut --export alpha`.
+
+    Run with the shipped weights (MOS_MODELS_DIR wins over the install record): random tiny weights doubt everywhere,
+    which leaves no known background and so, rightly, no band to solve.
+    """
+    from pathlib import Path
+
+    shipped = str(Path(__file__).resolve().parents[2] / "models")
+    ref_dir = gimp_session.work / "reference_soft"
+    for mode in ("soft", "hard"):
+        mos(gimp_session, "cut", str(photos["rgb"]), "-o", str(ref_dir / mode), "--export", "alpha", "--alpha",
+            mode, "--models-dir", shipped, "--device", "cpu")
+    want = np.asarray(Image.open(ref_dir / "soft" / "photo_alpha.png").convert("L")).astype(int)
+    hard = np.asarray(Image.open(ref_dir / "hard" / "photo_alpha.png").convert("L")).astype(int)
+    sel = "mos-meticulous-select"
+    cases = [{"key": "soft", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
+              "props": {"soft-edges": True}},
+             {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])}]
+    run = gimp_session.run(cases, env={"MOS_MODELS_DIR": shipped})
+    for case in cases:
+        assert run.results.get(case["key"], {}).get("status") == "success", f"{case}: {run.output[-3000:]}"
+    got = np.frombuffer(run.raw("soft"), np.uint8).reshape(H, W).astype(int)
+    partial = (want > 0) & (want < 255)
+    assert partial.sum() > 100, "the shipped H must leave a band to solve on this photo"
+    assert np.abs(got - want).max() <= 2  # the same matte, through GIMP's 8-bit selection
+    assert ((got > 0) & (got < 255)).sum() >= 0.9 * partial.sum()
+    got_hard = np.frombuffer(run.raw("hard"), np.uint8).reshape(H, W).astype(int)
+    assert np.abs(got_hard - hard).max() <= 2 and set(np.unique(hard)) <= {0, 255}  # the option off: 0/255
+
+
 def test_refine_selection_matches_mos_refine(gimp_ok, reference):
     before = binary(gimp_ok.raw("refine_before"), (W, H))
     after = binary(gimp_ok.raw("refine"), (W, H))
