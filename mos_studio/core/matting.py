@@ -18,6 +18,8 @@ pymatting compiles its kernels with numba; they are cached on disk after the fir
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class MattingConfig:
     # the long side (25 px at 2K, 46 px at 4K)
     tile: int = 512  # inner side of a solve tile
     margin: int = 32  # context around each tile (grown until it holds object and background pixels)
+    anchor_share: float = 0.25  # ... at least this share of the tile's unknown pixels each (margin grows ≤ tile)
     work_scale: float | None = None  # < 1 solves on a downscaled copy of each tile (faster, blurs 1-px strands);
     # None: full resolution while the band has at most `work_band_px` pixels, else scaled to about that (≥ 0.5)
     work_band_px: int = 400_000
@@ -243,7 +246,8 @@ def _solve_alpha(img: np.ndarray, tri: np.ndarray, cfg: MattingConfig) -> np.nda
         return x.reshape(tri.shape)
     n = l_u.shape[0]
     try:
-        chol = ichol(l_u)
+        with contextlib.redirect_stdout(io.StringIO()):  # ichol prints retries to stdout: the bridge's JSON channel
+            chol = ichol(l_u)
         precond = LinearOperator((n, n), matvec=chol, dtype=np.float64)
     except (ValueError, ZeroDivisionError):  # ichol refuses some matrices: Jacobi still converges, more slowly
         d = l_u.diagonal()
@@ -319,12 +323,14 @@ def soft_matte(
         if cancel_check is not None and cancel_check():
             raise Cancelled("cancelled during soft edges; nothing was changed")
         grow = m
-        while True:  # grow the context until it holds both object and background: without an object anchor the
-            # closed form answers 0 for the whole tile (a hard seam in long hair far from the body)
+        n_unknown = int(unknown[y0:y1, x0:x1].sum())
+        while True:  # grow the context until it holds enough object and background: with the object only at the
+            # crop's rim, the closed form fades long hair far from the body to 0 (a hard seam at the tile border)
             cx0, cy0, cx1, cy1 = max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow)
             tri = tri_full[cy0:cy1, cx0:cx1]
             whole = (cx0, cy0, cx1, cy1) == (0, 0, w, h)
-            if whole or grow >= cfg.tile * 2 or ((tri == 255).any() and (tri == 0).any()):
+            need = cfg.anchor_share * n_unknown
+            if whole or grow >= cfg.tile or ((tri == 255).sum() >= need and (tri == 0).sum() >= need):
                 break
             grow = max(16, grow * 2)
         crop = rgb[cy0:cy1, cx0:cx1]
