@@ -208,18 +208,28 @@ def _image_sized(image, mask: bytes, off_x: int, off_y: int, width: int, height:
     return mos_client.paste_rows(mask, width, height, off_x, off_y, image.get_width(), image.get_height())
 
 
-def _new_channel(image, name: str, data: bytes):
+def _stored_format(image) -> str:
+    """The 8-bit format a new channel stores its values in: perceptual (Y') unless the image is linear."""
+    precision = image.get_precision()
+    name = str(getattr(precision, "value_name", precision))
+    return "Y u8" if name.endswith("_LINEAR") and not name.endswith("NON_LINEAR") else "Y' u8"
+
+
+def _new_channel(image, name: str, data: bytes, fmt: str = "Y u8"):
     iw, ih = image.get_width(), image.get_height()
     channel = Gimp.Channel.new(image, name, iw, ih, 50.0, Gegl.Color.new("black"))
     buffer = channel.get_buffer()
-    buffer.set(Gegl.Rectangle.new(0, 0, iw, ih), "Y u8", data)
+    buffer.set(Gegl.Rectangle.new(0, 0, iw, ih), fmt, data)
     buffer.flush()
     image.insert_channel(channel, None, 0)
     return channel
 
 
 def _to_selection(image, mask, off_x, off_y, width, height, operation) -> None:
-    channel = _new_channel(image, RESULT_NAME, _image_sized(image, mask, off_x, off_y, width, height))
+    # select_item copies the channel's stored values into the (linear) selection as they are, so a partial value
+    # must be stored unconverted: written "Y u8" into a perceptual channel, 54 would become 127 (measured in GIMP 3).
+    data = _image_sized(image, mask, off_x, off_y, width, height)
+    channel = _new_channel(image, RESULT_NAME, data, _stored_format(image))
     image.select_item(operation, channel)
     image.remove_channel(channel)
 

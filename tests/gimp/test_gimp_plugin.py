@@ -169,6 +169,10 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     sel = "mos-meticulous-select"
     cases = [{"key": "soft", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
               "props": {"soft-edges": True}},
+             {"key": "soft_float", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
+              "precision": "FLOAT_LINEAR", "props": {"soft-edges": True}},
+             {"key": "soft_mask", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
+              "props": {"soft-edges": True, "output": "layer-mask"}},
              {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])}]
     run = gimp_session.run(cases, env={"MOS_MODELS_DIR": shipped})
     for case in cases:
@@ -182,6 +186,9 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     # decoded by Pillow) and runs with GIMP's thread count, and the solve amplifies tiny differences locally.
     assert diff.mean() < 1.0 and np.quantile(diff, 0.99) <= 12, stats
     assert ((got > 0) & (got < 255)).sum() >= 0.8 * partial.sum(), stats
+    for key in ("soft_float", "soft_mask_layermask"):  # a linear float image; a layer mask (its opacity = alpha)
+        other = np.abs(np.frombuffer(run.raw(key), np.uint8).reshape(H, W).astype(int) - want)
+        assert other.mean() < 1.0 and np.quantile(other, 0.99) <= 12, f"{key}: mean {other.mean():.3f}"
     got_hard = np.frombuffer(run.raw("hard"), np.uint8).reshape(H, W).astype(int)
     assert np.abs(got_hard - hard).max() <= 2 and set(np.unique(hard)) <= {0, 255}  # the option off: 0/255
 
