@@ -184,11 +184,11 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     stats = f"mean {diff.mean():.3f}, p99 {np.quantile(diff, 0.99):.1f}, max {diff.max()}, partial {partial.sum()}"
     # The same matte, through GIMP's 8-bit selection. Not bit-exact: H sees the layer GIMP hands over (not the PNG
     # decoded by Pillow) and runs with GIMP's thread count, and the solve amplifies tiny differences locally.
-    assert diff.mean() < 1.0 and np.quantile(diff, 0.99) <= 12, stats
+    assert diff.mean() < 0.5 and np.quantile(diff, 0.99) <= 4, stats  # measured: identical
     assert ((got > 0) & (got < 255)).sum() >= 0.8 * partial.sum(), stats
     for key in ("soft_float", "soft_mask_layermask"):  # a linear float image; a layer mask (its opacity = alpha)
         other = np.abs(np.frombuffer(run.raw(key), np.uint8).reshape(H, W).astype(int) - want)
-        assert other.mean() < 1.0 and np.quantile(other, 0.99) <= 12, f"{key}: mean {other.mean():.3f}"
+        assert other.mean() < 0.5 and np.quantile(other, 0.99) <= 4, f"{key}: mean {other.mean():.3f}"
     got_hard = np.frombuffer(run.raw("hard"), np.uint8).reshape(H, W).astype(int)
     assert np.abs(got_hard - hard).max() <= 2 and set(np.unique(hard)) <= {0, 255}  # the option off: 0/255
 
