@@ -6,10 +6,16 @@ H works in two steps, after CascadePSP (ANCHORS.md §B) but tuned for thin struc
    no 10 %/90 % foreground skip rule (it drops lone antennae and branches); crops are blended with linear ramps and
    faded into the global result where no other crop overlaps, so there are no seams.
 Peak memory is bounded by the crop and global sizes plus a few full-size float32 maps.
+
+Speed (docs/PERFORMANCE.md): on a CPU each pass runs in ONNX Runtime when it is installed (the `fast` extra; else
+PyTorch with BatchNorm folded and channels-last weights, after one line of notice), with as many threads as there
+are free cores, and stage maps are only converted when asked for. `CascadeConfig(optimized=False)` keeps the plain
+PyTorch path as the reference the benchmark compares against.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +28,7 @@ import torch
 
 from .errors import Cancelled, MaskError, MosError
 from .model import MeticulousNet
+from .optimize import THREADS_ENV, inference_copy, parse_threads, pick_threads
 
 ProgressFn = Callable[[str, float], None]
 CancelLike = Callable[[], bool] | threading.Event | None
@@ -41,6 +48,13 @@ class CascadeConfig:
     local_passes: bool = True
     threshold: float = 0.5
     half_on_cuda: bool = True
+    optimized: bool = True  # False: the reference path (plain PyTorch, as trained) that the benchmark compares with
+    runtime: str = "auto"  # CPU passes: "auto" (ONNX Runtime when installed, else PyTorch), "onnxruntime", "torch"
+    threads: int | None = None  # CPU threads per pass; None: $MOS_THREADS, else the cores free when a call starts
+    stage_maps: bool = True  # return L's and H's per-stage maps (the app's inspector shows them; the CLI does not)
+    # Optimised path: leave crops to the global result, quietest first, while their uncertain/edge pixels add up to
+    # at most this share of the object's area (a bound on the mask change; 0 runs every crop the reference runs).
+    skip_budget: float = 0.002
 
 
 @dataclass
@@ -57,6 +71,7 @@ class Result:
     stages: dict[str, list[StageMap]] = field(default_factory=dict)
     device: str = "CPU"
     timings: dict[str, float] = field(default_factory=dict)
+    crops: list[Rect] = field(default_factory=list)  # H's local passes, (x0, y0, x1, y1) in image pixels
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -75,12 +90,15 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device, threads: int | str | None = None, runtime: str = "") -> str:
+    """E.g. "CPU (2 threads, ONNX Runtime)"; `threads` may be a count or a word such as "auto"."""
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = threads or torch.get_num_threads()
+    what = f"{threads} thread{'' if threads == 1 else 's'}" if isinstance(threads, int) else f"{threads} threads"
+    return f"CPU ({what}{', ' + runtime if runtime else ''})"
 
 
 def _is_cancelled(cancel: CancelLike) -> bool:
@@ -120,6 +138,28 @@ def crop_starts(length: int, crop: int, step: int) -> list[int]:
     starts = list(range(0, length - crop, step))
     starts.append(length - crop)
     return sorted(set(starts))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 logistic without overflow warnings (exp of large positive logits)."""
+    return (0.5 * np.tanh(0.5 * np.asarray(x, np.float32)) + 0.5).astype(np.float32, copy=False)
+
+
+def _skip_quiet_crops(crops: list[Rect], counts: list[float], budget: float) -> list[Rect]:
+    """Drop the crops with the fewest uncertain/edge pixels while their sum stays within `budget` pixels.
+
+    Only uncertain or edge pixels are ones a local pass is there to change, so the skipped crops can move at most
+    about `budget` mask pixels: with budget = skip_budget × object area, IoU with all crops stays ≳ 1 − skip_budget.
+    """
+    order = sorted(range(len(crops)), key=lambda i: counts[i])
+    skipped: set[int] = set()
+    total = 0.0
+    for i in order:
+        if total + counts[i] > budget:
+            break
+        total += counts[i]
+        skipped.add(i)
+    return [c for i, c in enumerate(crops) if i not in skipped]
 
 
 def _to_rgb_array(image: object) -> np.ndarray:
@@ -171,10 +211,39 @@ class Cascade:
             raise MosError("the H model must take RGB + mask (in_channels=4)")
         self.device = pick_device(device)
         self.config = config or CascadeConfig()
+        if self.config.runtime not in ("auto", "onnxruntime", "torch"):
+            raise MosError(f"runtime {self.config.runtime!r}: choose auto, onnxruntime or torch")
         self.l_model = l_model.to(self.device).eval() if l_model is not None else None
         self.h_model = h_model.to(self.device).eval() if h_model is not None else None
-        self.device_name = describe_device(self.device)
         self.model_paths: dict[str, Path] = {}
+        self._fast: dict[int, object] = {}  # id(model) → its optimised runner, made on first use
+        self._threads = self.config.threads or 0  # threads of the call in progress (0: not in a call)
+        self.device_name = describe_device(self.device, self._threads_label(), self._runtime_label())
+
+    def _threads_label(self) -> int | str | None:
+        """What the thread count will be, before a call picks it: fixed, from $MOS_THREADS, or "auto"."""
+        if not self.config.optimized:
+            return None
+        if self.config.threads:
+            return self.config.threads
+        try:
+            return parse_threads(os.environ.get(THREADS_ENV)) or "auto"
+        except ValueError:
+            return "auto"
+
+    def _wants_ort(self) -> bool:
+        return self.config.optimized and self.device.type == "cpu" and self.config.runtime != "torch"
+
+    def _runtime_label(self) -> str:
+        if self.device.type != "cpu":
+            return ""
+        if not self.config.optimized:
+            return "PyTorch reference"
+        if self._fast:
+            return "ONNX Runtime" if any(not isinstance(r, torch.nn.Module) for r in self._fast.values()) else "PyTorch"
+        from .runtime import onnxruntime_available
+
+        return "ONNX Runtime" if self._wants_ort() and onnxruntime_available() else "PyTorch"
 
     @classmethod
     def from_pretrained(
@@ -209,26 +278,67 @@ class Cascade:
         return cascade
 
     # ------------------------------------------------------------------------------------------------ forward passes
-    def _forward(self, model: MeticulousNet, x: np.ndarray, mask: np.ndarray | None = None):
-        """One pass on an H×W×3 uint8 array (+ H×W float mask): (probability, stage maps)."""
+    def _runner(self, model: MeticulousNet):
+        """The optimised form of `model` (made once): an ONNX Runtime model on CPU when possible, else a PyTorch
+        copy with BatchNorm folded (channels-last on CPU)."""
+        key = id(model)
+        if key not in self._fast:
+            runner: object | None = None
+            if self._wants_ort():
+                from .runtime import OrtModel, notice_once, onnxruntime_available
+
+                if not onnxruntime_available():
+                    if self.config.runtime == "onnxruntime":
+                        raise MosError("runtime 'onnxruntime' requested but onnxruntime is not installed")
+                    notice_once("onnxruntime is not installed; running on PyTorch, about 2x slower on CPU "
+                                "(pip install 'mos-studio[fast]')")
+                else:
+                    try:
+                        runner = OrtModel(model)
+                    except Exception as err:  # noqa: BLE001 - any export/session failure falls back, visibly
+                        if self.config.runtime == "onnxruntime":
+                            raise MosError(f"ONNX Runtime could not run the model: {err}") from err
+                        notice_once(f"ONNX Runtime could not run the model ({type(err).__name__}: {err}); "
+                                    "running on PyTorch")
+            self._fast[key] = runner if runner is not None else inference_copy(model, self.device.type == "cpu")
+            self.device_name = describe_device(self.device, self._threads_label(), self._runtime_label())
+        return self._fast[key]
+
+    def _forward(
+        self, model: MeticulousNet, x: np.ndarray, mask: np.ndarray | None = None, stages: bool | None = None
+    ):
+        """One pass on an H×W×3 uint8 array (+ H×W float mask): (probability, stage maps if `stages`, which
+        defaults to the config's `stage_maps`)."""
+        stages = self.config.stage_maps if stages is None else stages
+        runner = self._runner(model) if self.config.optimized else model
+        if not isinstance(runner, torch.nn.Module):  # ONNX Runtime
+            chw = np.empty((model.in_channels, *x.shape[:2]), np.float32)
+            np.multiply(x.transpose(2, 0, 1), np.float32(1 / 255), out=chw[:3])
+            if mask is not None:
+                chw[3] = mask
+            logits, maps = runner(chw, self._threads or pick_threads(self.config.threads), stages)
+            prob = _sigmoid(logits)
+            return prob, [StageMap(n, np.ascontiguousarray(u), _sigmoid(p)) for n, u, p in maps]
         t = torch.from_numpy(np.require(x, requirements=("C", "W"))).to(self.device).permute(2, 0, 1).unsqueeze(0)
         t = t.float().div_(255.0)
         if mask is not None:
             m = torch.from_numpy(np.require(mask, np.float32, ("C", "W"))).to(self.device)
             t = torch.cat([t, m[None, None]], 1)
+        if runner is not model and self.device.type == "cpu":
+            t = t.contiguous(memory_format=torch.channels_last)
         use_half = self.device.type == "cuda" and self.config.half_on_cuda
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_half):
-            out = model(t)
+            out = runner(t)
             prob = torch.sigmoid(out.logits.float())[0, 0].cpu().numpy()
-            stages = [
+            maps = [
                 StageMap(
                     s.name,
                     s.uncertainty.float()[0, 0].cpu().numpy(),
                     torch.sigmoid(s.prediction.float())[0, 0].cpu().numpy(),
                 )
                 for s in out.stages
-            ]
-        return prob, stages
+            ] if stages or not self.config.optimized else []
+        return prob, maps
 
     def run_low(self, image: object) -> tuple[np.ndarray, list[StageMap]]:
         """L alone: the image squashed to l_size², probability resized back to the image's size."""
@@ -241,7 +351,7 @@ class Cascade:
         prob, stages = self._forward(self.l_model, small)
         if self.config.l_flip:
             # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
-            flipped, _ = self._forward(self.l_model, np.ascontiguousarray(small[:, ::-1]))
+            flipped, _ = self._forward(self.l_model, np.ascontiguousarray(small[:, ::-1]), stages=False)
             prob = 0.5 * (prob + flipped[:, ::-1])
         return _resize(prob, (w, h), shrink_ok=False).astype(np.float32), stages
 
@@ -252,6 +362,7 @@ class Cascade:
         progress: ProgressFn,
         cancel: CancelLike,
         timings: dict[str, float],
+        crops_run: list[Rect] | None = None,
     ) -> tuple[np.ndarray, list[StageMap]]:
         """H on one region: global pass at a bounded size, then local passes where the result is uncertain."""
         assert self.h_model is not None
@@ -280,7 +391,8 @@ class Cascade:
         fine = _resize(g_prob, (w, h), shrink_ok=False).astype(np.float32)
         c = min(cfg.crop_size, max(h, w))
         step = max(16, c - cfg.crop_overlap)
-        crops = []
+        crops: list[Rect] = []
+        counts: list[float] = []
         for y in crop_starts(h, c, step):
             for x in crop_starts(w, c, step):
                 y1, x1 = min(h, y + c), min(w, x + c)
@@ -289,6 +401,11 @@ class Cascade:
                 count = integral[gy1, gx1] - integral[gy0, gx1] - integral[gy1, gx0] + integral[gy0, gx0]
                 if count / ((gy1 - gy0) * (gx1 - gx0)) >= cfg.min_uncertain_fraction and count > 0:
                     crops.append((x, y, x1, y1))
+                    counts.append(float(count))
+        if cfg.optimized and cfg.skip_budget > 0 and crops:
+            crops = _skip_quiet_crops(crops, counts, cfg.skip_budget * float(binary.sum()))
+        if crops_run is not None:
+            crops_run += crops
         if not crops:
             return fine, stages
         acc = np.zeros((h, w), np.float32)
@@ -296,7 +413,7 @@ class Cascade:
         for i, (x0, y0, x1, y1) in enumerate(crops):
             if _is_cancelled(cancel):
                 raise Cancelled("cancelled during H's local passes; nothing was changed")
-            p, _ = self._forward(self.h_model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1])
+            p, _ = self._forward(self.h_model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1], stages=False)
             wy = _ramp(y1 - y0, cfg.crop_overlap, y0 == 0, y1 == h)
             wx = _ramp(x1 - x0, cfg.crop_overlap, x0 == 0, x1 == w)
             wgt = wy[:, None] * wx[None, :]
@@ -323,6 +440,34 @@ class Cascade:
         cancel: CancelLike = None,
     ) -> Result:
         """Segment (or, given `mask`, refine) one image. See docs/CONTRACTS.md for the arguments."""
+        if self.device.type != "cpu" or not self.config.optimized:
+            return self._call(image, mask=mask, roi=roi, box=box, progress=progress, cancel=cancel)
+        # Threads are chosen per call from the cores free right now, and PyTorch's pool is put back afterwards.
+        threads = pick_threads(self.config.threads)
+        before = torch.get_num_threads()
+        self._threads = threads
+        try:
+            if threads != before:
+                torch.set_num_threads(threads)
+            result = self._call(image, mask=mask, roi=roi, box=box, progress=progress, cancel=cancel)
+        finally:
+            self._threads = 0
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+        result.device = describe_device(self.device, threads, self._runtime_label())
+        result.timings["threads"] = float(threads)
+        return result
+
+    def _call(
+        self,
+        image: object,
+        *,
+        mask: np.ndarray | None,
+        roi: Rect | None,
+        box: Rect | None,
+        progress: ProgressFn | None,
+        cancel: CancelLike,
+    ) -> Result:
         rgb = _to_rgb_array(image)
         h, w = rgb.shape[:2]
         report: ProgressFn = progress or (lambda stage, fraction: None)
@@ -359,11 +504,14 @@ class Cascade:
         check()
 
         prob = coarse
+        crops: list[Rect] = []
         if self.h_model is not None:
             x0, y0, x1, y1 = region
+            local: list[Rect] = []
             refined, stages["H"] = self._refine(
-                rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings
+                rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings, local
             )
+            crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
             if prob is not refined:
                 prob[y0:y1, x0:x1] = refined
@@ -378,5 +526,6 @@ class Cascade:
             stages=stages,
             device=self.device_name,
             timings=timings,
+            crops=crops,
         )
 

@@ -73,6 +73,25 @@ class MeticulousOutput:
     stages: list[StageOutput] = field(default_factory=list)
 
 
+def _pool_matrix(n: int | torch.Tensor, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """bins×n matrix of adaptive average pooling along one axis: bin i averages [⌊i·n/b⌋, ⌈(i+1)·n/b⌉)."""
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * n, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * n + bins - 1, bins, rounding_mode="floor")
+    j = torch.arange(n, device=device)
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
+
+
+def _adaptive_pool_matmul(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """adaptive_avg_pool2d as two small matmuls: the same numbers, but exportable to ONNX at any input size
+    (the ONNX exporter only handles output sizes that divide the input size)."""
+    h, w = x.shape[-2:]
+    ph = _pool_matrix(h, bins, x.dtype, x.device)
+    pw = _pool_matrix(w, bins, x.dtype, x.device)
+    return torch.matmul(torch.matmul(ph, x), pw.t())
+
+
 class PSPHead(nn.Module):
     """Pyramid pooling (bins 1, 2, 3, 6), concatenated with the input, fused by a 1×1 conv."""
 
@@ -84,8 +103,14 @@ class PSPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
+        exporting = torch.onnx.is_in_onnx_export()
         pooled = [
-            F.interpolate(conv(F.adaptive_avg_pool2d(x, b)), size=(h, w), mode="bilinear", align_corners=False)
+            F.interpolate(
+                conv(_adaptive_pool_matmul(x, b) if exporting else F.adaptive_avg_pool2d(x, b)),
+                size=(h, w),
+                mode="bilinear",
+                align_corners=False,
+            )
             for b, conv in zip(self.bins, self.stages, strict=True)
         ]
         return F.relu(self.fuse(torch.cat([*pooled, x], 1)), inplace=True)
@@ -100,6 +125,9 @@ def conv3x3(cin: int, cout: int, separable: bool) -> nn.Module:
 
 class UpBlock(nn.Module):
     """×2 upsampling + skip concat + two pre-activation residual pairs (CascadePSP's up-block)."""
+
+    # conv → BN pairs whose conv output feeds nothing else, so inference can fold the BN (core/optimize.py).
+    bn_fold_pairs = (("conv1", "bn2"), ("conv3", "bn4"))
 
     def __init__(self, cin: int, cskip: int, cout: int, separable: bool = False) -> None:
         super().__init__()
@@ -202,6 +230,10 @@ def uncertainty_from_logits(logits: torch.Tensor) -> torch.Tensor:
 def select_uncertain_points(uncertainty: torch.Tensor, fraction: float) -> torch.Tensor:
     """Indices (B×k, into the flattened h·w map) of the `fraction` most uncertain points; k = round(fraction·h·w)."""
     b, _, h, w = uncertainty.shape
+    if isinstance(h, torch.Tensor):  # traced for ONNX export: k must follow the input size, not be a constant
+        n = h * w
+        k = torch.minimum(n, torch.round(n.to(torch.float32) * fraction).to(n.dtype))
+        return uncertainty.flatten(1).topk(k, dim=1, sorted=False).indices
     k = min(h * w, int(round(fraction * h * w)))
     if k <= 0:
         return torch.zeros(b, 0, dtype=torch.long, device=uncertainty.device)
@@ -241,6 +273,10 @@ class MeticulousNet(nn.Module):
         self.encoder_name = encoder
         self.in_channels = in_channels
         self.point_fraction = point_fraction
+        # Inference only: rank points by −|coarse logit| instead of the uncertainty map. Same order (the uncertainty
+        # falls monotonically with |logit|) without a full-size sigmoid, so an inference graph that returns only
+        # the final logits drops the uncertainty maps entirely. Differs only in how exact ties are broken.
+        self.select_on_logits = False
         wd = self.widths
         self.encoder = build_encoder(encoder, in_channels, wd.encoder_width)
         c2, c4, c8 = self.encoder.channels
@@ -291,13 +327,14 @@ class MeticulousNet(nn.Module):
         coarse = head(features)
         coarse = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
         uncertainty = uncertainty_from_logits(coarse)
+        score = -coarse.detach().abs() if self.select_on_logits else uncertainty.detach()  # from the head alone
         if previous is not None:
             previous = F.interpolate(previous, size=coarse.shape[-2:], mode="bilinear", align_corners=False)
             coarse = 0.5 * (coarse + previous)
         b, _, h, w = coarse.shape
-        idx = select_uncertain_points(uncertainty.detach(), self.point_fraction)
+        idx = select_uncertain_points(score, self.point_fraction)
         flat = coarse.reshape(b, 1, h * w)
-        if idx.shape[1] > 0:
+        if torch.onnx.is_in_onnx_export() or idx.shape[1] > 0:
             coarse_pts = torch.gather(flat, 2, idx.unsqueeze(1))
             fine_pts = _sample_at(fine, idx, h, w)
             refined = self.point_mlp(fine_pts, coarse_pts)
@@ -309,7 +346,8 @@ class MeticulousNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected B×{self.in_channels}×H×W input, got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
+        # An exported graph is fed sizes that are multiples of 8 (the ONNX runner pads), so it needs no branch here.
+        ph, pw = (0, 0) if torch.onnx.is_in_onnx_export() else ((-h) % 8, (-w) % 8)
         rgb = (x[:, :3] - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         if self.in_channels == 4:
             rgb = torch.cat([rgb, x[:, 3:4] * 2 - 1], 1)
