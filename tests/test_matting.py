@@ -149,3 +149,20 @@ def test_matte_result_reads_h_maps_inside_the_cascade_region(tmp_path):
         assert np.array_equal(m.alpha, res.mask.astype(np.float32))
     with pytest.raises(MosError, match="mask is"):
         soft_matte(img, np.zeros((5, 5), bool))
+
+
+def test_parallel_tiles_match_serial_and_leave_stdout_alone():
+    import sys
+
+    alpha = strand_alpha(192, 224, seed=4)
+    img = compose(alpha)
+    mask, unc = h_like(alpha)
+    out = sys.stdout
+    one = soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40, workers=1))
+    two = soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40, workers=3))
+    assert sys.stdout is out  # pymatting's prints were sent to stderr only while solving
+    assert np.array_equal(one.alpha, two.alpha) and np.array_equal(one.foreground, two.foreground)
+    stop = soft_matte.__globals__["Cancelled"]
+    with pytest.raises(stop):
+        soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40), cancel_check=lambda: True)
+    assert sys.stdout is out

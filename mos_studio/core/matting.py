@@ -19,9 +19,12 @@ pymatting compiles its kernels with numba; they are cached on disk after the fir
 from __future__ import annotations
 
 import contextlib
-import io
+import os
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +55,7 @@ class MattingConfig:
     cg_rtol: float = 1e-5
     cg_maxiter: int = 2000
     foreground: bool = True  # estimate the object's colours in the band (no background fringe)
+    workers: int | None = None  # threads solving tiles at once; None: one per CPU core
 
 
 @dataclass
@@ -220,6 +224,34 @@ def erosion_trimap(mask: np.ndarray, size: int = 10) -> np.ndarray | None:
     return trimap
 
 
+_stdout_lock = threading.Lock()
+_stdout_users = 0
+_stdout_saved: Any = None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """pymatting's ichol prints its retries to stdout, which is the bridge's JSON channel: send them to stderr.
+
+    Reference-counted, so overlapping calls from several threads restore the real stdout exactly once (a plain
+    redirect_stdout per thread can leave sys.stdout pointing at another thread's sink).
+    """
+    global _stdout_users, _stdout_saved
+    with _stdout_lock:
+        if _stdout_users == 0:
+            _stdout_saved = sys.stdout
+            sys.stdout = sys.stderr
+        _stdout_users += 1
+    try:
+        yield
+    finally:
+        with _stdout_lock:
+            _stdout_users -= 1
+            if _stdout_users == 0:
+                sys.stdout = _stdout_saved
+                _stdout_saved = None
+
+
 def _solve_alpha(img: np.ndarray, tri: np.ndarray, cfg: MattingConfig) -> np.ndarray:
     """Closed-form matting on one tile: float64 image in [0, 1], trimap in {0, 0.5, 1}; returns alpha in [0, 1].
 
@@ -246,8 +278,7 @@ def _solve_alpha(img: np.ndarray, tri: np.ndarray, cfg: MattingConfig) -> np.nda
         return x.reshape(tri.shape)
     n = l_u.shape[0]
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # ichol prints retries to stdout: the bridge's JSON channel
-            chol = ichol(l_u)
+        chol = ichol(l_u)
         precond = LinearOperator((n, n), matvec=chol, dtype=np.float64)
     except (ValueError, ZeroDivisionError):  # ichol refuses some matrices: Jacobi still converges, more slowly
         d = l_u.diagonal()
@@ -316,12 +347,12 @@ def soft_matte(
     if scale is None:
         scale = 1.0 if band_px <= cfg.work_band_px else max(0.5, float(np.sqrt(cfg.work_band_px / band_px)))
     timings["work_scale"] = scale
-    t_alpha = t_fg = 0.0
     report = progress or (lambda stage, fraction: None)
     m = cfg.margin
-    for i, (x0, y0, x1, y1) in enumerate(todo):
-        if cancel_check is not None and cancel_check():
-            raise Cancelled("cancelled during soft edges; nothing was changed")
+
+    def solve(tile: Rect) -> tuple[Rect, np.ndarray, float]:
+        """Alpha over the tile's grown crop; runs on a worker thread (pymatting's kernels release the GIL)."""
+        x0, y0, x1, y1 = tile
         grow = m
         n_unknown = int(unknown[y0:y1, x0:x1].sum())
         while True:  # grow the context until it holds enough object and background: with the object only at the
@@ -344,16 +375,32 @@ def soft_matte(
         else:
             a = _solve_alpha(crop.astype(np.float64) / 255.0, tri.astype(np.float64) / 255.0, cfg).astype(np.float32)
         a = np.where(tri == UNKNOWN, a, tri.astype(np.float32) / 255.0)
-        t_alpha += time.perf_counter() - t1
-        inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        u_in = unknown[y0:y1, x0:x1]
-        alpha[y0:y1, x0:x1][u_in] = a[inner][u_in]
-        if cfg.foreground:
-            t1 = time.perf_counter()
-            fg_crop = _estimate_foreground(crop, a, scale)
-            fg[y0:y1, x0:x1][u_in] = fg_crop[inner][u_in]
-            t_fg += time.perf_counter() - t1
-        report("soft edges", (i + 1) / len(todo))
+        return (cx0, cy0, cx1, cy1), a, time.perf_counter() - t1
+
+    workers = max(1, cfg.workers or os.cpu_count() or 1)
+    t_alpha = t_fg = 0.0
+    with _stdout_to_stderr(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mos-matting") as pool:
+        futures = [pool.submit(solve, tile) for tile in todo]
+        try:
+            for i, ((x0, y0, x1, y1), fut) in enumerate(zip(todo, futures, strict=True)):
+                if cancel_check is not None and cancel_check():
+                    raise Cancelled("cancelled during soft edges; nothing was changed")
+                (cx0, cy0, cx1, cy1), a, seconds = fut.result()
+                t_alpha += seconds
+                inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+                u_in = unknown[y0:y1, x0:x1]
+                alpha[y0:y1, x0:x1][u_in] = a[inner][u_in]
+                if cfg.foreground:  # here, one at a time: pymatting's estimator is itself numba-parallel
+                    t1 = time.perf_counter()
+                    fg_crop = _estimate_foreground(rgb[cy0:cy1, cx0:cx1], a, scale)
+                    fg[y0:y1, x0:x1][u_in] = fg_crop[inner][u_in]
+                    t_fg += time.perf_counter() - t1
+                report("soft edges", (i + 1) / len(todo))
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    timings["workers"] = float(workers)
     timings["alpha"] = t_alpha
     timings["foreground"] = t_fg
     timings["total"] = time.perf_counter() - t0
