@@ -268,8 +268,8 @@ def save_pictures(cases: list[dict], folder: Path) -> None:
             row += [gap, t]
         strips.append(np.hstack(row))
         strips.append(np.full((6, strips[-1].shape[1], 3), 255, np.uint8))
-    out = folder / "soft_edges_compare.png"
-    Image.fromarray(np.vstack(strips[:-1])).save(out, optimize=True)
+    out = folder / "soft_edges_compare.jpg"
+    Image.fromarray(np.vstack(strips[:-1])).save(out, quality=90, optimize=True)
     print(f"wrote {out} (columns: image | soft band in magenta | hard | erosion trimap | soft | truth; on green)")
 
 

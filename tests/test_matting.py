@@ -111,7 +111,8 @@ def test_tiled_solve_matches_untiled():
     img = compose(alpha)
     mask, unc = h_like(alpha)
     whole = soft_matte(img, mask, unc, config=MattingConfig(tile=1024, margin=16, max_band_px=40))
-    tiled = soft_matte(img, mask, unc, config=MattingConfig(tile=64, margin=16, max_band_px=40))
+    tiled = soft_matte(img, mask, unc, config=MattingConfig(tile=64, margin=16, max_band_px=40, whole_side=96,
+                                                            coarse_side=96))  # tiles held to a coarse solve
     assert whole.tiles == 1 and tiled.tiles > 4
     diff = np.abs(whole.alpha - tiled.alpha)[whole.band]
     assert diff.mean() < 0.01 and np.quantile(diff, 0.99) < 0.1, (diff.mean(), diff.max())
@@ -158,11 +159,13 @@ def test_parallel_tiles_match_serial_and_leave_stdout_alone():
     img = compose(alpha)
     mask, unc = h_like(alpha)
     out = sys.stdout
-    one = soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40, workers=1))
-    two = soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40, workers=3))
+    cfg = {"tile": 64, "max_band_px": 40, "whole_side": 96, "coarse_side": 96}
+    one = soft_matte(img, mask, unc, config=MattingConfig(**cfg, workers=1))
+    two = soft_matte(img, mask, unc, config=MattingConfig(**cfg, workers=3))
+    assert one.tiles > 4
     assert sys.stdout is out  # pymatting's prints were sent to stderr only while solving
     assert np.array_equal(one.alpha, two.alpha) and np.array_equal(one.foreground, two.foreground)
     stop = soft_matte.__globals__["Cancelled"]
     with pytest.raises(stop):
-        soft_matte(img, mask, unc, config=MattingConfig(tile=64, max_band_px=40), cancel_check=lambda: True)
+        soft_matte(img, mask, unc, config=MattingConfig(**cfg), cancel_check=lambda: True)
     assert sys.stdout is out

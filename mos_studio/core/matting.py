@@ -46,8 +46,11 @@ class MattingConfig:
     max_band_px: int | None = None  # unsure pixels further than this from the edge stay known; None: 1.2 % of
     # the long side (25 px at 2K, 46 px at 4K)
     tile: int = 512  # inner side of a solve tile
-    margin: int = 32  # context around each tile (grown until it holds object and background pixels)
-    anchor_share: float = 0.25  # ... at least this share of the tile's unknown pixels each (margin grows ≤ tile)
+    margin: int = 32  # context around each tile; its unknown pixels are held to the coarse solve
+    rim_px: int = 3  # width of the margin's outer rim held to the coarse solve
+    whole_side: int = 1024  # images up to this long side are solved in one piece, untiled
+    coarse_side: int = 512  # larger ones get a coarse solve of the whole band at this long side first, which holds
+    # each tile's rim
     work_scale: float | None = None  # < 1 solves on a downscaled copy of each tile (faster, blurs 1-px strands);
     # None: full resolution while the band has at most `work_band_px` pixels, else scaled to about that (≥ 0.5)
     work_band_px: int = 400_000
@@ -252,30 +255,30 @@ def _stdout_to_stderr() -> Iterator[None]:
                 _stdout_saved = None
 
 
-def _solve_alpha(img: np.ndarray, tri: np.ndarray, cfg: MattingConfig) -> np.ndarray:
-    """Closed-form matting on one tile: float64 image in [0, 1], trimap in {0, 0.5, 1}; returns alpha in [0, 1].
+def _solve_alpha(img: np.ndarray, known: np.ndarray, values: np.ndarray, cfg: MattingConfig) -> np.ndarray:
+    """Closed-form matting: float64 image in [0, 1]; alpha fixed to `values` where `known`; solved elsewhere.
 
     pymatting builds the Laplacian (only windows that touch unknown pixels) and the incomplete-Cholesky
     preconditioner; scipy's CG solves the unknown block and, unlike pymatting's, returns its best answer instead of
-    raising when it runs out of iterations.
+    raising when it runs out of iterations. Known values may be fractional (a tile's rim, from the coarse pass).
     """
     from pymatting.laplacian.cf_laplacian import cf_laplacian
     from pymatting.preconditioner.ichol import ichol
     from scipy.sparse.linalg import LinearOperator, cg
 
-    is_fg = tri > 0.9
-    known2d = is_fg | (tri < 0.1)
-    is_known = known2d.ravel()
+    is_known = known.ravel()
     is_unknown = ~is_known
-    x = tri.astype(np.float64).ravel().copy()
-    if not is_known.any():  # no anchor at all: keep the hard answer (the caller's trimap says 0.5; round it)
-        return np.where(tri >= 0.5, 1.0, 0.0)
-    lap = cf_laplacian(img, epsilon=cfg.epsilon, radius=1, is_known=known2d).tocsr()
+    x = np.where(known, values, 0.5).astype(np.float64).ravel()
+    if not is_unknown.any():
+        return x.reshape(known.shape)
+    if not is_known.any():  # no anchor at all: nothing to solve against
+        return np.round(x).reshape(known.shape)
+    lap = cf_laplacian(img, epsilon=cfg.epsilon, radius=1, is_known=known).tocsr()
     l_u = lap[is_unknown][:, is_unknown]
-    rhs = -(lap[is_unknown][:, is_known] @ is_fg.ravel()[is_known].astype(np.float64))
-    if not np.any(rhs):  # only background around: the solution is 0 (CG would divide by zero)
+    rhs = -(lap[is_unknown][:, is_known] @ x[is_known])
+    if not np.any(rhs):  # only zero-alpha anchors around: the solution is 0 (CG would divide by zero)
         x[is_unknown] = 0.0
-        return x.reshape(tri.shape)
+        return x.reshape(known.shape)
     n = l_u.shape[0]
     try:
         chol = ichol(l_u)
@@ -284,10 +287,41 @@ def _solve_alpha(img: np.ndarray, tri: np.ndarray, cfg: MattingConfig) -> np.nda
         d = l_u.diagonal()
         inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 1.0)
         precond = LinearOperator((n, n), matvec=lambda v: inv * v, dtype=np.float64)
-    guess = np.clip(x[is_unknown], 0.0, 1.0)
-    sol, _info = cg(l_u, rhs, x0=guess, rtol=cfg.cg_rtol, maxiter=cfg.cg_maxiter, M=precond)
+    sol, _info = cg(l_u, rhs, x0=x[is_unknown], rtol=cfg.cg_rtol, maxiter=cfg.cg_maxiter, M=precond)
     x[is_unknown] = np.nan_to_num(sol, nan=0.5)
-    return np.clip(x, 0.0, 1.0).reshape(tri.shape)
+    return np.clip(x, 0.0, 1.0).reshape(known.shape)
+
+
+def _solve_region(rgb: np.ndarray, tri: np.ndarray, cfg: MattingConfig, scale: float = 1.0,
+                  fixed: np.ndarray | None = None, fixed_values: np.ndarray | None = None) -> np.ndarray:
+    """Alpha (float32, the crop's size) for a uint8 trimap crop; `fixed` unknown pixels (a tile's rim) are held at
+    `fixed_values` (float in [0, 1]). Solved on a copy scaled by `scale` when it is below 1."""
+    known = tri != UNKNOWN
+    values = tri.astype(np.float32) / 255.0
+    if fixed is not None and fixed_values is not None:
+        known = known | fixed
+        values = np.where(fixed, fixed_values, values).astype(np.float32)
+    h, w = tri.shape
+    if scale < 1.0:
+        sw, sh = max(4, round(w * scale)), max(4, round(h * scale))
+        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+        known_s = cv2.resize(known.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
+        values_s = cv2.resize(values, (sw, sh), interpolation=cv2.INTER_NEAREST)
+        a = _solve_alpha(small, known_s, values_s, cfg).astype(np.float32)
+        a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        a = _solve_alpha(rgb.astype(np.float64) / 255.0, known, values, cfg).astype(np.float32)
+    return np.where(tri == UNKNOWN, a, values).astype(np.float32)
+
+
+def _resample(coarse: np.ndarray, rect: Rect, size: tuple[int, int]) -> np.ndarray:
+    """The coarse alpha (a shrunk copy of a `size` = (w, h) image) over full-resolution `rect`, bilinear."""
+    w, h = size
+    ch, cw = coarse.shape
+    x0, y0, x1, y1 = rect
+    mx = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * (cw / w) - 0.5)[None, :].repeat(y1 - y0, 0)
+    my = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * (ch / h) - 0.5)[:, None].repeat(x1 - x0, 1)
+    return cv2.remap(coarse, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _tiles(h: int, w: int, t: int) -> list[Rect]:
@@ -337,11 +371,6 @@ def soft_matte(
     alpha = (tri_full == 255).astype(np.float32)
     fg = rgb.copy() if cfg.foreground else rgb
     unknown = tri_full == UNKNOWN
-    todo = []
-    for x0, y0, x1, y1 in _tiles(h, w, cfg.tile):
-        ys, xs = np.nonzero(unknown[y0:y1, x0:x1].any(axis=1))[0], np.nonzero(unknown[y0:y1, x0:x1].any(axis=0))[0]
-        if len(ys):  # shrink the tile to its unknown pixels' bounding box: edge-only tiles get much cheaper
-            todo.append((x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1))
     band_px = int(unknown.sum())
     scale = cfg.work_scale
     if scale is None:
@@ -349,32 +378,44 @@ def soft_matte(
     timings["work_scale"] = scale
     report = progress or (lambda stage, fraction: None)
     m = cfg.margin
+    coarse = None
+    if max(h, w) <= cfg.whole_side:  # small enough to solve in one piece: no tiles, so no seams
+        ys, xs = np.nonzero(unknown.any(axis=1))[0], np.nonzero(unknown.any(axis=0))[0]
+        todo = [(int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)]
+    else:
+        # Tiles, each held at its rim to a coarse solve of the whole band: neighbours agree where they meet, and
+        # hair far from the body still sees the object it belongs to (a tile alone would fade it to 0).
+        t1 = time.perf_counter()
+        f = cfg.coarse_side / max(h, w)
+        cw, ch = max(8, round(w * f)), max(8, round(h * f))
+        small = cv2.resize(rgb, (cw, ch), interpolation=cv2.INTER_AREA)
+        with _stdout_to_stderr():
+            coarse = _solve_region(small, cv2.resize(tri_full, (cw, ch), interpolation=cv2.INTER_NEAREST), cfg)
+        timings["coarse"] = time.perf_counter() - t1
+        todo = []
+        for x0, y0, x1, y1 in _tiles(h, w, cfg.tile):
+            sub = unknown[y0:y1, x0:x1]
+            ys, xs = np.nonzero(sub.any(axis=1))[0], np.nonzero(sub.any(axis=0))[0]
+            if len(ys):  # shrink the tile to its unknown pixels' bounding box: edge-only tiles get much cheaper
+                todo.append((x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1))
 
     def solve(tile: Rect) -> tuple[Rect, np.ndarray, float]:
-        """Alpha over the tile's grown crop; runs on a worker thread (pymatting's kernels release the GIL)."""
+        """Alpha over the tile plus its margin; runs on a worker thread (pymatting's kernels release the GIL)."""
         x0, y0, x1, y1 = tile
-        grow = m
-        n_unknown = int(unknown[y0:y1, x0:x1].sum())
-        while True:  # grow the context until it holds enough object and background: with the object only at the
-            # crop's rim, the closed form fades long hair far from the body to 0 (a hard seam at the tile border)
-            cx0, cy0, cx1, cy1 = max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow)
-            tri = tri_full[cy0:cy1, cx0:cx1]
-            whole = (cx0, cy0, cx1, cy1) == (0, 0, w, h)
-            need = cfg.anchor_share * n_unknown
-            if whole or grow >= cfg.tile or ((tri == 255).sum() >= need and (tri == 0).sum() >= need):
-                break
-            grow = max(16, grow * 2)
-        crop = rgb[cy0:cy1, cx0:cx1]
         t1 = time.perf_counter()
-        if scale < 1.0:
-            sw, sh = max(4, round((cx1 - cx0) * scale)), max(4, round((cy1 - cy0) * scale))
-            small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
-            tri_s = cv2.resize(tri, (sw, sh), interpolation=cv2.INTER_NEAREST).astype(np.float64) / 255.0
-            a = _solve_alpha(small, tri_s, cfg).astype(np.float32)
-            a = cv2.resize(a, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
-        else:
-            a = _solve_alpha(crop.astype(np.float64) / 255.0, tri.astype(np.float64) / 255.0, cfg).astype(np.float32)
-        a = np.where(tri == UNKNOWN, a, tri.astype(np.float32) / 255.0)
+        cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+        tri = tri_full[cy0:cy1, cx0:cx1]
+        fixed = fixed_values = None
+        if coarse is not None:
+            # Held: the unknown pixels on the crop's outer rim only. The margin between rim and tile is solved
+            # freely, so where the coarse answer misses a thin strand crossing the rim, the error fades out there.
+            fixed = np.zeros(tri.shape, bool)
+            r = max(1, cfg.rim_px)
+            fixed[:r], fixed[-r:], fixed[:, :r], fixed[:, -r:] = True, True, True, True
+            fixed &= tri == UNKNOWN
+            fixed[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = False  # never inside the tile itself
+            fixed_values = _resample(coarse, (cx0, cy0, cx1, cy1), (w, h))
+        a = _solve_region(rgb[cy0:cy1, cx0:cx1], tri, cfg, scale, fixed, fixed_values)
         return (cx0, cy0, cx1, cy1), a, time.perf_counter() - t1
 
     workers = max(1, cfg.workers or os.cpu_count() or 1)
