@@ -55,6 +55,10 @@ class CascadeConfig:
     # Optimised path: leave crops to the global result, quietest first, while their uncertain/edge pixels add up to
     # at most this share of the object's area (a bound on the mask change; 0 runs every crop the reference runs).
     skip_budget: float = 0.002
+    # Refining a mask the user already has (`mask=`): H may change it only this far from its edge (a share of the
+    # image's long side, at least 8 px), fading back to the user's mask; a good selection is never eaten from inside
+    # or grown blobs far from it. None lets H change everything (what the paper's H does).
+    refine_band: float | None = 0.01
 
 
 @dataclass
@@ -160,6 +164,18 @@ def _skip_quiet_crops(crops: list[Rect], counts: list[float], budget: float) -> 
         total += counts[i]
         skipped.add(i)
     return [c for i, c in enumerate(crops) if i not in skipped]
+
+
+def keep_near_edge(given: np.ndarray, refined: np.ndarray, band_px: float) -> np.ndarray:
+    """`refined` within `band_px` of `given`'s edge, `given` beyond it, with a linear fade over the outer half."""
+    binary = (given > 0.5).astype(np.uint8)
+    if binary.all() or not binary.any():
+        return refined
+    # Distance of every pixel to the other side of the edge: inside to the nearest background pixel and vice versa.
+    dist = np.where(binary > 0, cv2.distanceTransform(binary, cv2.DIST_L2, 3),
+                    cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3))
+    weight = np.clip((band_px - dist) / (0.5 * band_px), 0.0, 1.0).astype(np.float32)
+    return (given + weight * (refined - given)).astype(np.float32)
 
 
 def _to_rgb_array(image: object) -> np.ndarray:
@@ -511,6 +527,9 @@ class Cascade:
             refined, stages["H"] = self._refine(
                 rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings, local
             )
+            if mask is not None and self.config.refine_band is not None:
+                band = max(8.0, self.config.refine_band * max(h, w))
+                refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
             crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
             if prob is not refined:

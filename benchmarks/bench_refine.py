@@ -1,0 +1,93 @@
+"""Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
+
+    python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
+
+SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
+used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
+the truth itself (what a user with a good selection hands to Refine Selection) and the truth perturbed to IoU
+0.95-0.99 (CascadePSP's perturbation, training/data/perturb.py). Each input runs twice in the same process: with
+the refine band (CascadeConfig.refine_band, the default) and without it (H may change every pixel), so the two are
+compared on the same photos and machine state. Prints one line per photo and the means; no timing assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mos_studio.core import Cascade  # noqa: E402
+from mos_studio.core.io import load_image  # noqa: E402
+from mos_studio.core.metrics import iou, mba  # noqa: E402
+from training.data.perturb import perturb_mask  # noqa: E402
+from training.data.sources import read_gray  # noqa: E402
+
+
+def pairs(root: Path, min_side: int) -> list[tuple[Path, Path]]:
+    from PIL import Image
+
+    out = []
+    for masks in sorted(root.glob("*/masks")):
+        for m in sorted(masks.glob("*.png")):
+            imgs = [p for p in (masks.parent / "images").glob(m.stem + ".*")]
+            if not imgs:
+                continue
+            with Image.open(imgs[0]) as im:
+                if max(im.size) >= min_side:
+                    out.append((imgs[0], m))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--min-side", type=int, default=1500)
+    ap.add_argument("--max-images", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models-dir", type=Path, default=None)
+    args = ap.parse_args()
+    todo = pairs(args.root, args.min_side)[: args.max_images]
+    if not todo:
+        print(f"no photos of {args.min_side} px or more under {args.root}", file=sys.stderr)
+        return 2
+    banded = Cascade.from_pretrained(args.models_dir, stages="H")
+    free = Cascade.from_pretrained(args.models_dir, stages="H")
+    free.config.refine_band = None
+    rng = np.random.default_rng(args.seed)
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    print(f"{len(todo)} photos ≥ {args.min_side} px; device {banded.device_name}")
+    print(f"{'photo':44s} {'input':9s} {'IoU in':>7s} {'mBA in':>7s} | {'band IoU':>8s} {'mBA':>6s} | "
+          f"{'free IoU':>8s} {'mBA':>6s} | {'s':>5s}")
+    for img_path, mask_path in todo:
+        rgb = load_image(img_path).rgb
+        truth = read_gray(mask_path) > 0.5
+        inputs = {"teacher": truth.astype(np.float32),
+                  "perturbed": perturb_mask(truth.astype(np.float32), rng, (0.95, 0.99))}
+        for kind, given in inputs.items():
+            t0 = time.perf_counter()
+            a = banded(rgb, mask=given).probability
+            dt = time.perf_counter() - t0
+            b = free(rgb, mask=given).probability
+            row = (iou(given, truth), mba(given, truth), iou(a, truth), mba(a, truth), iou(b, truth), mba(b, truth))
+            rows.setdefault(kind, []).append(row)
+            name = f"{mask_path.parent.parent.name}/{img_path.name}"[:44]
+            print(f"{name:44s} {kind:9s} {row[0]:7.4f} {row[1]:7.4f} | {row[2]:8.4f} {row[3]:6.4f} | "
+                  f"{row[4]:8.4f} {row[5]:6.4f} | {dt:5.1f}", flush=True)
+    print()
+    for kind, r in rows.items():
+        a = np.array(r)
+        drop_band = (a[:, 0] - a[:, 2]).max()
+        drop_free = (a[:, 0] - a[:, 4]).max()
+        print(f"{kind:9s} n={len(r):3d}  mean IoU {a[:, 0].mean():.4f} → band {a[:, 2].mean():.4f} / free "
+              f"{a[:, 4].mean():.4f}   mean mBA {a[:, 1].mean():.4f} → band {a[:, 3].mean():.4f} / free "
+              f"{a[:, 5].mean():.4f}   worst IoU drop: band {drop_band:.4f}, free {drop_free:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
