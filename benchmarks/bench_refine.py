@@ -6,8 +6,9 @@ SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `traini
 used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
 the truth itself (what a user with a good selection hands to Refine Selection) and the truth perturbed to IoU
 0.95-0.99 (CascadePSP's perturbation, training/data/perturb.py). Each input runs twice in the same process: with
-the refine band (CascadeConfig.refine_band, the default) and without it (H may change every pixel), so the two are
-compared on the same photos and machine state. Prints one line per photo and the means; no timing assertions.
+the refine guards (CascadeConfig.refine_band and refine_confidence, the defaults: "band") and without them (H may
+change every pixel: "free"), so the two are compared on the same photos and machine state. Prints one line per
+photo and the means; no timing assertions.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> int:
     banded = Cascade.from_pretrained(args.models_dir, stages="H")
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
+    free.config.refine_confidence = None
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     print(f"{len(todo)} photos ≥ {args.min_side} px; device {banded.device_name}")

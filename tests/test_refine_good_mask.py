@@ -24,8 +24,8 @@ GOOD = REPO / "tests" / "data" / "refine_good" / "sample_mask.png"
 
 SHIPPED_H_MOVES_EDGES = pytest.mark.xfail(
     strict=True,
-    reason="round-1 H degrades a good mask: on this pair IoU 1.000 -> 0.980 and mBA 1.00 -> 0.62 with the refine "
-    "band (0.973 without); retraining H is issue 13",
+    reason="round-1 H degrades a good mask: on this pair IoU 1.000 -> 0.996 and mBA 1.00 -> 0.92 with the refine "
+    "guards (0.973 and 0.62 without them); retraining H is issue 13",
 )
 
 
@@ -55,13 +55,25 @@ def test_refine_leaves_a_right_mask_alone(tmp_path: Path) -> None:
 
 
 @SHIPPED_H_MOVES_EDGES
-@pytest.mark.parametrize("seed", [0, 1])
-def test_refine_does_not_lower_iou_of_a_nearly_right_mask(tmp_path: Path, seed: int) -> None:
+def test_refine_improves_nearly_right_masks_on_average(tmp_path: Path) -> None:
+    """The issue's bar for H alone: mean mBA after >= before, and no IoU lower by more than 0.005."""
     good = _good()
-    given = perturb_mask(good.astype(np.float32), np.random.default_rng(seed), (0.95, 0.99)) > 0.5
-    refined = _refine(tmp_path, given)
-    assert iou(refined, good) >= iou(given, good)
-    assert mba(refined, good) >= mba(given, good)
+    before, after = [], []
+    for seed in range(4):
+        given = perturb_mask(good.astype(np.float32), np.random.default_rng(seed), (0.95, 0.99)) > 0.5
+        refined = _refine(tmp_path, given)
+        assert iou(refined, good) >= iou(given, good) - 0.005
+        before.append(mba(given, good))
+        after.append(mba(refined, good))
+    assert np.mean(after) >= np.mean(before)
+
+
+def test_refine_takes_only_what_h_is_sure_of() -> None:
+    from mos_studio.core.cascade import keep_unless_sure
+
+    given = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
+    refined = np.array([[0.05, 0.4, 0.6, 0.97]], np.float32)
+    assert np.allclose(keep_unless_sure(given, refined, 0.9), [[0.05, 1.0, 0.0, 0.97]])
 
 
 def test_refine_band_keeps_far_pixels_and_lets_the_edge_move() -> None:
