@@ -127,6 +127,8 @@ def make_cascade(spec: dict):
     cfg.optimized = spec["mode"] == "opt"
     cfg.stage_maps = not cfg.optimized  # the reference converts every stage map, as the code did before
     cfg.threads = spec.get("threads")
+    if not cfg.optimized and spec.get("threads"):
+        torch.set_num_threads(spec["threads"])  # the reference path only ever used PyTorch's own pool
     return cascade
 
 
@@ -264,6 +266,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="timed runs of the optimised path per size (median shown)")
     ap.add_argument("--ref-runs", type=int, default=1, help="timed runs of the unoptimised path per size")
     ap.add_argument("--no-ref", action="store_true", help="skip the unoptimised path (no ratio, no IoU)")
+    ap.add_argument("--ref-threads", type=int, default=None,
+                    help="PyTorch threads of the unoptimised path (default: PyTorch's default, all cores, as before)")
     ap.add_argument("--threads", type=int, default=None, help="fix the thread count (default: auto)")
     ap.add_argument("--photo", default=None, help="skimage.data name, 'sample', or an image file (default per size)")
     ap.add_argument("--weights", default=str(ROOT / "models"))
@@ -296,9 +300,11 @@ def main() -> None:
         if opt is None:
             continue
         if not args.no_ref:
-            ref = spawn({**spec, "mode": "ref", "runs": args.ref_runs, "threads": None, "out": f"{tmp}/{size}_ref.npy"})
+            ref = spawn({**spec, "mode": "ref", "runs": args.ref_runs, "threads": args.ref_threads,
+                         "out": f"{tmp}/{size}_ref.npy"})
             if ref is not None:
                 opt["ref_s"] = ref["wall_s"]
+                opt["ref_threads"] = ref["threads"]
                 opt["ref_L_H_global_H_local_s"] = [ref["L_s"], ref["H global_s"], ref["H local_s"]]
                 opt["ref_crops"] = ref["crops"]
                 opt["ref_gflops"] = ref["gflops"]
@@ -358,7 +364,8 @@ def main() -> None:
     main_rows = [r for r in rows if "mode" in r and "case" not in r]
     if main_rows:
         keys = ["size", "pixels", "photo", "threads", "L_s", "H global_s", "H local_s", "wall_s", "runs", "crops",
-                "gflops", "gflop_per_s", "peak_rss_mb", "ref_s", "speedup", "ref_crops", "iou_vs_ref", "load_before"]
+                "gflops", "gflop_per_s", "peak_rss_mb", "ref_s", "ref_threads", "speedup", "ref_crops", "iou_vs_ref",
+                "load_before"]
         print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
         for r in main_rows:
             print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")

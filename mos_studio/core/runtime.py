@@ -32,6 +32,7 @@ from .model.meticulousnet import STAGE_NAMES, STAGE_STRIDES, MeticulousNet
 
 EXPORT_VERSION = 2  # bump when the exported graph changes, so stale cache files are not reused
 OPSET = 17
+SHRINK_ABOVE_PX = 600 * 600  # passes bigger than a 512² crop (with padding) give their memory back afterwards
 _notices: set[str] = set()
 _notice_lock = threading.Lock()
 
@@ -155,6 +156,10 @@ class OrtModel:
         if stages not in self._sources:
             self._sources[stages] = cached_onnx(self._model, stages, self._digest)
         if (stages, threads) not in self._sessions:
+            # One session per graph: each holds its own weights and buffers (about 80 MB for H), so a session
+            # for another thread count replaces the old one instead of joining it.
+            for key in [k for k in self._sessions if k[0] == stages]:
+                del self._sessions[key]
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
@@ -176,7 +181,16 @@ class OrtModel:
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:  # what the model does inside in PyTorch: replicate-pad to a multiple of 8
             x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
-        outs = self.session(threads, stages).run(None, {"x": np.ascontiguousarray(x[None], np.float32)})
+        session = self.session(threads, stages)
+        options = None
+        if h * w > SHRINK_ABOVE_PX:
+            # The arena keeps freed buffers for the next run, which suits same-size crops; after a bigger one-off
+            # pass (L, the global pass) it would otherwise hold that pass's peak for the life of the session.
+            import onnxruntime as ort
+
+            options = ort.RunOptions()
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        outs = session.run(None, {"x": np.ascontiguousarray(x[None], np.float32)}, options)
         logits = outs[0][0, 0, :h, :w]
         maps: list[tuple[str, np.ndarray, np.ndarray]] = []
         if stages:
