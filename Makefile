@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	if command -v nvidia-smi >/dev/null 2>&1; then $(VPY) -m pip install -q torch; \
 	else $(VPY) -m pip install -q $(TORCH_CPU); fi
 	$(VPY) -m pip install -q -e '.[dev]'
+	@# Soft edges use pymatting, whose numba kernels compile on first import (about 2 min on 2 cores, then cached
+	@# on disk): pay that once here rather than on a user's first cut-out.
+	@echo "Compiling pymatting's kernels once (cached afterwards)..."
+	$(VPY) -c "import pymatting"
 	touch $(STAMP)
 
 venv: $(STAMP)
