@@ -140,11 +140,11 @@ def test_missing_onnxruntime_falls_back_with_one_line(monkeypatch, capsys):
 def test_pick_threads_uses_free_cores(monkeypatch):
     monkeypatch.delenv(optimize.THREADS_ENV, raising=False)
     monkeypatch.setattr(optimize, "usable_cores", lambda: 4)
-    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.1: 0.2)
+    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.15: 0.2)
     assert optimize.pick_threads() == 4
-    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.1: 2.1)
+    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.15: 2.1)
     assert optimize.pick_threads() == 2
-    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.1: 7.0)
+    monkeypatch.setattr(optimize, "busy_cores", lambda interval=0.15: 7.0)
     assert optimize.pick_threads() == 1  # never zero
     assert optimize.pick_threads(3) == 3  # an explicit request wins
     monkeypatch.setenv(optimize.THREADS_ENV, "2")
