@@ -4,8 +4,9 @@ For each size a real photo (scikit-image's sample photos, or a file) is centre-c
 and upscaled (bicubic), so the network sees photo content, not a flat synthetic image. Each size runs in fresh
 child processes, so peak RSS is that run's alone:
 
-1. the optimised cascade (`CascadeConfig()`: ONNX Runtime when installed, threads from the free cores, no stage
-   maps — what `mos cut` runs), `--runs` timed runs after warm-up; the figures are the median of those runs;
+1. the optimised cascade (`CascadeConfig()`: ONNX Runtime when installed, threads from the free cores; stage maps
+   off, while `mos cut` keeps them on for its soft-edge step and `--cli` times that), `--runs` timed runs after
+   one warm-up call; the figures are the median of those runs;
 2. the unoptimised reference path (`CascadeConfig(optimized=False)`: plain PyTorch eager as trained, the full
    512² crop grid, all threads), `--ref-runs` runs (default 1), in the same invocation, so the ratio compares like
    with like on a shared machine;
@@ -210,6 +211,8 @@ def run_child(spec: dict) -> dict:
         if spec.get("out"):
             x0, y0, x1, y1 = roi
             np.save(spec["out"].replace(".npy", "_refine.npy"), ref_res.mask[y0:y1, x0:x1])
+    if cascade.device.type == "cuda":
+        row["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     gf = cascade_gflops(cascade, h, w, res.crops, Flops())
     row["gflops"] = round(gf["total"], 1)
     row["gflops_H_local"] = round(gf["H local"], 1)
