@@ -540,9 +540,12 @@ class Cascade:
             refined, stages["H"] = self._refine(
                 rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings, local
             )
-            if mask is not None and self.config.refine_confidence is not None:
+            # Guards for refining a whole given mask (mos refine, GIMP's Refine Selection). A region re-refine
+            # (`roi`, the app's rectangle or lasso) is the user asking for H's answer there, so it is not guarded.
+            guarded = mask is not None and roi is None
+            if guarded and self.config.refine_confidence is not None:
                 refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence)
-            if mask is not None and self.config.refine_band is not None:
+            if guarded and self.config.refine_band is not None:
                 band = max(8.0, self.config.refine_band * max(h, w))
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
             crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
