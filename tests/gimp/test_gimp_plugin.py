@@ -194,11 +194,35 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
 
 
 def test_refine_selection_matches_mos_refine(gimp_ok, reference):
+    """Tiny random weights: H is unsure everywhere, so the refine guards keep the rough rectangle, as mos refine
+    does; the shipped-weights case below checks that Refine really changes a selection."""
     before = binary(gimp_ok.raw("refine_before"), (W, H))
     after = binary(gimp_ok.raw("refine"), (W, H))
     assert iou(before, rect_mask(ROUGH_RECT)) == 1.0
     assert iou(after, reference["refined"]) >= 0.99
-    assert iou(after, before) < 0.99, "the refiner must change the rough rectangle"
+
+
+def test_refine_selection_with_shipped_weights(gimp_session, photos):
+    """The shipped H is sure along the object's edge: Refine Selection changes the rough rectangle there, exactly
+    as `mos refine` with the same weights, and (the guards) leaves pixels far from the rectangle's edge alone."""
+    from pathlib import Path
+
+    shipped = str(Path(__file__).resolve().parents[2] / "models")
+    ref_dir = gimp_session.work / "reference_refine_shipped"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    rough = rect_mask(ROUGH_RECT)
+    Image.fromarray(rough.astype(np.uint8) * 255, "L").save(ref_dir / "rough.png")
+    mos(gimp_session, "refine", str(photos["rgb"]), str(ref_dir / "rough.png"), "-o", str(ref_dir / "refined.png"),
+        "--models-dir", shipped, "--device", "cpu")
+    want = np.asarray(Image.open(ref_dir / "refined.png").convert("L")) >= 128
+    run = gimp_session.run([{"key": "refine", "kind": "refine", "image": str(photos["rgb"]),
+                             "rect": list(ROUGH_RECT)}], env={"MOS_MODELS_DIR": shipped})
+    assert run.results.get("refine", {}).get("status") == "success", run.output[-3000:]
+    after = binary(run.raw("refine"), (W, H))
+    assert iou(after, want) >= 0.99
+    assert (after != rough).sum() >= 50, "the shipped H must change the rough rectangle"  # measured: about 115 px
+    x, y, w, h = ROUGH_RECT
+    assert after[y + 20: y + h - 20, x + 20: x + w - 20].all(), "the guards keep the selection's inside"
 
 
 @pytest.mark.parametrize("broken", ["weights", "python"])
