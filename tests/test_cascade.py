@@ -91,7 +91,9 @@ def test_local_pass_blend_has_no_seams():
     """A constant image and constant mask: every crop predicts the same, so the blend must be exactly flat."""
     low, high = tiny_models(0)
     c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=128, crop_size=96, crop_overlap=32,
-                                                               min_uncertain_fraction=0.0, uncertain_band=(0, 1)))
+                                                               min_uncertain_fraction=0.0, uncertain_band=(0, 1),
+                                                               refine_local_passes=True, refine_confidence=None,
+                                                               refine_band=None))  # the raw blend, unguarded
     img = np.full((300, 400, 3), 128, np.uint8)
     res = c(img, mask=np.full((300, 400), 0.5, np.float32))
     p = res.probability[40:-40, 40:-40]  # away from padding effects at the image border
