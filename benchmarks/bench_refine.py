@@ -60,6 +60,7 @@ def main() -> int:
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
     free.config.refine_confidence = None
+    free.config.refine_local_passes = True
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     print(f"{len(todo)} photos ≥ {args.min_side} px; device {banded.device_name}")
