@@ -192,8 +192,12 @@ def contact_sheet(pool: Path, labels: Path, filter_json: Path, out: Path, n_kept
     sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
                             for r in rows])
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise MosError(f"{out}: could not write the contact sheet")
+    from PIL import Image
+
+    try:  # a 256-colour palette keeps the sheet small enough for docs/ (about a third of the RGB file)
+        Image.fromarray(sheet).quantize(256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    except OSError as e:
+        raise MosError(f"{out}: could not write the contact sheet ({e})") from e
     return {"kept_shown": len(pick_k), "dropped_shown": len(pick_d), "size": [sheet.shape[1], sheet.shape[0]]}
 
 

@@ -232,6 +232,14 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
         if old.get("teacher_sha256") != teacher.sha256:
             raise MosError(f"{out}: labelled by another teacher ({old.get('teacher')}, sha256 "
                            f"{old.get('teacher_sha256', '?')[:12]}…); use a new --out folder")
+    def write_manifest(extra: dict) -> dict:
+        summary = {**head, "photos_found": len(todo_all), "skipped_already_done": len(todo_all) - len(pending),
+                   **extra, **_log_totals(log)}
+        tmp = manifest.with_name("manifest.json.part")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, manifest)
+        return summary
+
     bar = ProgressBar(len(todo), "teacher", enabled=progress)
     done = failed = 0
     seconds: list[float] = []
@@ -260,16 +268,11 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
                                    "size": [int(rgb.shape[1]), int(rgb.shape[0])]}) + "\n")
             logf.flush()
             bar.update(i + 1, photo.name)
+            if done % 50 == 0:  # a killed run still leaves a current manifest
+                write_manifest({"running": True})
     bar.close()
-    summary = {**head, "photos_found": len(todo_all), "labelled_now": done, "failed_now": failed,
-               "skipped_already_done": len(todo_all) - len(pending),
-               "seconds_per_photo_now": round(float(np.mean(seconds)), 3) if seconds else None}
-    total = _log_totals(log)
-    summary.update(total)
-    tmp = manifest.with_name("manifest.json.part")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, manifest)
-    return summary
+    return write_manifest({"labelled_now": done, "failed_now": failed,
+                           "seconds_per_photo_now": round(float(np.mean(seconds)), 3) if seconds else None})
 
 
 def _log_totals(log: Path) -> dict:
