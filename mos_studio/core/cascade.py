@@ -51,7 +51,7 @@ class CascadeConfig:
     optimized: bool = True  # False: the reference path (plain PyTorch, as trained) that the benchmark compares with
     runtime: str = "auto"  # CPU passes: "auto" (ONNX Runtime when installed, else PyTorch), "onnxruntime", "torch"
     threads: int | None = None  # CPU threads per pass; None: $MOS_THREADS, else the cores free when a call starts
-    stage_maps: bool = True  # return L's and H's per-stage maps (the app's inspector shows them; the CLI does not)
+    stage_maps: bool = True  # return L's and H's per-stage maps (the inspector and the soft-edge step read them)
     # Optimised path: leave crops to the global result, quietest first, while their uncertain/edge pixels add up to
     # at most this share of the object's area (a bound on the mask change; 0 runs every crop the reference runs).
     skip_budget: float = 0.002
@@ -60,7 +60,7 @@ class CascadeConfig:
     # or grown blobs far from it. None lets H change everything (what the paper's H does).
     refine_band: float | None = 0.01
     # ... and only where H is at least this sure of its answer (else the user's value stays). Measured on the shipped
-    # H, which still moves right edges (docs/MODELS.md): a good mask's IoU 1 -> 0.973 unguarded, 0.996 with 0.9.
+    # H with its crops still on (coffee-cup pair): a good mask's IoU 1 -> 0.973 unguarded, 0.996 with 0.9.
     refine_confidence: float | None = 0.9
     # Whole-mask refining runs H's global pass only: the shipped H's full-resolution crops are what moves a right
     # edge (12 held-out teacher masks ≥ 1.5K px: IoU 0.948 / mBA 0.846 with crops, 0.988 / 0.963 without).
