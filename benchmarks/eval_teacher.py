@@ -1,0 +1,106 @@
+"""How close do L and L+H come to the teacher on photos no training step saw? Full resolution, one or more weight sets.
+
+    python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
+                                      [--min-side 0] [--seed 0] [--save DIR]
+
+SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
+IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
+side is at least --min-side, so two runs with the same arguments see the same photos. Every weight set runs on the
+same photos in the same process: L bilinearly upsampled (what H must beat) and the whole cascade (L+H). Prints one
+line per photo, then means overall and per source; `--save DIR` writes each L+H mask for a look at 1:1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mos_studio.core import Cascade  # noqa: E402
+from mos_studio.core.io import load_image  # noqa: E402
+from mos_studio.core.metrics import iou, mba  # noqa: E402
+from training.data.sources import read_gray  # noqa: E402
+
+
+def pick(root: Path, n: int, min_side: int, seed: int) -> list[tuple[Path, Path]]:
+    from PIL import Image
+
+    found = []
+    for masks in sorted(root.glob("*/masks")):
+        for m in sorted(masks.glob("*.png")):
+            imgs = sorted((masks.parent / "images").glob(m.stem + ".*"))
+            if imgs:
+                with Image.open(imgs[0]) as im:
+                    if max(im.size) >= min_side:
+                        found.append((imgs[0], m))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(found))[:n] if n and n < len(found) else np.arange(len(found))
+    return [found[i] for i in sorted(order)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--models-dir", type=Path, action="append", default=None,
+                    help="a folder of weights and cards (repeat to compare; default: the shipped models/)")
+    ap.add_argument("--max-images", type=int, default=60)
+    ap.add_argument("--min-side", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", type=Path, default=None)
+    args = ap.parse_args()
+    todo = pick(args.root, args.max_images, args.min_side, args.seed)
+    if not todo:
+        print(f"no photos of {args.min_side} px or more under {args.root}", file=sys.stderr)
+        return 2
+    dirs = args.models_dir or [None]
+    cascades = [Cascade.from_pretrained(d) for d in dirs]
+    names = [str(d) if d else "models/ (shipped)" for d in dirs]
+    for c in cascades:
+        c.config.stage_maps = False
+    print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")
+    for k, name in enumerate(names):
+        print(f"  [{k}] {name}")
+    rows: list[dict] = []
+    for img_path, mask_path in todo:
+        rgb = load_image(img_path).rgb
+        truth = read_gray(mask_path) > 0.5
+        source = mask_path.parent.parent.name
+        row: dict = {"source": source, "name": img_path.name, "size": max(rgb.shape[:2])}
+        parts = []
+        for k, c in enumerate(cascades):
+            t0 = time.perf_counter()
+            low, _ = c.run_low(rgb)
+            full = c(rgb).probability
+            dt = time.perf_counter() - t0
+            row[k] = (iou(low, truth), mba(low, truth), iou(full, truth), mba(full, truth), dt)
+            parts.append(f"[{k}] L-up {row[k][0]:.3f}/{row[k][1]:.3f} LH {row[k][2]:.3f}/{row[k][3]:.3f} {dt:5.1f}s")
+            if args.save:
+                from PIL import Image
+
+                d = args.save / str(k) / source
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(((full > 0.5) * 255).astype(np.uint8)).save(d / f"{img_path.stem}.png")
+        rows.append(row)
+        print(f"{source[:14]:14s} {img_path.name[:34]:34s} {row['size']:5d}px  " + "  ".join(parts), flush=True)
+    print("\nmeans (IoU / mBA against the teacher):")
+    groups: dict[str, list[dict]] = {"all": rows}
+    for r in rows:
+        groups.setdefault(r["source"], []).append(r)
+    for g, rs in groups.items():
+        cells = []
+        for k in range(len(cascades)):
+            a = np.array([r[k] for r in rs])
+            cells.append(f"[{k}] L-up {a[:, 0].mean():.3f}/{a[:, 1].mean():.3f} → LH {a[:, 2].mean():.3f}/"
+                         f"{a[:, 3].mean():.3f} (H +{100 * (a[:, 3].mean() - a[:, 1].mean()):.1f} mBA pts, "
+                         f"median {np.median(a[:, 4]):.1f} s)")
+        print(f"{g[:30]:30s} n={len(rs):3d}  " + "  ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
