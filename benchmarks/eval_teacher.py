@@ -1,7 +1,7 @@
 """How close do L and L+H come to the teacher on photos no training step saw? Full resolution, one or more weight sets.
 
     python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
-                                      [--min-side 0] [--seed 0] [--save DIR]
+                                      [--min-side 0] [--seed 0] [--save DIR] [--global-only-too]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
 IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--min-side", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--global-only-too", action="store_true",
+                    help="also run each weight set with H's global pass only (no full-resolution crops)")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -60,6 +62,12 @@ def main() -> int:
     dirs = args.models_dir or [None]
     cascades = [Cascade.from_pretrained(d) for d in dirs]
     names = [str(d) if d else "models/ (shipped)" for d in dirs]
+    if args.global_only_too:
+        for d in dirs:
+            c = Cascade.from_pretrained(d)
+            c.config.local_passes = False
+            cascades.append(c)
+            names.append(f"{d or 'models/ (shipped)'}, H's global pass only")
     for c in cascades:
         c.config.stage_maps = False
     print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")

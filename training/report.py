@@ -97,14 +97,22 @@ def boundary_ratio(mask: np.ndarray) -> float:
     return float(edge.sum()) / np.sqrt(area)
 
 
-def pick_images(datasets: list[Path], n: int) -> list[tuple[Path, Path]]:
-    """Round-robin over the datasets, each time taking its next image by descending boundary ratio."""
+def pick_images(datasets: list[Path], n: int, min_side: int = 0) -> list[tuple[Path, Path]]:
+    """Round-robin over the datasets, each time taking its next image by descending boundary ratio.
+
+    `min_side`: only photos whose long side has at least that many pixels (the gallery of 2K+ photos)."""
+    from PIL import Image
+
     from mos_studio.core.evaluation import dataset_pairs
     from mos_studio.core.io import load_mask
 
+    def big_enough(path: Path) -> bool:
+        with Image.open(path) as im:
+            return max(im.size) >= min_side
+
     ranked = []
     for ds in datasets:
-        pairs = dataset_pairs(ds)
+        pairs = [p for p in dataset_pairs(ds) if not min_side or big_enough(p.image)]
         scored = sorted(pairs, key=lambda p: (-boundary_ratio(load_mask(p.mask)), p.name))
         ranked.append([(p.image, p.mask) for p in scored])
     chosen: list[tuple[Path, Path]] = []
@@ -141,14 +149,17 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 
 def make_gallery(datasets: list[Path], out: Path, models_dir: Path | None = None, n: int = 6, crop: int = 224,
-                 device: str | None = "cpu") -> tuple[Path, list[dict]]:
+                 device: str | None = "cpu", min_side: int = 0,
+                 before_models_dir: Path | None = None) -> tuple[Path, list[dict]]:
+    """One row per picked photo; with `before_models_dir`, a column of that (older) pair's L+H beside the new one."""
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image, load_mask
     from mos_studio.core.metrics import mba
 
     cascade = Cascade.from_pretrained(models_dir, device=device)
+    before = Cascade.from_pretrained(before_models_dir, device=device) if before_models_dir else None
     rows, info = [], []
-    for image_path, mask_path in pick_images(datasets, n):
+    for image_path, mask_path in pick_images(datasets, n, min_side):
         img = load_image(image_path)
         gt = load_mask(mask_path, size=(img.width, img.height))
         low = cascade.run_low(img.rgb)[0]
@@ -161,11 +172,15 @@ def make_gallery(datasets: list[Path], out: Path, models_dir: Path | None = None
                            interpolation=cv2.INTER_AREA)
         s = thumb_h / rgb.shape[0]
         cv2.rectangle(thumb, (int(x0 * s), int(y0 * s)), (int(x1 * s) - 1, int(y1 * s) - 1), (255, 60, 60), 2)
-        tiles = [_label(thumb, image_path.parent.parent.name + "/" + image_path.stem),
-                 _label(rgb[c], "image (1:1 crop)"),
-                 _label(_on_green(rgb[c], low[c]), f"L  mBA {mba(low, gt):.3f}"),
-                 _label(_on_green(rgb[c], high[c]), f"L+H  mBA {mba(high, gt):.3f}"),
-                 _label(_on_green(rgb[c], gt[c]), "truth")]
+        name = f"{image_path.parent.parent.name}/{image_path.stem}"[:40]
+        tiles = [_label(thumb, f"{name} ({rgb.shape[1]}x{rgb.shape[0]})"),
+                 _label(rgb[c], "image (1:1 crop)")]
+        if before is not None:
+            old = before(img).probability
+            tiles.append(_label(_on_green(rgb[c], old[c]), f"before: L+H  mBA {mba(old, gt):.3f}"))
+        tiles += [_label(_on_green(rgb[c], low[c]), f"L  mBA {mba(low, gt):.3f}"),
+                  _label(_on_green(rgb[c], high[c]), f"L+H  mBA {mba(high, gt):.3f}"),
+                  _label(_on_green(rgb[c], gt[c]), "truth")]
         row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], 1)
         rows.append(row)
         info.append({"image": str(image_path), "crop": [x0, y0, x1, y1], "mba_L": mba(low, gt),
@@ -192,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--models-dir", type=Path, default=None)
     g.add_argument("--n", type=int, default=6)
     g.add_argument("--crop", type=int, default=224, help="side of the full-resolution crop")
+    g.add_argument("--min-side", type=int, default=0, help="only photos with a long side of this many px or more")
+    g.add_argument("--before-models-dir", type=Path, default=None,
+                   help="also show the L+H of these (older) weights, for a before/after look")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "curves":
             print(plot_curves(args.runs, args.out))
         else:
-            path, info = make_gallery(args.datasets, args.out, args.models_dir, args.n, args.crop)
+            path, info = make_gallery(args.datasets, args.out, args.models_dir, args.n, args.crop,
+                                      min_side=args.min_side, before_models_dir=args.before_models_dir)
             for row in info:
                 print(f"{row['image']}: crop {row['crop']}, mBA L {row['mba_L']:.4f} -> L+H {row['mba_LH']:.4f}")
             print(path)

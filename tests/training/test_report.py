@@ -69,3 +69,20 @@ def test_gallery_picks_by_boundary_and_runs_both_stages(tmp_path):
         assert 0 <= row["mba_L"] <= 1 and 0 <= row["mba_LH"] <= 1
     with pytest.raises(MosError, match="no held-out images"):
         make_gallery([], tmp_path / "g2.png", models)
+
+
+def test_gallery_of_big_photos_with_a_before_column(tmp_path):
+    rng = np.random.default_rng(1)
+    _dataset(tmp_path / "a", 2, rng)
+    big = np.zeros((120, 400, 3), np.uint8)
+    Image.fromarray(big).save(tmp_path / "a" / "images" / "wide.png")
+    wide = np.zeros((120, 400), np.uint8)
+    wide[20:100, 50:300] = 255
+    Image.fromarray(wide).save(tmp_path / "a" / "masks" / "wide.png")
+    assert [p[0].stem for p in pick_images([tmp_path / "a"], 5, min_side=300)] == ["wide"]
+    models = write_tiny_models(tmp_path / "models")
+    old = write_tiny_models(tmp_path / "old", seed=1)
+    plain, _ = make_gallery([tmp_path / "a"], tmp_path / "g1.png", models, n=2, crop=64)
+    out, info = make_gallery([tmp_path / "a"], tmp_path / "g2.png", models, n=2, crop=64, before_models_dir=old)
+    # One more 64 px tile (plus its 4 px gap) per row for the older weights' L+H.
+    assert np.asarray(Image.open(out)).shape[1] == np.asarray(Image.open(plain)).shape[1] + 68 and len(info) == 2
