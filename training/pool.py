@@ -4,6 +4,7 @@
     python -m training.pool sheet POOL LABELS FILTER.json --out docs/teacher_filter_sheet.png
     python -m training.pool held-out POOL [--val-fraction 0.07] > first.txt   # label these first
     python -m training.pool split POOL LABELS FILTER.json --out SPLIT_DIR [--val-fraction 0.07]
+    python -m training.pool shrink SPLIT_DIR/train --out SMALL_DIR [--max-side 512]   # L's copy: decode once
 
 POOL holds one folder per photo source (`POOL/<source>/...`), LABELS the teacher's masks at the same relative paths
 (`training.teacher label`). The teacher is wrong in recognisable ways: it returns nothing or everything when the
@@ -252,6 +253,50 @@ def make_split(pool: Path, labels: Path, filter_json: Path, out: Path, val_fract
     return record
 
 
+def shrink(split_side: Path, out: Path, max_side: int = 512, min_side: int = 0) -> dict:
+    """Copy a split side with every photo and mask shrunk to `max_side` px on the long side.
+
+    `min_side` leaves out photos whose long side is shorter (H's copy: only photos big enough to crop from).
+
+    L sees 336 px inputs, so decoding a 4K JPEG per sample would spend the CPU on pixels training never uses.
+    Photos already small enough are copied as they are; existing outputs are kept (the copy is resumable).
+    """
+    if max_side < 64:
+        raise MosError(f"--max-side must be at least 64 px, not {max_side}")
+    if not split_side.is_dir():
+        raise MosError(f"{split_side}: not a split folder (expected <source>/images and <source>/masks)")
+    counts: dict[str, int] = {}
+    for images in sorted(split_side.glob("*/images")):
+        source = images.parent.name
+        for photo in sorted(images.iterdir()):
+            mask = images.parent / "masks" / f"{photo.stem}.png"
+            if not mask.is_file():
+                raise MosError(f"{photo}: no mask {mask}")
+            dst_img = out / source / "images" / f"{photo.stem}.jpg"
+            dst_mask = out / source / "masks" / f"{photo.stem}.png"
+            if not (dst_img.is_file() and dst_mask.is_file()):
+                img = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+                m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+                if img is None or m is None:
+                    raise MosError(f"{photo if img is None else mask}: not a readable image")
+                h, w = m.shape
+                if max(h, w) < min_side:
+                    continue
+                s = min(1.0, max_side / max(h, w))
+                size = (max(1, round(w * s)), max(1, round(h * s)))
+                if s < 1.0:
+                    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                    m = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+                elif img.shape[:2] != m.shape:
+                    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                dst_img.parent.mkdir(parents=True, exist_ok=True)
+                dst_mask.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(dst_img), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(str(dst_mask), m)
+            counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.pool", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -272,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     ho = sub.add_parser("held-out", help="list the pool's photos on the held-out side (for `label --first`)")
     ho.add_argument("pool", type=Path)
     ho.add_argument("--val-fraction", type=float, default=0.07)
+    sh = sub.add_parser("shrink", help="copy a split side with photos and masks shrunk for L's training")
+    sh.add_argument("split_side", type=Path)
+    sh.add_argument("--out", type=Path, required=True)
+    sh.add_argument("--max-side", type=int, default=512)
+    sh.add_argument("--min-side", type=int, default=0, help="leave out photos with a shorter long side")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "held-out":
@@ -286,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "sheet":
             info = contact_sheet(args.pool, args.labels, args.filter, args.out, seed=args.seed)
             print(f"{args.out}: {info['kept_shown']} kept and {info['dropped_shown']} dropped photos")
+        elif args.cmd == "shrink":
+            counts = shrink(args.split_side, args.out, args.max_side, args.min_side)
+            print(f"{args.out}: {sum(counts.values())} photos ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         else:
             rec = make_split(args.pool, args.labels, args.filter, args.out, args.val_fraction)
             print(f"{args.out}: {rec['n_train']} train, {rec['n_val']} held out")

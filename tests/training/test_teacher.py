@@ -280,3 +280,31 @@ def test_two_shards_share_one_pool(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(list(out.glob("*.png"))) == 5
     assert teacher.main(["label", str(photos), "--model", str(model), "--out", str(out), "--shard", "2/2"]) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------- the shrink
+def test_shrink_copies_a_split_side_small_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    side = tmp_path / "split" / "train"
+    for src, (w, h) in (("big", (1200, 800)), ("small", (300, 200))):
+        _photo(side / src / "images" / "a.jpg", w, h, (w // 4, h // 4, w // 2, h // 2))
+        m = np.zeros((h, w), np.uint8)
+        m[h // 4: h // 2, w // 4: w // 2] = 255
+        (side / src / "masks").mkdir(parents=True)
+        Image.fromarray(m).save(side / src / "masks" / "a.png")
+    out = tmp_path / "small"
+    assert pool.main(["shrink", str(side), "--out", str(out), "--max-side", "400"]) == 0
+    assert "2 photos" in capsys.readouterr().out
+    img, mask = cv2.imread(str(out / "big/images/a.jpg")), cv2.imread(str(out / "big/masks/a.png"), 0)
+    assert img.shape[:2] == mask.shape == (267, 400)
+    assert abs(int(mask[100, 150]) - 255) <= 1 and mask[10, 10] == 0  # the mask follows the photo
+    assert cv2.imread(str(out / "small/images/a.jpg")).shape[:2] == (200, 300)  # small photos keep their size
+    # --min-side leaves small photos out; an existing output is kept, not rewritten.
+    big = pool.shrink(side, tmp_path / "big", max_side=2000, min_side=1000)
+    assert big == {"big": 1} and not (tmp_path / "big" / "small").exists()
+    before = (out / "big/images/a.jpg").stat().st_mtime_ns
+    assert pool.shrink(side, out, max_side=400) == {"big": 1, "small": 1}
+    assert (out / "big/images/a.jpg").stat().st_mtime_ns == before
+    # A photo without its mask is an error naming the photo.
+    _photo(side / "big" / "images" / "b.jpg", 64, 64, (0, 0, 8, 8))
+    assert pool.main(["shrink", str(side), "--out", str(out)]) == 2
+    assert "b.jpg" in capsys.readouterr().err
