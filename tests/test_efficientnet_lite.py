@@ -84,3 +84,32 @@ def test_cascade_loads_efficientnet_lite0(lite_models):
     assert result.probability.shape == (80, 64)
     assert np.isfinite(result.probability).all() and result.mask.shape == (80, 64)
     assert set(result.stages) == {"L", "H"}  # both networks ran
+
+
+def test_default_pair_mixes_encoders_per_stage(tmp_path, lite_models, capsys):
+    """models/default.json: a Lite0 L with a MobileNetV3 H, found by every face that uses the default pair."""
+    import json
+    import shutil
+
+    from mos_studio.core.errors import WeightsError
+    from mos_studio.core.testing import write_tiny_models
+    from mos_studio.core.weights import default_encoders, describe_models
+
+    folder = write_tiny_models(tmp_path / "mixed")
+    assert default_encoders(folder) == {"L": "mobilenetv3", "H": "mobilenetv3"}  # no default.json: as before
+    for f in lite_models.glob("meticulousnet_effl0_L.*"):
+        shutil.copy(f, folder / f.name)
+    (folder / "default.json").write_text(json.dumps({"L": "efficientnet_lite0", "H": "mobilenetv3"}))
+    cascade = Cascade.from_pretrained(folder, device="cpu")
+    assert cascade.l_model.encoder_name == "efficientnet_lite0" and cascade.h_model.encoder_name == "mobilenetv3"
+    assert cascade.model_paths["L"].name == "meticulousnet_effl0_L.safetensors"
+    assert cascade((np.random.default_rng(2).random((64, 80, 3)) * 255).astype(np.uint8)).mask.shape == (64, 80)
+    assert {(r["encoder"], r["stage"]) for r in describe_models(folder) if r["default"]} == {
+        ("efficientnet_lite0", "L"), ("mobilenetv3", "H")}
+    assert main(["info", "--models-dir", str(folder)]) == 0
+    assert "default pair: L efficientnet_lite0, H mobilenetv3" in capsys.readouterr().out
+    # An explicit encoder still picks that pair; a broken default.json names itself.
+    assert Cascade.from_pretrained(folder, encoder="mobilenetv3", stages="L").l_model.encoder_name == "mobilenetv3"
+    (folder / "default.json").write_text('{"L": "vgg16", "H": "mobilenetv3"}')
+    with pytest.raises(WeightsError, match="default.json"):
+        Cascade.from_pretrained(folder)

@@ -22,6 +22,7 @@ import os
 import platform
 import random
 import shlex
+import signal
 import sys
 import time
 import tomllib
@@ -180,7 +181,9 @@ def make_dataset(cfg: dict, stage: str, val: bool = False) -> SampleDataset:
     sources, weights = _sources(cfg["val"]["sources"] if val else d["sources"])
     return SampleDataset(sources, weights, stage, seed=d["seed"] + (7919 if val else 0), size=d["size"],
                          patch=d["patch"], iou_range=tuple(d["iou_range"]),
-                         fixed_samples=0 if val else d["fixed_samples"], augment=not val)
+                         fixed_samples=0 if val else d["fixed_samples"], augment=not val,
+                         scales=tuple(d.get("scales", (1.0,))), keep_p=float(d.get("keep_p", 0.0)),
+                         soft_p=float(d.get("soft_p", 0.0)))
 
 
 def _worker_init(_: int) -> None:
@@ -463,6 +466,10 @@ def _truncate_csv(path: Path, step: int) -> None:
         csv.writer(f).writerows(kept)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     ap.add_argument("--stage", required=True, choices=["L", "H"])
@@ -473,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this step; the schedule is unchanged")
     args = ap.parse_args(argv)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *(argv or sys.argv[1:])])
+    # A run started in the background (nohup … &) ignores SIGINT, and `kill` sends SIGTERM: both stop it the way
+    # Ctrl-C does, with a checkpoint to --resume from, instead of losing the steps since the last one.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = train(args.stage, args.config, args.out, args.resume, args.init_from, args.stop_at, command)
     except MosError as err:

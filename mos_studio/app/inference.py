@@ -34,7 +34,7 @@ class UserFacingError(Exception):
         self.hint = hint
 
 
-def default_loader(models_dir: str | Path | None = None, encoder: str = "mobilenetv3",
+def default_loader(models_dir: str | Path | None = None, encoder: str = "default",
                    device: str | None = None) -> CascadeLoader:
     """A loader for the shipped weights on `device` (None: the GPU if there is one, else the CPU); raises
     UserFacingError when they are missing or unusable."""

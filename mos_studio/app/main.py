@@ -14,8 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mos-studio", description="MOS Studio: pixel-accurate cut-outs of photos.")
     p.add_argument("photo", nargs="?", help="image to open (JPEG, PNG, TIFF, WebP)")
     p.add_argument("--models-dir", help="folder with the trained weights (default: $MOS_MODELS_DIR or models/)")
-    p.add_argument("--encoder", default="mobilenetv3", choices=["mobilenetv3", "resnet50", "efficientnet_lite0"],
-                   help="which trained pair to use (default: mobilenetv3)")
+    p.add_argument("--encoder", default="default", choices=["default", "mobilenetv3", "resnet50", "efficientnet_lite0"],
+                   help="which trained pair to use (default: the pair models/default.json names)")
     p.add_argument("--cut", action="store_true",
                    help="run Cut out as soon as the photo has opened (as `make run` does on the sample)")
     p.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)  # used by benchmarks/bench_app.py

@@ -11,7 +11,7 @@ Request: one JSON line on stdin::
      "mask": "/tmp/x/coarse.y8" | null,        # raw Y u8, W×H; required for refine
      "output": "/tmp/x/result.y8",             # raw Y u8, W×H, written by the bridge
      "output_png": "/tmp/x/result.png" | null, # optional 8-bit grey PNG of the same mask
-     "models_dir": "..." | null, "encoder": "mobilenetv3", "device": null | "cpu" | "cuda" | ...,
+     "models_dir": "..." | null, "encoder": "default", "device": null | "cpu" | "cuda" | ...,
      "soft": false}                            # true: an 8-bit matte solved where H was unsure (soft edges)
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
@@ -58,7 +58,7 @@ class Request:
     mask: Path | None = None
     output_png: Path | None = None
     models_dir: str | None = None
-    encoder: str = "mobilenetv3"
+    encoder: str = "default"
     device: str | None = None
     soft: bool = False
 
@@ -104,7 +104,7 @@ class Request:
             mask=Path(mask) if mask else None,
             output_png=Path(data["output_png"]) if data.get("output_png") else None,
             models_dir=data.get("models_dir") or None,
-            encoder=str(data.get("encoder") or "mobilenetv3"),
+            encoder=str(data.get("encoder") or "default"),
             device=data.get("device") or None,
             soft=bool(data.get("soft", False)),
         )

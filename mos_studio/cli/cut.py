@@ -19,7 +19,8 @@ ALPHA_HELP = ("soft (default): alpha matting where H is unsure, with the object'
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
-    p.add_argument("--encoder", default="mobilenetv3", choices=("mobilenetv3", "resnet50", "efficientnet_lite0"))
+    p.add_argument("--encoder", default="default", choices=("default", "mobilenetv3", "resnet50", "efficientnet_lite0"),
+                   help="which trained pair (default: the pair the models folder's default.json names)")
     p.add_argument("--models-dir", type=Path, default=None, help="folder with the weights (default: $MOS_MODELS_DIR "
                    "or the project's models/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", type=Path, help="folder of predicted masks to score without a model")
     p.add_argument("--gt", type=Path, help="folder of ground-truth masks (with --pred)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-<name>-<stage>)")
-    p.add_argument("--encoder", default="mobilenetv3", choices=("mobilenetv3", "resnet50", "efficientnet_lite0"))
+    p.add_argument("--encoder", default="default", choices=("default", "mobilenetv3", "resnet50", "efficientnet_lite0"),
+                   help="which trained pair (default: the pair the models folder's default.json names)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--device", default=None)

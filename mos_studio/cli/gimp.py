@@ -57,7 +57,7 @@ def _is_ours(target: Path) -> bool:
     return (target / CONFIG_NAME).is_file()
 
 
-def install(gimp_dir: Path, python: str, models_dir: Path, encoder: str = "mobilenetv3", device: str | None = None,
+def install(gimp_dir: Path, python: str, models_dir: Path, encoder: str = "default", device: str | None = None,
             force: bool = False) -> Path:
     """Copy the plug-in into `gimp_dir`/plug-ins/meticulous_select and write its config; returns that folder."""
     src = plugin_source()
@@ -130,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "~/.config/GIMP/3.0); the plug-in goes into its plug-ins/ sub-folder")
     p.add_argument("--models-dir", help="weights folder the plug-in uses (default: $MOS_MODELS_DIR or models/)")
     p.add_argument("--python", help="Python that runs the bridge (default: the one running this command)")
-    p.add_argument("--encoder", default="mobilenetv3", choices=["mobilenetv3", "resnet50", "efficientnet_lite0"])
+    p.add_argument("--encoder", default="default", choices=["default", "mobilenetv3", "resnet50", "efficientnet_lite0"])
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--force", action="store_true", help="replace a plug-in folder that this command did not create")
     p.set_defaults(func=_run_install)

@@ -18,13 +18,19 @@ def run_info(args: argparse.Namespace) -> int:
 
     from mos_studio import __version__
     from mos_studio.core.cascade import describe_device, pick_device
-    from mos_studio.core.weights import describe_models, find_models_dir
+    from mos_studio.core.errors import WeightsError
+    from mos_studio.core.weights import default_encoders, describe_models, find_models_dir
 
     print(f"mos_studio {__version__}  python {platform.python_version()}  torch {torch.__version__}")
     print(f"device: {describe_device(pick_device(None))}")
     print(f"weights folder: {find_models_dir(args.models_dir)}")
+    try:
+        pair = default_encoders(args.models_dir)
+        print(f"default pair: L {pair['L']}, H {pair['H']}")
+    except WeightsError as err:
+        print(f"default pair: BROKEN  {err}")
     for row in describe_models(args.models_dir):
-        name = Path(row["path"]).name
+        name = Path(row["path"]).name + ("  (default)" if row.get("default") else "")
         if not row["found"]:
             print(f"  {name}: missing")
         elif row.get("ok"):

@@ -277,7 +277,7 @@ class Cascade:
     def from_pretrained(
         cls,
         models_dir: str | Path | None = None,
-        encoder: str = "mobilenetv3",
+        encoder: str = "default",
         device: str | torch.device | None = None,
         config: CascadeConfig | None = None,
         stages: str = "LH",

@@ -19,6 +19,10 @@ from .io import current_umask
 from .model import MeticulousNet
 
 ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50", "efficientnet_lite0": "effl0"}
+# "default": the pair the models folder names in default.json (L and H may use different encoders: L is run once
+# per photo, H on every crop, so each stage ships the encoder that measured best for it).
+ENCODER_CHOICES = ("default", *ENCODER_TAGS)
+DEFAULT_PAIR_FILE = "default.json"
 FIX_HINT = "train them (docs/TRAINING.md) or copy the released files into that folder; `mos info` lists what is found"
 
 
@@ -40,8 +44,29 @@ def weights_filename(encoder: str, stage: str) -> str:
     return f"meticulousnet_{ENCODER_TAGS[encoder]}_{stage}.safetensors"
 
 
-def weights_path(models_dir: str | Path | None, encoder: str, stage: str) -> Path:
-    return find_models_dir(models_dir) / weights_filename(encoder, stage)
+def default_encoders(models_dir: str | Path | None = None) -> dict[str, str]:
+    """The encoder of each stage of the folder's default pair: its default.json, else MobileNetV3 for both."""
+    path = find_models_dir(models_dir) / DEFAULT_PAIR_FILE
+    if not path.is_file():
+        return {"L": "mobilenetv3", "H": "mobilenetv3"}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{path}: not a readable default-pair file ({err})") from err
+    if not isinstance(data, dict) or any(data.get(s) not in ENCODER_TAGS for s in ("L", "H")):
+        raise WeightsError(f"{path}: must name an encoder for \"L\" and \"H\", each one of {', '.join(ENCODER_TAGS)}")
+    return {"L": data["L"], "H": data["H"]}
+
+
+def resolve_encoder(models_dir: str | Path | None, encoder: str | None, stage: str) -> str:
+    """`encoder` itself, or for "default" (and None) the stage's encoder in the folder's default pair."""
+    if encoder in (None, "default"):
+        return default_encoders(models_dir)[stage]
+    return encoder
+
+
+def weights_path(models_dir: str | Path | None, encoder: str | None, stage: str) -> Path:
+    return find_models_dir(models_dir) / weights_filename(resolve_encoder(models_dir, encoder, stage), stage)
 
 
 def card_path(path: Path) -> Path:
@@ -141,11 +166,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
 def describe_models(models_dir: str | Path | None = None) -> list[dict]:
     """What `mos info` prints: every expected file, whether it is there, and its card's checksum."""
     root = find_models_dir(models_dir)
+    try:
+        default: dict[str, str] = default_encoders(root)
+    except WeightsError:
+        default = {}
     rows = []
     for encoder in ENCODER_TAGS:
         for stage in ("L", "H"):
             path = root / weights_filename(encoder, stage)
-            row: dict = {"encoder": encoder, "stage": stage, "path": str(path), "found": path.is_file()}
+            row: dict = {"encoder": encoder, "stage": stage, "path": str(path), "found": path.is_file(),
+                         "default": default.get(stage) == encoder}
             if path.is_file():
                 try:
                     card = read_card(path)

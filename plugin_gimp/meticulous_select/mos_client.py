@@ -88,7 +88,7 @@ def run_bridge(
     """
     request = dict(request, version=PROTOCOL_VERSION)
     request.setdefault("models_dir", config.get("models_dir"))
-    request.setdefault("encoder", config.get("encoder") or "mobilenetv3")
+    request.setdefault("encoder", config.get("encoder") or "default")
     request.setdefault("device", config.get("device"))
     cmd = bridge_command(config)
     log_path = os.path.join(workdir or tempfile.gettempdir(), "bridge-stderr.log")

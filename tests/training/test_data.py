@@ -107,3 +107,16 @@ def test_step_sampler_splits_global_batches() -> None:
     assert list(StepSampler(2, 4, 4)) == [8, 9, 10, 11, 12, 13, 14, 15]
     assert list(StepSampler(0, 2, 4, rank=1, world=2)) == [2, 3, 6, 7]
     assert len(SynthSource(64, 5, 10)) == 10
+
+
+def test_h_samples_like_the_cascade_uses_h() -> None:
+    """keep_p: the input is the truth itself; scales: patches from a shrunk photo; soft_p: L-like blurred inputs."""
+    img, mask = generate_pair(42, 400)
+    kept = [h_sample(img, mask, np.random.default_rng(k), 96, keep_p=1.0) for k in range(8)]
+    for _, gt, coarse in kept:
+        assert np.array_equal(coarse > 0.5, gt > 0.5)  # a right edge is handed in and is the target
+    soft = [h_sample(img, mask, np.random.default_rng(k), 96, soft_p=1.0)[2] for k in range(8)]
+    assert all(((c > 0.02) & (c < 0.98)).mean() > 0.02 for c in soft)  # blurred, not 0/1
+    # Shrunk 4× (400 → 100 px), a 96 px patch holds nearly the whole photo, as the global pass sees it.
+    quarter = h_sample(img, mask, np.random.default_rng(3), 96, scales=(0.25,))[1]
+    assert quarter.shape == (96, 96) and abs(float(quarter.mean()) - float(mask.mean())) < 0.05

@@ -81,8 +81,22 @@ def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, p
 
 
 def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int = 224,
-             iou_range: tuple[float, float] = (0.8, 1.0), augment: bool = True) -> tuple[np.ndarray, ...]:
-    """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range."""
+             iou_range: tuple[float, float] = (0.8, 1.0), augment: bool = True,
+             scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0) -> tuple[np.ndarray, ...]:
+    """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range.
+
+    H meets three kinds of input in use, so a sample can be drawn like each of them:
+    - `scales`: the photo is first shrunk by a factor drawn from this list, so a patch at 0.25 looks like a piece
+      of the 1024 px global pass over a 4K photo and a patch at 1.0 like a full-resolution crop;
+    - `keep_p`: the input is the truth itself (a user's right selection, the teacher's mask), and the target is the
+      same mask, so H learns to leave a right edge where it is;
+    - `soft_p`: the perturbed mask is shrunk 8× and blown back up, like L's upsampled probability map.
+    """
+    s = float(scales[int(rng.integers(len(scales)))]) if len(scales) > 1 else float(scales[0])
+    if s < 1.0 and min(mask.shape) * s >= patch // 2:
+        size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
+        img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_AREA)
     img, mask = boundary_crop(img, mask, rng, patch)
     if augment and rng.random() < 0.5:
         img, mask = img[:, ::-1], mask[:, ::-1]
@@ -90,8 +104,14 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
     x = img.astype(np.float32) / 255.0
     if augment:
         x = colour_jitter(x, rng, 0.2, 0.05, 0.05, 0.0, grayscale_p=0.1)
-    coarse = perturb_mask(mask, rng, iou_range)
-    return x, mask, coarse
+    if keep_p > 0 and rng.random() < keep_p:
+        coarse = mask.copy() if rng.random() < 0.5 else (mask > 0.5).astype(np.float32)
+    else:
+        coarse = perturb_mask(mask, rng, iou_range)
+        if soft_p > 0 and rng.random() < soft_p:
+            small = cv2.resize(coarse, (max(1, patch // 8), max(1, patch // 8)), interpolation=cv2.INTER_AREA)
+            coarse = np.clip(cv2.resize(small, (patch, patch), interpolation=cv2.INTER_LINEAR), 0, 1)
+    return x, mask, coarse.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------ datasets
@@ -100,7 +120,8 @@ class SampleDataset(Dataset):
 
     def __init__(self, sources: list[Source], weights: list[float] | None, stage: str, seed: int = 0,
                  size: int = 336, patch: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
-                 fixed_samples: int = 0, length: int = 2**62, augment: bool = True) -> None:
+                 fixed_samples: int = 0, length: int = 2**62, augment: bool = True,
+                 scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0) -> None:
         if stage not in ("L", "H"):
             raise ValueError("stage must be L or H")
         if not sources:
@@ -110,6 +131,7 @@ class SampleDataset(Dataset):
         self.stage, self.seed, self.size, self.patch = stage, int(seed), int(size), int(patch)
         self.iou_range = tuple(iou_range)
         self.fixed_samples, self.length, self.augment = int(fixed_samples), int(length), augment
+        self.scales, self.keep_p, self.soft_p = tuple(float(v) for v in scales), float(keep_p), float(soft_p)
 
     def __len__(self) -> int:
         return self.length
@@ -122,7 +144,8 @@ class SampleDataset(Dataset):
         if self.stage == "L":
             x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
             return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
-        x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment)
+        x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment, self.scales,
+                                 self.keep_p, self.soft_p)
         return {"image": _chw(x), "gt": torch.from_numpy(gt)[None], "coarse": torch.from_numpy(coarse)[None]}
 
 
