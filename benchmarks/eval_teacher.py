@@ -54,6 +54,8 @@ def main() -> int:
     ap.add_argument("--save", type=Path, default=None)
     ap.add_argument("--global-only-too", action="store_true",
                     help="also run each weight set with H's global pass only (no full-resolution crops)")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="also run each weight set with these CascadeConfig fields changed (e.g. cut_band=0.02)")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -68,6 +70,19 @@ def main() -> int:
             c.config.local_passes = False
             cascades.append(c)
             names.append(f"{d or 'models/ (shipped)'}, H's global pass only")
+    for spec in args.variant:
+        changes = dict(kv.split("=", 1) for kv in spec.split(","))
+        for d in dirs:
+            c = Cascade.from_pretrained(d)
+            for key, text in changes.items():
+                if not hasattr(c.config, key):
+                    ap.error(f"--variant {spec}: CascadeConfig has no field {key!r}")
+                old = getattr(c.config, key)
+                value = (None if text == "None" else text.lower() in ("1", "true", "yes") if isinstance(old, bool)
+                         else type(old if old is not None else 0.0)(text))
+                setattr(c.config, key, value)
+            cascades.append(c)
+            names.append(f"{d or 'models/ (shipped)'}, {spec}")
     for c in cascades:
         c.config.stage_maps = False
     print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")
