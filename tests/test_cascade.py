@@ -121,3 +121,26 @@ def test_l_flip_averages_the_mirrored_pass():
     p_mirror = plain.run_low(np.ascontiguousarray(img[:, ::-1]))[0][:, ::-1]
     np.testing.assert_allclose(both.run_low(img)[0], 0.5 * (p0 + p_mirror), atol=1e-5)
     assert not np.allclose(p0, p_mirror, atol=1e-4)  # the tiny model is not mirror-symmetric: the test means something
+
+
+def test_cut_band_keeps_l_far_from_its_edge():
+    """cut_band: H may move L's answer only near L's edge; far from it the cut is L's, at the edge it is H's."""
+    import cv2
+
+    low, high = tiny_models(5)
+    img = (np.random.default_rng(3).random((120, 160, 3)) * 255).astype(np.uint8)
+    disk = np.zeros((120, 160), np.float32)
+    cv2.circle(disk, (80, 60), 35, 1.0, -1)
+    cuts = []
+    for band in (None, 0.05):
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(local_passes=False, cut_band=band))
+        c.run_low = lambda image: (disk.copy(), [])  # an L with a known edge; H is the real (tiny) network
+        cuts.append(c(img).probability)
+    free, banded = cuts
+    binary = disk.astype(np.uint8)
+    dist = np.where(binary > 0, cv2.distanceTransform(binary, cv2.DIST_L2, 3),
+                    cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3))
+    far, near = dist > 8, dist <= 2  # band = 5 % of 160 px = 8 px
+    assert not np.allclose(free[far], disk[far], atol=1e-3)  # H alone does change pixels far from the edge
+    assert np.allclose(banded[far], disk[far], atol=1e-5)
+    assert np.allclose(banded[near], free[near], atol=1e-5)
