@@ -99,3 +99,33 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     from mos_studio.core.cascade import CascadeConfig
 
     assert Cascade.from_pretrained(tmp_path, device="cpu", config=CascadeConfig(l_size=160)).config.l_size == 160
+
+
+def test_h_card_decides_crops_and_cut_can_override(tmp_path, capsys):
+    """`inference.local_passes` in H's card turns the full-resolution crops off; `mos cut --crops` turns them on."""
+    from PIL import Image
+
+    from mos_studio.cli.main import main
+
+    write_tiny_models(tmp_path / "m")
+    assert Cascade.from_pretrained(tmp_path / "m", device="cpu").config.local_passes  # no entry: the paper's crops
+    hpath = weights_path(tmp_path / "m", "mobilenetv3", "H")
+    card = json.loads(hpath.with_suffix(".json").read_text())
+    card["inference"] = {"local_passes": False}
+    hpath.with_suffix(".json").write_text(json.dumps(card))
+    cascade = Cascade.from_pretrained(tmp_path / "m", device="cpu")
+    img = (np.random.default_rng(0).random((700, 900, 3)) * 255).astype(np.uint8)
+    assert not cascade.config.local_passes and cascade(img).crops == []
+    cascade.config.local_passes = True
+    assert cascade(img).crops  # the same photo is big enough for crops when they are on
+    Image.fromarray(img).save(tmp_path / "p.png")
+    for flag, expect in (([], False), (["--crops"], True), (["--no-crops"], False)):
+        seen = []
+        orig = Cascade.__call__
+        Cascade.__call__ = lambda self, *a, **k: (seen.append(self.config.local_passes), orig(self, *a, **k))[1]
+        try:
+            assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{len(flag)}{expect}"),
+                         "--models-dir", str(tmp_path / "m"), "--export", "mask", "--alpha", "hard", *flag]) == 0
+        finally:
+            Cascade.__call__ = orig
+        assert seen == [expect]

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-<name>-<stage>)")
     p.add_argument("--encoder", default="default", choices=("default", "mobilenetv3", "resnet50", "efficientnet_lite0"),
                    help="which trained pair (default: the pair the models folder's default.json names)")
+    p.add_argument("--crops", action=argparse.BooleanOptionalAction, default=None,
+                   help="run H's full-resolution crops (default: as H's card says)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--device", default=None)
@@ -73,6 +75,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         stages = {"L": "L", "L-up": "L", "LH": "LH", "H-from": "H"}[stage]
         cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages=stages)
+        if args.crops is not None:
+            cascade.config.local_passes = args.crops
         print(f"device: {cascade.device_name}", file=sys.stderr)
         out = args.out or Path(f"eval-{args.dataset.name}-{stage}")
         title = f"{args.dataset.name} {stage} ({args.encoder})"

@@ -289,7 +289,8 @@ class Cascade:
 
         Without an explicit `config`, L runs as its card's `inference` entry says: `l_size` (the size it was
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
-        `l_flip` (mirror averaging, when it measurably helped that model on held-out data).
+        `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
+        says: `local_passes` (whether its full-resolution crops measurably improved held-out masks).
         """
         from .weights import load_model, read_card, weights_path
 
@@ -304,6 +305,10 @@ class Cascade:
                     config.l_size = size
                 if isinstance(inference.get("l_flip"), bool):
                     config.l_flip = inference["l_flip"]
+            if "H" in paths:
+                h_inference = read_card(paths["H"]).get("inference", {})
+                if isinstance(h_inference.get("local_passes"), bool):
+                    config.local_passes = h_inference["local_passes"]
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade
