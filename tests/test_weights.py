@@ -101,7 +101,7 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     assert Cascade.from_pretrained(tmp_path, device="cpu", config=CascadeConfig(l_size=160)).config.l_size == 160
 
 
-def test_h_card_decides_crops_and_cut_can_override(tmp_path, capsys):
+def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
     """`inference.local_passes` in H's card turns the full-resolution crops off; `mos cut --crops` turns them on."""
     from PIL import Image
 
@@ -119,13 +119,16 @@ def test_h_card_decides_crops_and_cut_can_override(tmp_path, capsys):
     cascade.config.local_passes = True
     assert cascade(img).crops  # the same photo is big enough for crops when they are on
     Image.fromarray(img).save(tmp_path / "p.png")
+    seen: list[bool] = []
+    orig = Cascade.__call__
+
+    def spy(self, *a, **k):
+        seen.append(self.config.local_passes)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Cascade, "__call__", spy)
     for flag, expect in (([], False), (["--crops"], True), (["--no-crops"], False)):
-        seen = []
-        orig = Cascade.__call__
-        Cascade.__call__ = lambda self, *a, **k: (seen.append(self.config.local_passes), orig(self, *a, **k))[1]
-        try:
-            assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{len(flag)}{expect}"),
-                         "--models-dir", str(tmp_path / "m"), "--export", "mask", "--alpha", "hard", *flag]) == 0
-        finally:
-            Cascade.__call__ = orig
+        seen.clear()
+        assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{len(flag)}{expect}"),
+                     "--models-dir", str(tmp_path / "m"), "--export", "mask", "--alpha", "hard", *flag]) == 0
         assert seen == [expect]
