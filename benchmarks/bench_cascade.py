@@ -21,7 +21,7 @@ cores); `--cli` times `mos cut` as a whole process on the 4K photo; `--refine` t
 
     python benchmarks/bench_cascade.py [--sizes 4K,24MP,8K] [--runs 3] [--ref-runs 1 | --no-ref] [--busy] [--cli]
                                        [--refine] [--threads N] [--photo NAME_OR_PATH] [--weights models]
-                                       [--encoder mobilenetv3] [--random-weights] [--device cpu]
+                                       [--encoder default] [--crops | --no-crops] [--random-weights] [--device cpu]
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def make_cascade(spec: dict):
     else:
         cascade = Cascade.from_pretrained(spec["weights"], encoder=spec["encoder"], device=spec.get("device"))
     cfg = cascade.config
+    if spec.get("crops") is not None:
+        cfg.local_passes = spec["crops"]
     cfg.optimized = spec["mode"] == "opt"
     cfg.stage_maps = not cfg.optimized  # the reference converts every stage map, as the code did before
     cfg.threads = spec.get("threads")
@@ -266,7 +268,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="fix the thread count (default: auto)")
     ap.add_argument("--photo", default=None, help="skimage.data name, 'sample', or an image file (default per size)")
     ap.add_argument("--weights", default=str(ROOT / "models"))
-    ap.add_argument("--encoder", default="mobilenetv3")
+    ap.add_argument("--encoder", default="default", help="which pair (default: the models folder's default.json)")
+    ap.add_argument("--crops", action=argparse.BooleanOptionalAction, default=None,
+                    help="force H's full-resolution crops on or off (default: as H's card says)")
     ap.add_argument("--random-weights", action="store_true", help="random weights (encoders without shipped ones)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--busy", action="store_true", help="also run 4K beside another 2-thread PyTorch job")
@@ -283,7 +287,7 @@ def main() -> None:
         return
 
     tmp = tempfile.mkdtemp(prefix="bench_cascade_")
-    base = {"weights": args.weights, "encoder": args.encoder, "device": args.device,
+    base = {"weights": args.weights, "encoder": args.encoder, "device": args.device, "crops": args.crops,
             "random_weights": args.random_weights}
     rows = []
     print(f"# {os.cpu_count()} CPUs, load average at start {os.getloadavg()}", flush=True)
@@ -342,6 +346,8 @@ def main() -> None:
                "--export", "mask", "--models-dir", args.weights]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.crops is not None:
+            cmd += ["--crops" if args.crops else "--no-crops"]
         for _ in range(args.runs + 1):  # the first run may export to the ONNX cache: reported apart
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
