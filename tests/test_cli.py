@@ -109,7 +109,8 @@ def test_missing_weights_is_a_clear_error(tmp_path, capsys):
 def test_info_lists_weights(models, capsys):
     assert main(["info", "--models-dir", str(models)]) == 0
     out = capsys.readouterr().out
-    assert "meticulousnet_mobile_L.safetensors: ok" in out and "sha256" in out
+    assert "meticulousnet_mobile_L.safetensors  (default): ok" in out and "sha256" in out
+    assert "default pair: L mobilenetv3, H mobilenetv3" in out  # no default.json: MobileNetV3 for both
     assert "meticulousnet_r50_H.safetensors: missing" in out
 
 

@@ -11,7 +11,7 @@ def test_public_names_and_signatures():
 
     assert callable(load_image) and callable(save_mask)
     pre = inspect.signature(Cascade.from_pretrained).parameters
-    assert [pre[k].default for k in ("models_dir", "encoder", "device")] == [None, "mobilenetv3", None]
+    assert [pre[k].default for k in ("models_dir", "encoder", "device")] == [None, "default", None]
     call = inspect.signature(Cascade.__call__).parameters
     for name in ("mask", "roi", "progress", "cancel"):
         assert call[name].kind is inspect.Parameter.KEYWORD_ONLY and call[name].default is None, name
