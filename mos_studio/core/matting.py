@@ -232,9 +232,21 @@ _stdout_users = 0
 _stdout_saved: Any = None
 
 
+class _Discard:
+    """A write-only sink: pymatting's solver notes ("PERFORMANCE WARNING … try a larger shift") describe a retry it
+    makes by itself, so a user gains nothing from them."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """pymatting's ichol prints its retries to stdout, which is the bridge's JSON channel: send them to stderr.
+def _stdout_silenced() -> Iterator[None]:
+    """pymatting's ichol prints its retries to stdout, which is the bridge's JSON channel and the CLI's output: drop
+    them while solving.
 
     Reference-counted, so overlapping calls from several threads restore the real stdout exactly once (a plain
     redirect_stdout per thread can leave sys.stdout pointing at another thread's sink).
@@ -243,7 +255,7 @@ def _stdout_to_stderr() -> Iterator[None]:
     with _stdout_lock:
         if _stdout_users == 0:
             _stdout_saved = sys.stdout
-            sys.stdout = sys.stderr
+            sys.stdout = _Discard()
         _stdout_users += 1
     try:
         yield
@@ -389,7 +401,7 @@ def soft_matte(
         f = cfg.coarse_side / max(h, w)
         cw, ch = max(8, round(w * f)), max(8, round(h * f))
         small = cv2.resize(rgb, (cw, ch), interpolation=cv2.INTER_AREA)
-        with _stdout_to_stderr():
+        with _stdout_silenced():
             coarse = _solve_region(small, cv2.resize(tri_full, (cw, ch), interpolation=cv2.INTER_NEAREST), cfg)
         timings["coarse"] = time.perf_counter() - t1
         todo = []
@@ -420,7 +432,7 @@ def soft_matte(
 
     workers = max(1, cfg.workers or os.cpu_count() or 1)
     t_alpha = t_fg = 0.0
-    with _stdout_to_stderr(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mos-matting") as pool:
+    with _stdout_silenced(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mos-matting") as pool:
         futures = [pool.submit(solve, tile) for tile in todo]
         try:
             for i, ((x0, y0, x1, y1), fut) in enumerate(zip(todo, futures, strict=True)):
