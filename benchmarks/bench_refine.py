@@ -35,7 +35,7 @@ def pairs(root: Path, min_side: int) -> list[tuple[Path, Path]]:
     out = []
     for masks in sorted(root.glob("*/masks")):
         for m in sorted(masks.glob("*.png")):
-            imgs = [p for p in (masks.parent / "images").glob(m.stem + ".*")]
+            imgs = sorted((masks.parent / "images").glob(m.stem + ".*"))
             if not imgs:
                 continue
             with Image.open(imgs[0]) as im:

@@ -21,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_refine import pairs  # noqa: E402  (this folder is on sys.path when run as a script)
+
 from mos_studio.core import Cascade  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
 from mos_studio.core.metrics import iou, mba  # noqa: E402
@@ -28,16 +30,8 @@ from training.data.sources import read_gray  # noqa: E402
 
 
 def pick(root: Path, n: int, min_side: int, seed: int) -> list[tuple[Path, Path]]:
-    from PIL import Image
-
-    found = []
-    for masks in sorted(root.glob("*/masks")):
-        for m in sorted(masks.glob("*.png")):
-            imgs = sorted((masks.parent / "images").glob(m.stem + ".*"))
-            if imgs:
-                with Image.open(imgs[0]) as im:
-                    if max(im.size) >= min_side:
-                        found.append((imgs[0], m))
+    """n of bench_refine's held-out pairs (long side ≥ min_side), drawn with `seed`, kept in name order."""
+    found = pairs(root, min_side)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(found))[:n] if n and n < len(found) else np.arange(len(found))
     return [found[i] for i in sorted(order)]
