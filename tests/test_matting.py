@@ -169,3 +169,31 @@ def test_parallel_tiles_match_serial_and_leave_stdout_alone():
     with pytest.raises(stop):
         soft_matte(img, mask, unc, config=MattingConfig(**cfg), cancel_check=lambda: True)
     assert sys.stdout is out
+
+
+def test_neighbouring_tiles_cross_fade_instead_of_meeting_in_a_step(monkeypatch):
+    """Tiles that disagree (each is held to a coarse solve at its rim, which can be far off on a big photo) must
+    meet in a gradual cross-fade; keeping only each tile's inside left a square step in alpha on a 6048 px photo."""
+    import mos_studio.core.matting as matting
+
+    h, w = 200, 260
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(0, 255, w, dtype=np.float32)[None, :].astype(np.uint8)  # each crop has its own mean
+
+    def per_crop_constant(rgb, tri, cfg, scale=1.0, fixed=None, fixed_values=None):  # noqa: ANN001, ANN202
+        return np.full(tri.shape, rgb[..., 0].mean() / 255.0, np.float32)  # a tile's own, flat answer
+
+    monkeypatch.setattr(matting, "_solve_region", per_crop_constant)
+    trimap = np.full((h, w), UNKNOWN, np.uint8)
+    trimap[:, :8], trimap[:, -8:] = 0, 255
+    cfg = MattingConfig(tile=64, margin=16, whole_side=96, coarse_side=64, foreground=False)
+    m = soft_matte(img, trimap > 127, trimap=trimap, config=cfg)
+    assert m.tiles >= 12
+    band = m.band
+    step = np.abs(np.diff(m.alpha, axis=1))[band[:, 1:] & band[:, :-1]]
+    # Neighbouring crops' answers differ by ~0.22 here, and keeping each tile's inside met in a 0.25 step. Spread
+    # over the 2 × 16 px overlap, no step is above 0.04.
+    assert step.max() < 0.04, step.max()
+    inside = m.alpha[100, 96]  # the middle of a tile, beyond every neighbour's margin: that tile's own answer
+    crop_mean = img[:, 64 - 16:128 + 16, 0].mean() / 255.0
+    assert abs(inside - crop_mean) < 0.01

@@ -336,6 +336,27 @@ def _resample(coarse: np.ndarray, rect: Rect, size: tuple[int, int]) -> np.ndarr
     return cv2.remap(coarse, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def _crop_weights(crop: Rect, size: tuple[int, int], margin: int, rim: int) -> np.ndarray:
+    """Blend weights over a solve crop: 1 inside, ramping to 0 across the margin on sides that are not the image's
+    edge, and 0 on the rim that was held to the coarse solve."""
+    x0, y0, x1, y1 = crop
+    w, h = size
+    big = 1 << 30
+
+    def ramp(n: int, open_start: bool, open_end: bool) -> np.ndarray:
+        i = np.arange(n, dtype=np.float32)
+        d = np.full(n, big, np.float32)
+        if open_start:
+            d = np.minimum(d, i)
+        if open_end:
+            d = np.minimum(d, n - 1 - i)
+        return np.clip((d - rim + 1) / max(1, margin - rim + 1), 0.0, 1.0).astype(np.float32)
+
+    if margin <= 0:
+        return np.ones((y1 - y0, x1 - x0), np.float32)
+    return np.minimum(ramp(y1 - y0, y0 > 0, y1 < h)[:, None], ramp(x1 - x0, x0 > 0, x1 < w)[None, :])
+
+
 def _tiles(h: int, w: int, t: int) -> list[Rect]:
     return [(x, y, min(w, x + t), min(h, y + t)) for y in range(0, h, t) for x in range(0, w, t)]
 
@@ -432,21 +453,36 @@ def soft_matte(
 
     workers = max(1, cfg.workers or os.cpu_count() or 1)
     t_alpha = t_fg = 0.0
+    # Running weighted mean of the crops that cover each band pixel (float16 keeps it at 2 bytes a pixel at 8K).
+    weight_sum = np.zeros((h, w), np.float16) if len(todo) > 1 else np.zeros((h, w), np.float32)
     with _stdout_silenced(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mos-matting") as pool:
         futures = [pool.submit(solve, tile) for tile in todo]
         try:
-            for i, ((x0, y0, x1, y1), fut) in enumerate(zip(todo, futures, strict=True)):
+            for i, fut in enumerate(futures):
                 if cancel_check is not None and cancel_check():
                     raise Cancelled("cancelled during soft edges; nothing was changed")
-                (cx0, cy0, cx1, cy1), a, seconds = fut.result()
+                crop, a, seconds = fut.result()
                 t_alpha += seconds
-                inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-                u_in = unknown[y0:y1, x0:x1]
-                alpha[y0:y1, x0:x1][u_in] = a[inner][u_in]
+                cx0, cy0, cx1, cy1 = crop
+                # Each crop's answer is blended in over its whole extent, fading out across its margin, so two
+                # neighbours that disagree meet in a gradual cross-fade instead of a square step (measured on a
+                # 6048 px photo: the step across tile borders was 5× the step beside them when each tile kept only
+                # its own inside).
+                wt = _crop_weights(crop, (w, h), m, cfg.rim_px)
+                u_c = unknown[cy0:cy1, cx0:cx1] & (wt > 0)
+                wt_u = wt[u_c]
+                new_sum = weight_sum[cy0:cy1, cx0:cx1][u_c] + wt_u
+                share = wt_u / new_sum
+                cur = alpha[cy0:cy1, cx0:cx1]
+                cur[u_c] += (a[u_c] - cur[u_c]) * share
+                weight_sum[cy0:cy1, cx0:cx1][u_c] = new_sum
                 if cfg.foreground:  # here, one at a time: pymatting's estimator is itself numba-parallel
                     t1 = time.perf_counter()
                     fg_crop = _estimate_foreground(rgb[cy0:cy1, cx0:cx1], a, scale)
-                    fg[y0:y1, x0:x1][u_in] = fg_crop[inner][u_in]
+                    cur_fg = fg[cy0:cy1, cx0:cx1]
+                    old_fg = cur_fg[u_c].astype(np.float32)
+                    mixed = old_fg + (fg_crop[u_c].astype(np.float32) - old_fg) * share[:, None]
+                    cur_fg[u_c] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
                     t_fg += time.perf_counter() - t1
                 report("soft edges", (i + 1) / len(todo))
         except BaseException:
