@@ -1,6 +1,7 @@
 """The optimised cascade computes the same masks as the reference path; threads and runtime fallback behave."""
 
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -153,6 +154,53 @@ def test_pick_threads_uses_free_cores(monkeypatch):
     monkeypatch.setenv(optimize.THREADS_ENV, "auto")
     assert optimize.pick_threads() == 1
     assert 0.0 <= optimize.busy_cores(0.05) <= 64
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the sampler reads Linux's /proc/stat")
+def test_busy_cores_reads_a_background_window_that_sees_neighbours_but_not_us(monkeypatch):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    monkeypatch.setattr(optimize, "_sampler", None)
+    t = time.perf_counter()
+    optimize.busy_cores(0.2)  # the first call samples (and sleeps) once, then starts the sampler
+    assert time.perf_counter() - t >= 0.2 and optimize._sampler is not None
+
+    def window_mean() -> float:
+        vals = []
+        for _ in range(4):
+            time.sleep(0.3)
+            t = time.perf_counter()
+            vals.append(optimize.busy_cores(0.2))
+            assert time.perf_counter() - t < 0.05  # read from the sampler's window, no sleeping
+        return sum(vals) / len(vals)
+
+    quiet = window_mean()
+    stop = threading.Event()
+
+    def spin() -> None:  # our own work (like a pass on another thread) must not count as a neighbour
+        x = 0
+        while not stop.is_set():
+            for _ in range(20000):
+                x += 1
+
+    me = threading.Thread(target=spin)
+    me.start()
+    try:
+        ours = window_mean()
+    finally:
+        stop.set()
+        me.join()
+    other = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        theirs = window_mean()
+    finally:
+        other.kill()
+        other.wait()
+    assert theirs > quiet + 0.5, (quiet, ours, theirs)
+    assert ours < quiet + 0.4, (quiet, ours, theirs)
 
 
 def test_parse_threads():

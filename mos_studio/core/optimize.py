@@ -105,19 +105,92 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields[:8]), idle
 
 
-def busy_cores(interval: float = 0.15) -> float:
-    """How many cores other programs keep busy right now (call it while this process is idle).
+def _own_ticks() -> float:
+    """This process's CPU time (all threads) in /proc/stat's clock ticks."""
+    t = os.times()
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError, AttributeError):
+        hz = 100
+    return (t.user + t.system) * hz
 
-    Linux: sampled from /proc/stat over `interval` seconds, which sees a busy neighbour at once; elsewhere the
-    1-minute load average, which lags but is all the OS offers.
+
+_Snapshot = tuple[float, int, int, float]  # (monotonic time, total ticks, idle ticks, own ticks)
+
+
+def _snapshot() -> _Snapshot | None:
+    times = _cpu_times()
+    return None if times is None else (time.monotonic(), times[0], times[1], _own_ticks())
+
+
+def _others_busy(a: _Snapshot, b: _Snapshot) -> float | None:
+    """Cores kept busy by other processes between two snapshots (our own CPU time taken out)."""
+    total = b[1] - a[1]
+    if total <= 0:
+        return None
+    busy = (total - (b[2] - a[2])) - (b[3] - a[3])
+    return max(0.0, busy / total) * (os.cpu_count() or 1)
+
+
+class LoadSampler:
+    """Reads /proc/stat every `period` seconds on a daemon thread, so a call learns its neighbours' load from the
+    last window instead of sleeping for a fresh sample (that sleep was 0.15 s of the app's ~1 s region re-refine).
+
+    Our own CPU time is subtracted, so the window may overlap our own passes.
     """
-    first = _cpu_times()
+
+    def __init__(self, period: float = 0.25) -> None:
+        import threading
+
+        self.period = period
+        self._lock = threading.Lock()
+        self._prev: _Snapshot | None = None
+        self._last: _Snapshot | None = None
+        self._thread = threading.Thread(target=self._run, name="mos-load-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            snap = _snapshot()
+            if snap is None:
+                return
+            with self._lock:
+                self._prev, self._last = self._last, snap
+            time.sleep(self.period)
+
+    def busy(self) -> float | None:
+        """Other programs' busy cores over the last window; None while there is no fresh window yet."""
+        with self._lock:
+            prev, last = self._prev, self._last
+        if prev is None or last is None or time.monotonic() - last[0] > 4 * self.period:
+            return None
+        return _others_busy(prev, last)
+
+
+_sampler: LoadSampler | None = None
+
+
+def busy_cores(interval: float = 0.15) -> float:
+    """How many cores other programs keep busy right now.
+
+    Linux: from /proc/stat, with this process's own CPU time taken out. The first call samples for `interval`
+    seconds (which sees a busy neighbour at once) and starts a `LoadSampler`; later calls read its last 0.25 s window
+    without waiting. Elsewhere: the 1-minute load average, which lags but is all the OS offers.
+    """
+    global _sampler
+    if _sampler is not None:
+        v = _sampler.busy()
+        if v is not None:
+            return v
+    first = _snapshot()
     if first is not None:
         time.sleep(interval)
-        second = _cpu_times()
-        if second is not None and second[0] > first[0]:
-            total, idle = second[0] - first[0], second[1] - first[1]
-            return (1.0 - idle / total) * (os.cpu_count() or 1)
+        second = _snapshot()
+        v = None if second is None else _others_busy(first, second)
+        if v is not None:
+            if _sampler is None:
+                _sampler = LoadSampler()
+            return v
     try:
         return float(os.getloadavg()[0])
     except (OSError, AttributeError):

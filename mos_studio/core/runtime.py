@@ -174,16 +174,18 @@ class OrtModel:
         return self._sessions[stages, threads]
 
     def __call__(
-        self, x: np.ndarray, threads: int, stages: bool = False
+        self, x: np.ndarray, threads: int, stages: bool = False, release: bool = True
     ) -> tuple[np.ndarray, list[tuple[str, np.ndarray, np.ndarray]]]:
-        """x: C×H×W float32 in [0, 1]. Returns the H×W logits and, if asked, (name, uncertainty, logits) per stage."""
+        """x: C×H×W float32 in [0, 1]. Returns the H×W logits and, if asked, (name, uncertainty, logits) per stage.
+
+        `release=False` keeps a big pass's buffers for the next one (faster, holds the memory)."""
         c, h, w = x.shape
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:  # what the model does inside in PyTorch: replicate-pad to a multiple of 8
             x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
         session = self.session(threads, stages)
         options = None
-        if h * w > SHRINK_ABOVE_PX:
+        if release and h * w > SHRINK_ABOVE_PX:
             # The arena keeps freed buffers for the next run, which suits same-size crops; after a bigger one-off
             # pass (L, the global pass) it would otherwise hold that pass's peak for the life of the session.
             import onnxruntime as ort
