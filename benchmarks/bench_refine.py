@@ -1,6 +1,7 @@
 """Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
 
     python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
+                                      [--models-dir DIR] [--guard KEY=VALUE ...]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
 used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
@@ -51,12 +52,20 @@ def main() -> int:
     ap.add_argument("--max-images", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models-dir", type=Path, default=None)
+    ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
     args = ap.parse_args()
     todo = pairs(args.root, args.min_side)[: args.max_images]
     if not todo:
         print(f"no photos of {args.min_side} px or more under {args.root}", file=sys.stderr)
         return 2
     banded = Cascade.from_pretrained(args.models_dir, stages="H")
+    for spec in args.guard:
+        key, _, text = spec.partition("=")
+        if key not in ("refine_band", "refine_confidence", "refine_local_passes"):
+            ap.error(f"--guard {spec}: expected refine_band, refine_confidence or refine_local_passes")
+        value = None if text == "None" else (text.lower() == "true" if key == "refine_local_passes" else float(text))
+        setattr(banded.config, key, value)
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
     free.config.refine_confidence = None

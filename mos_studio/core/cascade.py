@@ -59,8 +59,9 @@ class CascadeConfig:
     # image's long side, at least 8 px), fading back to the user's mask; a good selection is never eaten from inside
     # or grown blobs far from it. None lets H change everything (what the paper's H does).
     refine_band: float | None = 0.01
-    # ... and only where H is at least this sure of its answer (else the user's value stays). Measured on the shipped
-    # H with its crops still on (coffee-cup pair): a good mask's IoU 1 -> 0.973 unguarded, 0.996 with 0.9.
+    # ... and only where H is at least this sure of its answer (else the user's value stays). Measured on round 1's
+    # H with its crops still on (coffee-cup pair): a good mask's IoU 1 -> 0.973 unguarded, 0.996 with 0.9. An H's
+    # card may set its own (`inference.refine_confidence`; round 2's Lite0 H: 0.97, docs/MODELS.md).
     refine_confidence: float | None = 0.9
     # Whole-mask refining runs H's global pass only: the shipped H's full-resolution crops are what moves a right
     # edge (12 held-out teacher masks ≥ 1.5K px: IoU 0.948 / mBA 0.846 with crops, 0.988 / 0.963 without).
@@ -295,7 +296,8 @@ class Cascade:
         Without an explicit `config`, L runs as its card's `inference` entry says: `l_size` (the size it was
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
-        says: `local_passes` (whether its full-resolution crops measurably improved held-out masks).
+        says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
+        `refine_confidence` (the refine guard measured best for that H).
         """
         from .weights import load_model, read_card, weights_path
 
@@ -314,6 +316,9 @@ class Cascade:
                 h_inference = read_card(paths["H"]).get("inference", {})
                 if isinstance(h_inference.get("local_passes"), bool):
                     config.local_passes = h_inference["local_passes"]
+                conf = h_inference.get("refine_confidence")
+                if isinstance(conf, float) and 0.5 <= conf < 1.0:  # how sure this H must be to move a given edge
+                    config.refine_confidence = conf
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade
