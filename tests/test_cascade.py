@@ -55,6 +55,21 @@ def test_mask_skips_l_and_roi_limits_changes(cascade):
     assert np.array_equal(res.probability[outside], user[outside].astype(np.float32))
 
 
+def test_region_re_refine_runs_h_at_most_at_region_size():
+    """The app's region re-refine runs H's pass at most at `region_size` (a whole cut still uses `global_size`)."""
+    low, high = tiny_models(0)
+    img = _image(600, 800, 1)
+    user = np.zeros((600, 800), bool)
+    user[150:450, 200:600] = True
+    roi = (100, 100, 500, 400)  # 400 × 300
+    for region_size, side in ((200, 200), (None, 400), (1000, 400)):
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, region_size=region_size))
+        res = c(img, mask=user, roi=roi)
+        assert max(res.stages["H"][-1].prediction.shape) == side
+        assert res.mask.shape == (600, 800) and np.array_equal(res.mask[:100], user[:100])
+        assert max(c(img).stages["H"][-1].prediction.shape) == 512  # a whole cut: global_size
+
+
 def test_box_limits_object_to_box(cascade):
     img = _image(400, 500, 2)
     res = cascade(img, box=(100, 50, 300, 250))

@@ -73,6 +73,11 @@ class CascadeConfig:
     # re-faulting ~0.5 GB of fresh pages cost 0.12 s of the 1000² re-refine's ~0.8 s. Whole-image passes still give
     # them back (kept after an 8K cut they raised its peak RSS from 1084 to 1423 MB).
     keep_buffers_for_regions: bool = True
+    # A region re-refine (`roi=`) runs H's pass at most at this long side (None: `global_size`). Measured with round
+    # 2's Lite0 H on 1000² regions at the object's edge of the 12 held-out photos of 1.5K px and more, given L's
+    # upsampled mask, against the teacher: full resolution IoU 0.589 / mBA 0.593 in 1.12 s, 768 px 0.604 / 0.593
+    # in 0.68 s (docs/PERFORMANCE.md).
+    region_size: int | None = 768
 
 
 @dataclass
@@ -411,13 +416,14 @@ class Cascade:
         timings: dict[str, float],
         crops_run: list[Rect] | None = None,
         local_passes: bool | None = None,
+        global_size: int | None = None,
     ) -> tuple[np.ndarray, list[StageMap]]:
         """H on one region: global pass at a bounded size, then local passes where the result is uncertain."""
         assert self.h_model is not None
         cfg = self.config
         h, w = rgb.shape[:2]
         t0 = time.perf_counter()
-        scale = min(1.0, cfg.global_size / max(h, w))
+        scale = min(1.0, (global_size or cfg.global_size) / max(h, w))
         gw, gh = max(8, round(w * scale)), max(8, round(h * scale))
         progress("H global", 0.0)
         g_prob, stages = self._forward(self.h_model, _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh)))
@@ -569,6 +575,8 @@ class Cascade:
             refined, stages["H"] = self._refine(
                 rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings, local,
                 local_passes=(self.config.refine_local_passes and self.config.local_passes) if guarded else None,
+                global_size=min(self.config.region_size, self.config.global_size)
+                if roi is not None and self.config.region_size else None,
             )
             if guarded and self.config.refine_confidence is not None:
                 refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence)
