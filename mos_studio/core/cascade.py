@@ -76,7 +76,7 @@ class CascadeConfig:
     # A region re-refine (`roi=`) runs H's pass at most at this long side (None: `global_size`). Measured with round
     # 2's Lite0 H on 1000² regions at the object's edge of the 12 held-out photos of 1.5K px and more, given L's
     # upsampled mask, against the teacher: full resolution IoU 0.589 / mBA 0.593 in 1.12 s, 768 px 0.604 / 0.593
-    # in 0.68 s (docs/PERFORMANCE.md).
+    # in 0.68 s (benchmarks/bench_region.py, docs/PERFORMANCE.md).
     region_size: int | None = 768
 
 
