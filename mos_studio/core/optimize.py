@@ -158,6 +158,10 @@ class LoadSampler:
                 self._prev, self._last = self._last, snap
             time.sleep(self.period)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def busy(self) -> float | None:
         """Other programs' busy cores over the last window; None while there is no fresh window yet."""
         with self._lock:
@@ -188,7 +192,7 @@ def busy_cores(interval: float = 0.15) -> float:
         second = _snapshot()
         v = None if second is None else _others_busy(first, second)
         if v is not None:
-            if _sampler is None:
+            if _sampler is None or not _sampler.alive:  # (a forked child inherits the object, not the thread)
                 _sampler = LoadSampler()
             return v
     try:
