@@ -70,6 +70,24 @@ def test_region_re_refine_runs_h_at_most_at_region_size():
         assert max(c(img).stages["H"][-1].prediction.shape) == 512  # a whole cut: global_size
 
 
+def test_add_floor_keeps_h_from_adding_object_where_l_saw_background():
+    low, high = tiny_models(0)
+    img = _image(300, 400, 3)
+    # L's answer, fixed so the test knows it: sure background on the left, some object (0.3) on the right.
+    coarse = np.zeros((300, 400), np.float32)
+    coarse[:, 200:] = 0.3
+    results = {}
+    for floor in (None, 0.05):
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False,
+                                                                  add_floor=floor))
+        c.run_low = lambda rgb, coarse=coarse: (coarse, [])  # what the cut's L step returns
+        results[floor] = c(img).probability
+    free, capped = results[None], results[0.05]
+    assert free[:, :190].max() > 0.1  # the (random) H does add object where L saw none...
+    assert capped[:, :200].max() == 0.0  # ...and the cap takes it away
+    assert np.array_equal(capped[:, 210:], free[:, 210:])  # where L saw some object, H is untouched
+
+
 def test_box_limits_object_to_box(cascade):
     img = _image(400, 500, 2)
     res = cascade(img, box=(100, 50, 300, 250))

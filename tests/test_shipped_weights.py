@@ -71,11 +71,12 @@ def test_h_card_holds_the_whole_lineage():
     _check_common(card, path, "H", "efficientnet_lite0")
     assert card["config"]["in_channels"] == 4 and 3_200_000 < card["parameters"] < 3_300_000
     assert card["initialised_from"] == "runs/teacher_L/last.pt"  # the paper's recipe: H starts from L
-    # Global pass only, and a stricter refine guard than round 1's H needed (docs/MODELS.md says why); the cascade
-    # takes both from the card.
-    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97}
+    # Global pass only, a stricter refine guard than round 1's H needed, and no object added where L was sure of
+    # background (docs/MODELS.md says why); the cascade takes all three from the card.
+    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
+    assert cascade.config.add_floor == 0.05
     _check_lineage(card)
 
 

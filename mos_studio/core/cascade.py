@@ -69,6 +69,10 @@ class CascadeConfig:
     # A cut (no mask given): H may move L's answer only this far from L's edge (a share of the long side, at least
     # 8 px). L finds the object, H its edge; a blob or hole H makes far from L's edge is a mistake. None: no limit.
     cut_band: float | None = None
+    # A cut: H may not add object where L was sure of background. H's probability is capped at L's / `add_floor`,
+    # so where L said below add_floor H's answer is scaled down, to 0 where L said 0. None: no cap. Round 2's Lite0
+    # H sets 0.05 in its card: it took a person's jeans and a chair's fabric that L had left out (docs/MODELS.md).
+    add_floor: float | None = None
     # A region re-refine (`roi=`, the app) keeps ONNX Runtime's buffers for the next pass instead of giving them back:
     # re-faulting ~0.5 GB of fresh pages cost 0.12 s of the 1000² re-refine's ~0.8 s. Whole-image passes still give
     # them back (kept after an 8K cut they raised its peak RSS from 1084 to 1423 MB).
@@ -302,7 +306,7 @@ class Cascade:
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
-        `refine_confidence` (the refine guard measured best for that H).
+        `refine_confidence` (the refine guard measured best for that H) and `add_floor` (see CascadeConfig).
         """
         from .weights import load_model, read_card, weights_path
 
@@ -324,6 +328,9 @@ class Cascade:
                 conf = h_inference.get("refine_confidence")
                 if isinstance(conf, float) and 0.5 <= conf < 1.0:  # how sure this H must be to move a given edge
                     config.refine_confidence = conf
+                floor = h_inference.get("add_floor")
+                if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "background" is final for this H
+                    config.add_floor = floor
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade
@@ -585,6 +592,8 @@ class Cascade:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
             if mask is None and roi is None and self.config.cut_band is not None:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, max(8.0, self.config.cut_band * max(h, w)))
+            if mask is None and roi is None and self.config.add_floor:
+                refined = np.minimum(refined, coarse[y0:y1, x0:x1] * np.float32(1.0 / self.config.add_floor))
             crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
             if prob is not refined:
