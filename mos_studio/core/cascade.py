@@ -593,7 +593,11 @@ class Cascade:
             if mask is None and roi is None and self.config.cut_band is not None:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, max(8.0, self.config.cut_band * max(h, w)))
             if mask is None and roi is None and self.config.add_floor:
-                refined = np.minimum(refined, coarse[y0:y1, x0:x1] * np.float32(1.0 / self.config.add_floor))
+                refined = np.require(refined, np.float32, ("C", "W"))
+                k = np.float32(1.0 / self.config.add_floor)
+                for r in range(0, refined.shape[0], 256):  # in bands: no full-size temporaries (133 MB each at 8K)
+                    np.minimum(refined[r:r + 256], coarse[y0 + r:min(y1, y0 + r + 256), x0:x1] * k,
+                               out=refined[r:r + 256])
             crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
             if prob is not refined:
