@@ -30,6 +30,17 @@ from training.data.perturb import perturb_mask  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
 
+def set_config_field(config: object, key: str, text: str) -> None:
+    """Set one CascadeConfig field from command-line text: "None", a bool ("1", "true", "yes"), or the field's type
+    (float where the default is None). Raises ValueError for an unknown field."""
+    if not hasattr(config, key):
+        raise ValueError(f"CascadeConfig has no field {key!r}")
+    old = getattr(config, key)
+    value = (None if text == "None" else text.lower() in ("1", "true", "yes") if isinstance(old, bool)
+             else type(old if old is not None else 0.0)(text))
+    setattr(config, key, value)
+
+
 def pairs(root: Path, min_side: int) -> list[tuple[Path, Path]]:
     from PIL import Image
 
@@ -64,8 +75,7 @@ def main() -> int:
         key, _, text = spec.partition("=")
         if key not in ("refine_band", "refine_confidence", "refine_local_passes"):
             ap.error(f"--guard {spec}: expected refine_band, refine_confidence or refine_local_passes")
-        value = None if text == "None" else (text.lower() == "true" if key == "refine_local_passes" else float(text))
-        setattr(banded.config, key, value)
+        set_config_field(banded.config, key, text)
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
     free.config.refine_confidence = None

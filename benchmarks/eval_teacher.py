@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_refine import pairs  # noqa: E402  (this folder is on sys.path when run as a script)
+from bench_refine import pairs, set_config_field  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from mos_studio.core import Cascade  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
@@ -69,12 +69,10 @@ def main() -> int:
         for d in dirs:
             c = Cascade.from_pretrained(d)
             for key, text in changes.items():
-                if not hasattr(c.config, key):
-                    ap.error(f"--variant {spec}: CascadeConfig has no field {key!r}")
-                old = getattr(c.config, key)
-                value = (None if text == "None" else text.lower() in ("1", "true", "yes") if isinstance(old, bool)
-                         else type(old if old is not None else 0.0)(text))
-                setattr(c.config, key, value)
+                try:
+                    set_config_field(c.config, key, text)
+                except ValueError as err:
+                    ap.error(f"--variant {spec}: {err}")
             cascades.append(c)
             names.append(f"{d or 'models/ (shipped)'}, {spec}")
     for c in cascades:
