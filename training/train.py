@@ -183,7 +183,10 @@ def make_dataset(cfg: dict, stage: str, val: bool = False) -> SampleDataset:
                          patch=d["patch"], iou_range=tuple(d["iou_range"]),
                          fixed_samples=0 if val else d["fixed_samples"], augment=not val,
                          scales=tuple(d.get("scales", (1.0,))), keep_p=float(d.get("keep_p", 0.0)),
-                         soft_p=float(d.get("soft_p", 0.0)))
+                         soft_p=float(d.get("soft_p", 0.0)),
+                         # validation stays comparable across runs: no faint blobs, edge patches only
+                         faint_p=0.0 if val else float(d.get("faint_p", 0.0)),
+                         anywhere_p=0.0 if val else float(d.get("anywhere_p", 0.0)))
 
 
 def _worker_init(_: int) -> None:

@@ -120,3 +120,27 @@ def test_h_samples_like_the_cascade_uses_h() -> None:
     # Shrunk 4× (400 → 100 px), a 96 px patch holds nearly the whole photo, as the global pass sees it.
     quarter = h_sample(img, mask, np.random.default_rng(3), 96, scales=(0.25,))[1]
     assert quarter.shape == (96, 96) and abs(float(quarter.mean()) - float(mask.mean())) < 0.05
+
+
+def test_faint_blobs_and_off_edge_patches() -> None:
+    """faint_p: parts of the input pulled to a half-sure level, as L's ghosts look; anywhere_p: patches off the edge."""
+    from training.data.datasets import faint_blobs
+
+    sure = np.zeros((96, 96), np.float32)
+    sure[:, 48:] = 1.0
+    faint = faint_blobs(sure, np.random.default_rng(5))
+    assert faint.shape == sure.shape and faint.dtype == np.float32 and faint.min() >= 0 and faint.max() <= 1
+    changed = np.abs(faint - sure) > 0.05
+    assert changed.any() and not changed.all()  # some of the input turned faint, the rest left as it was
+    assert not np.any(faint[changed] == np.round(faint[changed]))  # what changed is half-sure, never flipped to 0/1
+    img, mask = generate_pair(42, 400)
+    samples = [h_sample(img, mask, np.random.default_rng(k), 96, faint_p=1.0) for k in range(8)]
+    assert sum(((c > 0.08) & (c < 0.92)).mean() > 0.05 for _, _, c in samples) >= 6
+    # Off the edge, many patches hold no boundary at all (all background or all object); at the edge none do.
+    def edgeless(anywhere_p: float) -> int:
+        out = 0
+        for k in range(24):
+            gt = h_sample(img, mask, np.random.default_rng(k), 96, anywhere_p=anywhere_p)[1] > 0.5
+            out += int(gt.all() or not gt.any())
+        return out
+    assert edgeless(0.0) == 0 and edgeless(1.0) > 0

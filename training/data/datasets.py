@@ -58,8 +58,12 @@ def l_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: 
     return x, np.clip(mask, 0, 1).astype(np.float32)
 
 
-def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int) -> tuple:
-    """A patch² crop centred near a random boundary pixel (reflect-padded when the image is smaller)."""
+def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int,
+                  anywhere: bool = False) -> tuple:
+    """A patch² crop centred near a random boundary pixel (reflect-padded when the image is smaller).
+
+    `anywhere`: a crop at a uniformly random place instead, often all background or all object (a hard negative).
+    """
     h, w = mask.shape
     if h < patch or w < patch:
         ph, pw = max(0, patch - h), max(0, patch - w)
@@ -68,7 +72,7 @@ def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, p
         h, w = mask.shape
     binary = (mask > 0.5).astype(np.uint8)
     edge = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    ys, xs = np.nonzero(edge)
+    ys, xs = np.nonzero(edge) if not anywhere else ((), ())
     if len(ys):
         j = int(rng.integers(len(ys)))
         cy = ys[j] + int(rng.integers(-patch // 4, patch // 4 + 1))
@@ -82,7 +86,8 @@ def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, p
 
 def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int = 224,
              iou_range: tuple[float, float] = (0.8, 1.0), augment: bool = True,
-             scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0) -> tuple[np.ndarray, ...]:
+             scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0,
+             faint_p: float = 0.0, anywhere_p: float = 0.0) -> tuple[np.ndarray, ...]:
     """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range.
 
     H meets three kinds of input in use, so a sample can be drawn like each of them:
@@ -91,13 +96,17 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
     - `keep_p`: the input is the truth itself (a user's right selection, the teacher's mask), and the target is the
       same mask, so H learns to leave a right edge where it is;
     - `soft_p`: the perturbed mask is shrunk 8× and blown back up, like L's upsampled probability map.
+    - `faint_p`: smooth blobs of the input are pulled towards a faint level (0.1-0.6), like L's half-sure mistakes:
+      a ghost over background that H must drop, or a hesitant part of the object that H must fill from the photo.
+      Without it H learnt to make every faint mark solid (a sneaker, a chair's fabric; docs/MODELS.md).
+    - `anywhere_p`: the patch is taken anywhere, not at the edge, so H also sees background and inside patches.
     """
     s = float(scales[int(rng.integers(len(scales)))]) if len(scales) > 1 else float(scales[0])
     if s < 1.0 and min(mask.shape) * s >= patch // 2:
         size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
         img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_AREA)
-    img, mask = boundary_crop(img, mask, rng, patch)
+    img, mask = boundary_crop(img, mask, rng, patch, anywhere=anywhere_p > 0 and rng.random() < anywhere_p)
     if augment and rng.random() < 0.5:
         img, mask = img[:, ::-1], mask[:, ::-1]
     img, mask = np.ascontiguousarray(img), np.ascontiguousarray(mask, dtype=np.float32)
@@ -111,7 +120,24 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
         if soft_p > 0 and rng.random() < soft_p:
             small = cv2.resize(coarse, (max(1, patch // 8), max(1, patch // 8)), interpolation=cv2.INTER_AREA)
             coarse = np.clip(cv2.resize(small, (patch, patch), interpolation=cv2.INTER_LINEAR), 0, 1)
+        if faint_p > 0 and rng.random() < faint_p:
+            coarse = faint_blobs(coarse, rng)
     return x, mask, coarse.astype(np.float32)
+
+
+def faint_blobs(coarse: np.ndarray, rng: np.random.Generator, count: tuple[int, int] = (1, 3)) -> np.ndarray:
+    """`coarse` with 1-3 soft elliptic blobs pulled towards a faint level, as L's half-sure answers look."""
+    h, w = coarse.shape
+    out = coarse.astype(np.float32, copy=True)
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        blob = np.zeros((h, w), np.float32)
+        axes = (int(rng.integers(max(2, w // 10), max(3, w // 2))), int(rng.integers(max(2, h // 10), max(3, h // 2))))
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.ellipse(blob, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        sigma = 0.25 * min(axes)
+        blob = cv2.GaussianBlur(blob, (0, 0), sigma) * float(rng.uniform(0.5, 1.0))
+        out += blob * (float(rng.uniform(0.1, 0.6)) - out)
+    return np.clip(out, 0.0, 1.0)
 
 
 # ------------------------------------------------------------------------------------------------------ datasets
@@ -121,7 +147,8 @@ class SampleDataset(Dataset):
     def __init__(self, sources: list[Source], weights: list[float] | None, stage: str, seed: int = 0,
                  size: int = 336, patch: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
                  fixed_samples: int = 0, length: int = 2**62, augment: bool = True,
-                 scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0) -> None:
+                 scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0,
+                 faint_p: float = 0.0, anywhere_p: float = 0.0) -> None:
         if stage not in ("L", "H"):
             raise ValueError("stage must be L or H")
         if not sources:
@@ -132,6 +159,7 @@ class SampleDataset(Dataset):
         self.iou_range = tuple(iou_range)
         self.fixed_samples, self.length, self.augment = int(fixed_samples), int(length), augment
         self.scales, self.keep_p, self.soft_p = tuple(float(v) for v in scales), float(keep_p), float(soft_p)
+        self.faint_p, self.anywhere_p = float(faint_p), float(anywhere_p)
 
     def __len__(self) -> int:
         return self.length
@@ -145,7 +173,7 @@ class SampleDataset(Dataset):
             x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
             return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
         x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment, self.scales,
-                                 self.keep_p, self.soft_p)
+                                 self.keep_p, self.soft_p, self.faint_p, self.anywhere_p)
         return {"image": _chw(x), "gt": torch.from_numpy(gt)[None], "coarse": torch.from_numpy(coarse)[None]}
 
 
