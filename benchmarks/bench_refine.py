@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
+    ap.add_argument("--no-free", action="store_true", help="skip the unguarded run (it runs H's crops: slow)")
     args = ap.parse_args()
     todo = pairs(args.root, args.min_side)[: args.max_images]
     if not todo:
@@ -73,8 +74,9 @@ def main() -> int:
     banded = Cascade.from_pretrained(args.models_dir, stages="H")
     for spec in args.guard:
         key, _, text = spec.partition("=")
-        if key not in ("refine_band", "refine_confidence", "refine_local_passes"):
-            ap.error(f"--guard {spec}: expected refine_band, refine_confidence or refine_local_passes")
+        if key not in ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes"):
+            ap.error(f"--guard {spec}: expected refine_band, refine_confidence, refine_local_passes, "
+                     "refine_min_change, h_flip or local_passes")
         set_config_field(banded.config, key, text)
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
@@ -94,7 +96,7 @@ def main() -> int:
             t0 = time.perf_counter()
             a = banded(rgb, mask=given).probability
             dt = time.perf_counter() - t0
-            b = free(rgb, mask=given).probability
+            b = a if args.no_free else free(rgb, mask=given).probability
             row = (iou(given, truth), mba(given, truth), iou(a, truth), mba(a, truth), iou(b, truth), mba(b, truth))
             rows.setdefault(kind, []).append(row)
             name = f"{mask_path.parent.parent.name}/{img_path.name}"[:44]

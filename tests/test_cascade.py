@@ -2,6 +2,7 @@
 
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
@@ -177,3 +178,50 @@ def test_cut_band_keeps_l_far_from_its_edge():
     assert not np.allclose(free[far], disk[far], atol=1e-3)  # H alone does change pixels far from the edge
     assert np.allclose(banded[far], disk[far], atol=1e-5)
     assert np.allclose(banded[near], free[near], atol=1e-5)
+
+
+def test_refine_keeps_the_users_edge_where_h_only_moves_it_by_its_own_resolution():
+    """refine_min_change: a change thinner than H's global pixels is left as the user drew it, a thick one is H's."""
+    from mos_studio.core.cascade import keep_thin_changes
+
+    given = np.zeros((400, 800), np.float32)
+    given[100:300, 100:500] = 1.0
+    refined = given.copy()
+    refined[100:300, 500:506] = 1.0  # the edge moved by 6 px: 1.5 global pixels at scale 1/4
+    refined[150:250, 600:700] = 1.0  # a 100 px blob the user missed: 25 global pixels
+    refined[120:160, 140:180] = 0.0  # a 40 px hole
+    out = keep_thin_changes(given, refined, 1, 0.25)
+    assert np.array_equal(out[:, 490:520], given[:, 490:520])  # the thin sliver stays the user's
+    assert np.array_equal(out[150:250, 600:700], refined[150:250, 600:700])  # the blob is taken
+    assert np.array_equal(out[120:160, 140:180], refined[120:160, 140:180])  # so is the hole
+    assert np.array_equal(keep_thin_changes(given, given, 1, 0.25), given)  # nothing changed: the user's mask
+    # In the cascade: the same guard through CascadeConfig, on a whole-mask refine only.
+    low, high = tiny_models(0)
+    img = _image(400, 800, 4)
+    c = Cascade(None, high, device="cpu", config=CascadeConfig(global_size=200, refine_min_change=2,
+                                                              refine_confidence=None, refine_band=None))
+    res = c(img, mask=given > 0.5)
+    free = Cascade(None, high, device="cpu", config=CascadeConfig(global_size=200, refine_confidence=None,
+                                                                 refine_band=None))(img, mask=given > 0.5)
+    moved = (res.probability > 0.5) != (given > 0.5)
+    free_moved = (free.probability > 0.5) != (given > 0.5)
+    assert 0 < moved.sum() < free_moved.sum()  # the (random) H moves things; the guard keeps some of it
+    thin = moved & ~cv2.morphologyEx(moved.astype(np.uint8), cv2.MORPH_OPEN, np.ones((9, 9), np.uint8)).astype(bool)
+    assert thin.sum() <= 0.05 * max(1, moved.sum()) + 200  # what H moved is in thick patches, not a thin rim
+
+
+def test_h_flip_makes_the_cut_mirror_symmetric():
+    """h_flip averages H's global pass with its mirror, so mirroring the photo mirrors the answer (a random H is
+    far from that on its own)."""
+    low, high = tiny_models(0)
+    img = _image(240, 320, 5)
+    given = np.zeros((240, 320), np.float32)
+    given[60:180, 80:260] = 1.0
+    out = {}
+    for flip in (False, True):
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False, h_flip=flip,
+                                                                  refine_confidence=None, refine_band=None))
+        a = c(img, mask=given).probability
+        b = c(np.ascontiguousarray(img[:, ::-1]), mask=np.ascontiguousarray(given[:, ::-1])).probability[:, ::-1]
+        out[flip] = float(np.abs(a - b).max())
+    assert out[False] > 0.01 and out[True] < 1e-4

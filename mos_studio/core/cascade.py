@@ -39,6 +39,7 @@ Rect = tuple[int, int, int, int]
 class CascadeConfig:
     l_size: int = 336  # L's square input side (the paper resizes to 336×336)
     l_flip: bool = False  # average L over the image and its mirror image (test-time augmentation)
+    h_flip: bool = False  # the same for H's global pass (one more pass at global_size)
     global_size: int = 1024  # long side of H's global pass
     crop_size: int = 512  # side of H's local crops at full resolution
     crop_overlap: int = 96  # overlap between neighbouring crops (blended with linear ramps)
@@ -63,6 +64,11 @@ class CascadeConfig:
     # H with its crops still on (coffee-cup pair): a good mask's IoU 1 -> 0.973 unguarded, 0.996 with 0.9. An H's
     # card may set its own (`inference.refine_confidence`; round 2's Lite0 H: 0.97, docs/MODELS.md).
     refine_confidence: float | None = 0.9
+    # ... and only where H's answer differs from the user's in a patch at least this many of H's global-pass pixels
+    # thick (morphological opening at global_size): thinner changes are H's own resolution (at 4K one global pixel
+    # is 4 photo pixels), where the user's full-resolution edge is the better one. H still removes or fills blobs
+    # the user's mask got wrong. None: every sure change is taken.
+    refine_min_change: int | None = None
     # Whole-mask refining runs H's global pass only: the shipped H's full-resolution crops are what moves a right
     # edge (12 held-out teacher masks ≥ 1.5K px: IoU 0.948 / mBA 0.846 with crops, 0.988 / 0.963 without).
     refine_local_passes: bool = False
@@ -207,6 +213,27 @@ def keep_unless_sure(given: np.ndarray, refined: np.ndarray, confidence: float) 
     return np.where(sure, refined, given).astype(np.float32)
 
 
+def keep_thin_changes(given: np.ndarray, refined: np.ndarray, thickness: int, scale: float) -> np.ndarray:
+    """`refined` only where its 0.5-cut differs from `given`'s in a patch at least `thickness` pixels thick at
+    `scale` (H's global pass over the photo), `given` everywhere else."""
+    h, w = given.shape
+    gw, gh = max(1, round(w * scale)), max(1, round(h * scale))
+    changed = ((given > 0.5) != (refined > 0.5)).astype(np.uint8)
+    if not changed.any():
+        return given.astype(np.float32, copy=True)
+    small = cv2.resize(changed, (gw, gh), interpolation=cv2.INTER_AREA) if scale < 1.0 else changed
+    t = 2 * int(thickness) + 1
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
+    thick = cv2.morphologyEx(small, cv2.MORPH_OPEN, k)
+    if not thick.any():
+        return given.astype(np.float32, copy=True)
+    # Grow the kept patches back a little so their rims are H's too, then take them at photo resolution.
+    thick = cv2.dilate(thick, np.ones((3, 3), np.uint8))
+    keep = cv2.resize(thick, (w, h), interpolation=cv2.INTER_NEAREST) if scale < 1.0 else thick
+    keep = cv2.dilate(keep, np.ones((3, 3), np.uint8)) & changed if scale < 1.0 else keep & changed
+    return np.where(keep > 0, refined, given).astype(np.float32)
+
+
 def _to_rgb_array(image: object) -> np.ndarray:
     rgb = getattr(image, "rgb", image)
     arr = np.asarray(rgb)
@@ -306,7 +333,8 @@ class Cascade:
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
-        `refine_confidence` (the refine guard measured best for that H) and `add_floor` (see CascadeConfig).
+        `refine_confidence` and `refine_min_change` (the refine guards measured best for that H), `add_floor` and
+        `h_flip` (see CascadeConfig).
         """
         from .weights import load_model, read_card, weights_path
 
@@ -331,6 +359,11 @@ class Cascade:
                 floor = h_inference.get("add_floor")
                 if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "background" is final for this H
                     config.add_floor = floor
+                if isinstance(h_inference.get("h_flip"), bool):
+                    config.h_flip = h_inference["h_flip"]
+                thick = h_inference.get("refine_min_change")
+                if isinstance(thick, int) and not isinstance(thick, bool) and 0 < thick <= 16:
+                    config.refine_min_change = thick
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade
@@ -433,7 +466,12 @@ class Cascade:
         scale = min(1.0, (global_size or cfg.global_size) / max(h, w))
         gw, gh = max(8, round(w * scale)), max(8, round(h * scale))
         progress("H global", 0.0)
-        g_prob, stages = self._forward(self.h_model, _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh)))
+        g_rgb, g_coarse = _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh))
+        g_prob, stages = self._forward(self.h_model, g_rgb, g_coarse)
+        if cfg.h_flip:
+            flipped, _ = self._forward(self.h_model, np.ascontiguousarray(g_rgb[:, ::-1]),
+                                       np.ascontiguousarray(g_coarse[:, ::-1]), stages=False)
+            g_prob = 0.5 * (g_prob + flipped[:, ::-1])
         timings["H global"] = timings.get("H global", 0.0) + time.perf_counter() - t0
         progress("H global", 1.0)
         local = cfg.local_passes if local_passes is None else local_passes
@@ -587,6 +625,9 @@ class Cascade:
             )
             if guarded and self.config.refine_confidence is not None:
                 refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence)
+            if guarded and self.config.refine_min_change:
+                scale = min(1.0, self.config.global_size / max(x1 - x0, y1 - y0))
+                refined = keep_thin_changes(coarse[y0:y1, x0:x1], refined, self.config.refine_min_change, scale)
             if guarded and self.config.refine_band is not None:
                 band = max(8.0, self.config.refine_band * max(h, w))
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
