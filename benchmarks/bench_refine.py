@@ -74,7 +74,8 @@ def main() -> int:
     banded = Cascade.from_pretrained(args.models_dir, stages="H")
     for spec in args.guard:
         key, _, text = spec.partition("=")
-        if key not in ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes"):
+        if key not in ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip",
+                       "local_passes"):
             ap.error(f"--guard {spec}: expected refine_band, refine_confidence, refine_local_passes, "
                      "refine_min_change, h_flip or local_passes")
         set_config_field(banded.config, key, text)
