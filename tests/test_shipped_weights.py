@@ -70,13 +70,17 @@ def test_h_card_holds_the_whole_lineage():
     card = read_card(path)
     _check_common(card, path, "H", "efficientnet_lite0")
     assert card["config"]["in_channels"] == 4 and 3_200_000 < card["parameters"] < 3_300_000
-    assert card["initialised_from"] == "runs/teacher_L/last.pt"  # the paper's recipe: H starts from L
-    # Global pass only, a stricter refine guard than round 1's H needed, and no object added where L was sure of
-    # background (docs/MODELS.md says why); the cascade takes all three from the card.
-    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05}
+    # Stop 18's H continues stop 17's, which started from L (the paper's recipe); the card keeps that run too.
+    assert card["initialised_from"] == "runs/teacher_H_effl0/last.pt"
+    assert card["previous_runs"][0]["initialised_from"] == "runs/teacher_L/last.pt"
+    # Global pass only (averaged with its mirror), a stricter refine guard than round 1's H needed, refine changes
+    # thinner than 2 of H's pixels left to the user, and no object added where L was sure of background
+    # (docs/MODELS.md says why); the cascade takes all of them from the card.
+    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05,
+                                 "h_flip": True, "refine_min_change": 2}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
-    assert cascade.config.add_floor == 0.05
+    assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 2
     _check_lineage(card)
 
 
