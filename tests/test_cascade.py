@@ -219,9 +219,27 @@ def test_h_flip_makes_the_cut_mirror_symmetric():
     given[60:180, 80:260] = 1.0
     out = {}
     for flip in (False, True):
-        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False, h_flip=flip,
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=320, local_passes=False, h_flip=flip,
                                                                   refine_confidence=None, refine_band=None))
         a = c(img, mask=given).probability
         b = c(np.ascontiguousarray(img[:, ::-1]), mask=np.ascontiguousarray(given[:, ::-1])).probability[:, ::-1]
         out[flip] = float(np.abs(a - b).max())
     assert out[False] > 0.01 and out[True] < 1e-4
+
+
+def test_h_flip_runs_only_for_whole_photos_at_one_to_one():
+    """The mirror pass is for H at 1:1 (where it was measured to help); a larger photo and a region re-refine get
+    one pass."""
+    low, high = tiny_models(0)
+    c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False, h_flip=True))
+    calls: list[tuple[int, int]] = []
+    forward = c._forward
+    c._forward = lambda model, x, mask=None, stages=None: calls.append(x.shape[:2]) or forward(model, x, mask, stages)
+    c(_image(200, 240, 6))
+    assert calls == [(336, 336), (200, 240), (200, 240)]  # L, then H and its mirror
+    calls.clear()
+    c(_image(300, 400, 6))
+    assert calls == [(336, 336), (192, 256)]  # shrunk to the global pass: no mirror
+    calls.clear()
+    c(_image(200, 240, 6), mask=np.ones((200, 240), bool), roi=(0, 0, 120, 100))
+    assert calls == [(100, 120)]  # a region re-refine: one pass
