@@ -29,6 +29,9 @@ from mos_studio.core.metrics import iou, mba  # noqa: E402
 from training.data.perturb import perturb_mask  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
+# The CascadeConfig fields --guard may change: the refine guards, and the H passes they act on.
+GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes")
+
 
 def set_config_field(config: object, key: str, text: str) -> None:
     """Set one CascadeConfig field from command-line text: "None", a bool ("1", "true", "yes"), or the field's type
@@ -74,10 +77,8 @@ def main() -> int:
     banded = Cascade.from_pretrained(args.models_dir, stages="H")
     for spec in args.guard:
         key, _, text = spec.partition("=")
-        if key not in ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip",
-                       "local_passes"):
-            ap.error(f"--guard {spec}: expected refine_band, refine_confidence, refine_local_passes, "
-                     "refine_min_change, h_flip or local_passes")
+        if key not in GUARDS:
+            ap.error(f"--guard {spec}: expected one of {', '.join(GUARDS)}")
         set_config_field(banded.config, key, text)
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None

@@ -223,16 +223,18 @@ def keep_thin_changes(given: np.ndarray, refined: np.ndarray, thickness: int, sc
     changed = ((given > 0.5) != (refined > 0.5)).astype(np.uint8)
     if not changed.any():
         return given.astype(np.float32, copy=True)
-    small = cv2.resize(changed, (gw, gh), interpolation=cv2.INTER_AREA) if scale < 1.0 else changed
+    shrunk = scale < 1.0
+    small = cv2.resize(changed, (gw, gh), interpolation=cv2.INTER_AREA) if shrunk else changed
     t = 2 * int(thickness) + 1
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
-    thick = cv2.morphologyEx(small, cv2.MORPH_OPEN, k)
+    thick = cv2.morphologyEx(small, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t)))
     if not thick.any():
         return given.astype(np.float32, copy=True)
     # Grow the kept patches back a little so their rims are H's too, then take them at photo resolution.
-    thick = cv2.dilate(thick, np.ones((3, 3), np.uint8))
-    keep = cv2.resize(thick, (w, h), interpolation=cv2.INTER_NEAREST) if scale < 1.0 else thick
-    keep = cv2.dilate(keep, np.ones((3, 3), np.uint8)) & changed if scale < 1.0 else keep & changed
+    grow = np.ones((3, 3), np.uint8)
+    keep = cv2.dilate(thick, grow)
+    if shrunk:
+        keep = cv2.dilate(cv2.resize(keep, (w, h), interpolation=cv2.INTER_NEAREST), grow)
+    keep &= changed
     return np.where(keep > 0, refined, given).astype(np.float32)
 
 
@@ -445,7 +447,8 @@ class Cascade:
         prob, stages = self._forward(self.l_model, small)
         if self.config.l_flip:
             # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
-            flipped, _ = self._forward(self.l_model, np.ascontiguousarray(small[:, ::-1]), stages=False)
+            # The same graph as the first pass: a logits-only one would cost a second ONNX Runtime session.
+            flipped, _ = self._forward(self.l_model, np.ascontiguousarray(small[:, ::-1]))
             prob = 0.5 * (prob + flipped[:, ::-1])
         return _resize(prob, (w, h), shrink_ok=False).astype(np.float32, copy=False), stages
 
@@ -473,7 +476,7 @@ class Cascade:
         g_prob, stages = self._forward(self.h_model, g_rgb, g_coarse)
         if flip:
             # The same graph as the first pass (stage maps and all): a second ONNX Runtime session costs a new
-            # process about 1.5 s, far more than the maps.
+            # process about 1.5 s, far more than the maps. (L's mirror pass above does the same.)
             flipped, _ = self._forward(self.h_model, np.ascontiguousarray(g_rgb[:, ::-1]),
                                        np.ascontiguousarray(g_coarse[:, ::-1]))
             g_prob = 0.5 * (g_prob + flipped[:, ::-1])

@@ -70,9 +70,10 @@ def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, p
         img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, ph, 0, pw, cv2.BORDER_REFLECT)
         mask = cv2.copyMakeBorder(np.ascontiguousarray(mask), 0, ph, 0, pw, cv2.BORDER_REFLECT)
         h, w = mask.shape
-    binary = (mask > 0.5).astype(np.uint8)
-    edge = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    ys, xs = np.nonzero(edge) if not anywhere else ((), ())
+    ys: np.ndarray | tuple = ()
+    if not anywhere:
+        edge = cv2.morphologyEx((mask > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(edge)
     if len(ys):
         j = int(rng.integers(len(ys)))
         cy = ys[j] + int(rng.integers(-patch // 4, patch // 4 + 1))
