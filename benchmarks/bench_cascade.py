@@ -39,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
+    "640px": (640, 427),  # a web-sized photo, under 768 px: the shipped card's enlarged edge pass runs
     "1K": (1920, 1080),
     "2K": (2560, 1440),
     "4K": (3840, 2160),
@@ -106,7 +107,13 @@ def cascade_gflops(cascade, h: int, w: int, crops: list, flops: Flops) -> dict:
     low, high = cascade.l_model, cascade.h_model
     g_l = flops(low, (1, 3, cfg.l_size, cfg.l_size)) * (2 if cfg.l_flip else 1)
     scale = min(1.0, cfg.global_size / max(h, w))
-    g_g = flops(high, (1, 4, max(8, round(h * scale)), max(8, round(w * scale))))
+    mirrored = cfg.h_flip and max(h, w) <= cfg.global_size  # the mirror pass runs only at 1:1
+    g_g = flops(high, (1, 4, max(8, round(h * scale)), max(8, round(w * scale)))) * (2 if mirrored else 1)
+    enlarged = min(cfg.global_size, cfg.upscale_size or cfg.global_size)
+    if cfg.h_upscale and max(h, w) < enlarged:  # a cut's enlarged edge pass (CascadeConfig.h_upscale)
+        f = enlarged / max(h, w)
+        g_g += flops(high, (1, 4, max(8, round(h * f)), max(8, round(w * f)))) * max(1, cfg.upscale_passes) * (
+            2 if mirrored and cfg.upscale_flip else 1)
     g_c = sum(flops(high, (1, 4, y1 - y0, x1 - x0)) for x0, y0, x1, y1 in crops)
     return {"L": g_l, "H global": g_g, "H local": g_c, "total": g_l + g_g + g_c}
 

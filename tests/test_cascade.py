@@ -227,6 +227,49 @@ def test_h_flip_makes_the_cut_mirror_symmetric():
     assert out[False] > 0.01 and out[True] < 1e-4
 
 
+def test_h_upscale_adds_an_enlarged_pass_for_the_edge_of_small_photos():
+    """h_upscale: a cut of a photo smaller than global_size runs H at 1:1 and on the photo enlarged to global_size
+    (upscale_passes times, each with its mirror), and takes the enlarged answer only near the 1:1 answer's edge.
+    Larger photos, a given mask and a region re-refine are as before."""
+    low, high = tiny_models(0)
+    cfg = CascadeConfig(global_size=256, local_passes=True, h_flip=True, h_upscale=True, upscale_passes=2,
+                        upscale_size=None, upscale_flip=True, refine_confidence=None, refine_band=None)
+    c = Cascade(low, high, device="cpu", config=cfg)
+    calls: list[tuple[int, int]] = []
+    forward = c._forward
+    c._forward = lambda model, x, mask=None, stages=None: calls.append(x.shape[:2]) or forward(model, x, mask, stages)
+    img = _image(120, 160, 7)
+    res = c(img)
+    assert calls == [(336, 336)] + [(120, 160)] * 2 + [(192, 256)] * 4  # L; H 1:1 and mirror; 2 enlarged passes
+    assert res.probability.shape == (120, 160) and 0.0 <= res.probability.min() and res.probability.max() <= 1.0
+    # Far from the 1:1 answer's edge the answer is the 1:1 pass's; near it, the enlarged pass's.
+    c.config.h_upscale = False
+    calls.clear()
+    plain = c(img)
+    assert calls == [(336, 336)] + [(120, 160)] * 2
+    binary = (plain.probability > 0.5).astype(np.uint8)
+    far = cv2.distanceTransform(binary, cv2.DIST_L2, 3) + cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3) > 8
+    assert far.any() and np.allclose(res.probability[far], plain.probability[far], atol=1e-5)
+    assert not np.allclose(res.probability[~far], plain.probability[~far], atol=1e-3)
+    c.config.h_upscale, c.config.upscale_size, c.config.upscale_flip, c.config.upscale_passes = True, 200, False, 1
+    calls.clear()
+    c(img)
+    assert calls == [(336, 336)] + [(120, 160)] * 2 + [(150, 200)]  # one enlarged pass at 200 px, no mirror
+    c.config.upscale_size = 1000  # never above the global pass's size
+    calls.clear()
+    c(img)
+    assert calls[-1] == (192, 256)
+    calls.clear()
+    c(_image(300, 400, 7))
+    assert calls == [(336, 336), (192, 256), (300, 400)]  # larger: shrunk as before (then its one local crop)
+    calls.clear()
+    c(img, mask=np.ones((120, 160), bool))
+    assert calls == [(120, 160)] * 2  # mos refine: the 1:1 pass only
+    calls.clear()
+    c(img, mask=np.ones((120, 160), bool), roi=(0, 0, 80, 60))
+    assert calls == [(60, 80)]  # a region re-refine: one pass
+
+
 def test_h_flip_runs_only_for_whole_photos_at_one_to_one():
     """The mirror pass is for H at 1:1 (where it was measured to help); a larger photo and a region re-refine get
     one pass."""
