@@ -79,12 +79,12 @@ def test_h_card_holds_the_whole_lineage():
     # the cascade takes all of them from the card.
     assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05,
                                  "h_flip": True, "refine_min_change": 3, "h_upscale": True, "upscale_size": 768,
-                                 "upscale_passes": 2, "upscale_flip": False}
+                                 "upscale_passes": 2, "upscale_flip": False, "upscale_gain": 2.0}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
     assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 3
     assert cascade.config.h_upscale and cascade.config.upscale_passes == 2 and cascade.config.upscale_size == 768
-    assert not cascade.config.upscale_flip
+    assert not cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0
     _check_lineage(card)
 
 
