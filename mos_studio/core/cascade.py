@@ -372,32 +372,24 @@ class Cascade:
                     config.l_flip = inference["l_flip"]
             if "H" in paths:
                 h_inference = read_card(paths["H"]).get("inference", {})
-                if isinstance(h_inference.get("local_passes"), bool):
-                    config.local_passes = h_inference["local_passes"]
+                for key in ("local_passes", "h_flip", "h_upscale", "upscale_flip"):  # switches
+                    if isinstance(h_inference.get(key), bool):
+                        setattr(config, key, h_inference[key])
+                # Counts and sizes, each within a sane range (a JSON true is no int here).
+                ranges = (("upscale_passes", 1, 4), ("upscale_size", 256, 4096), ("refine_min_change", 1, 16))
+                for key, lo, hi in ranges:
+                    value = h_inference.get(key)
+                    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+                        setattr(config, key, value)
                 conf = h_inference.get("refine_confidence")
                 if isinstance(conf, float) and 0.5 <= conf < 1.0:  # how sure this H must be to move a given edge
                     config.refine_confidence = conf
                 floor = h_inference.get("add_floor")
                 if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "background" is final for this H
                     config.add_floor = floor
-                if isinstance(h_inference.get("h_flip"), bool):
-                    config.h_flip = h_inference["h_flip"]
-                if isinstance(h_inference.get("h_upscale"), bool):
-                    config.h_upscale = h_inference["h_upscale"]
-                passes = h_inference.get("upscale_passes")
-                if isinstance(passes, int) and not isinstance(passes, bool) and 1 <= passes <= 4:
-                    config.upscale_passes = passes
-                enlarged = h_inference.get("upscale_size")
-                if isinstance(enlarged, int) and not isinstance(enlarged, bool) and 256 <= enlarged <= 4096:
-                    config.upscale_size = enlarged
-                if isinstance(h_inference.get("upscale_flip"), bool):
-                    config.upscale_flip = h_inference["upscale_flip"]
                 gain = h_inference.get("upscale_gain")
                 if isinstance(gain, float) and 1.0 <= gain <= 10.0:
                     config.upscale_gain = gain
-                thick = h_inference.get("refine_min_change")
-                if isinstance(thick, int) and not isinstance(thick, bool) and 0 < thick <= 16:
-                    config.refine_min_change = thick
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
         cascade.model_paths = paths
         return cascade
