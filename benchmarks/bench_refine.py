@@ -30,7 +30,8 @@ from training.data.perturb import perturb_mask  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
 # The CascadeConfig fields --guard may change: the refine guards, and the H passes they act on.
-GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes")
+GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes",
+          "global_size", "refine_flip")
 
 
 def set_config_field(config: object, key: str, text: str) -> None:

@@ -278,7 +278,7 @@ def test_h_upscale_adds_an_enlarged_pass_for_the_edge_of_small_photos():
 
 def test_h_flip_runs_only_for_whole_photos_at_one_to_one():
     """The mirror pass is for H at 1:1 (where it was measured to help); a larger photo and a region re-refine get
-    one pass."""
+    one pass, and so does refining a larger mask unless refine_flip asks for the mirror there."""
     low, high = tiny_models(0)
     c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False, h_flip=True))
     calls: list[tuple[int, int]] = []
@@ -292,3 +292,17 @@ def test_h_flip_runs_only_for_whole_photos_at_one_to_one():
     calls.clear()
     c(_image(200, 240, 6), mask=np.ones((200, 240), bool), roi=(0, 0, 120, 100))
     assert calls == [(100, 120)]  # a region re-refine: one pass
+    big, given = _image(300, 400, 6), np.ones((300, 400), bool)
+    calls.clear()
+    c(big, mask=given)
+    assert calls == [(192, 256)]  # refining a larger mask: one pass unless refine_flip
+    c.config.refine_flip = True
+    calls.clear()
+    c(big, mask=given)
+    assert calls == [(192, 256)] * 2  # ... and with it, the mirror too
+    calls.clear()
+    c(big)
+    assert calls == [(336, 336), (192, 256)]  # a cut of the same photo is as before
+    calls.clear()
+    c(big, mask=given, roi=(0, 0, 120, 100))
+    assert calls == [(100, 120)]

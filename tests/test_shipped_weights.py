@@ -74,17 +74,18 @@ def test_h_card_holds_the_whole_lineage():
     assert card["initialised_from"] == "runs/teacher_H_effl0/last.pt"
     assert card["previous_runs"][0]["initialised_from"] == "runs/teacher_L/last.pt"
     # Global pass only (averaged with its mirror), a stricter refine guard than round 1's H needed, refine changes
-    # thinner than 7 of H's pixels left to the user, no object added where L was sure of background, and the edge
-    # of a cut smaller than 768 px taken from two passes on the photo enlarged to 768 (docs/MODELS.md says why);
-    # the cascade takes all of them from the card.
+    # thinner than 11 of H's pixels left to the user and a refined mask of any size seen mirrored too, no object
+    # added where L was sure of background, and the edge of a cut smaller than 768 px taken from two passes on the
+    # photo enlarged to 768 (docs/MODELS.md says why); the cascade takes all of them from the card.
     assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05,
-                                 "h_flip": True, "refine_min_change": 3, "h_upscale": True, "upscale_size": 768,
-                                 "upscale_passes": 2, "upscale_flip": False, "upscale_gain": 2.0}
+                                 "h_flip": True, "refine_min_change": 5, "h_upscale": True, "upscale_size": 768,
+                                 "upscale_passes": 2, "upscale_flip": False, "upscale_gain": 2.0,
+                                 "refine_flip": True}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
-    assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 3
+    assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 5
     assert cascade.config.h_upscale and cascade.config.upscale_passes == 2 and cascade.config.upscale_size == 768
-    assert not cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0
+    assert not cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0 and cascade.config.refine_flip
     _check_lineage(card)
 
 

@@ -88,6 +88,11 @@ class CascadeConfig:
     # fills blobs the user's mask got wrong. Photos no larger than global_size are left to H (it saw every pixel).
     # None: every sure change is taken.
     refine_min_change: int | None = None
+    # ... and, for a mask larger than global_size, H's global pass also runs on the mirrored photo and the two answers
+    # are averaged (h_flip must be on), so a change must convince H both ways to reach refine_confidence. Smaller
+    # masks get the mirror anyway (h_flip). Stop 20, 12 held-out photos >= 1.5K px, refine_min_change 5: a right
+    # mask's mBA 0.9990 -> 0.9997 and worst IoU loss 0.0022 -> 0.0009, for a second global pass (docs/MODELS.md).
+    refine_flip: bool = False
     # Whole-mask refining runs H's global pass only: the shipped H's full-resolution crops are what moves a right
     # edge (12 held-out teacher masks ≥ 1.5K px: IoU 0.948 / mBA 0.846 with crops, 0.988 / 0.963 without).
     refine_local_passes: bool = False
@@ -354,8 +359,9 @@ class Cascade:
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
-        `refine_confidence` and `refine_min_change` (the refine guards measured best for that H), `add_floor`,
-        `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass (see CascadeConfig).
+        `refine_confidence`, `refine_min_change` and `refine_flip` (the refine guards measured best for that H),
+        `add_floor`, `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass (see
+        CascadeConfig).
         """
         from .weights import load_model, read_card, weights_path
 
@@ -372,7 +378,7 @@ class Cascade:
                     config.l_flip = inference["l_flip"]
             if "H" in paths:
                 h_inference = read_card(paths["H"]).get("inference", {})
-                for key in ("local_passes", "h_flip", "h_upscale", "upscale_flip"):  # switches
+                for key in ("local_passes", "h_flip", "h_upscale", "upscale_flip", "refine_flip"):  # switches
                     if isinstance(h_inference.get(key), bool):
                         setattr(config, key, h_inference[key])
                 # Counts and sizes, each within a sane range (a JSON true is no int here).
@@ -691,8 +697,10 @@ class Cascade:
                 local_passes=(self.config.refine_local_passes and self.config.local_passes) if guarded else None,
                 # A region re-refine is interactive: one pass. Photos larger than the global pass gained nothing
                 # from the mirror (12 held-out ≥ 1.5K px: 0.656 / 0.627 without, 0.654 / 0.625 with) and a 4K `mos
-                # cut` paid 0.7 s for it; at 1:1 it gained 0.7 mBA points (60 random held-out photos).
-                flip=self.config.h_flip and roi is None and max(x1 - x0, y1 - y0) <= self.config.global_size,
+                # cut` paid 0.7 s for it; at 1:1 it gained 0.7 mBA points (60 random held-out photos). A whole given
+                # mask may take it at any size (refine_flip): there it makes H's changes harder to be sure of.
+                flip=self.config.h_flip and roi is None and (
+                    max(x1 - x0, y1 - y0) <= self.config.global_size or (guarded and self.config.refine_flip)),
                 global_size=min(self.config.region_size, self.config.global_size)
                 if roi is not None and self.config.region_size else None,
                 # Measured on cuts only: a given mask (mos refine) and a region re-refine take the 1:1 pass.
