@@ -472,23 +472,20 @@ class Cascade:
         h, w = rgb.shape[:2]
         s = self.config.l_size
         small = _resize(rgb, (s, s))
-        prob, stages = self._forward(self.l_model, small)
-        if self.config.l_flip:
-            # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
-            # The same graph as the first pass: a logits-only one would cost a second ONNX Runtime session.
-            flipped, _ = self._forward(self.l_model, np.ascontiguousarray(small[:, ::-1]))
-            prob = 0.5 * (prob + flipped[:, ::-1])
+        # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
+        prob, stages = self._mirrored_pass(self.l_model, small, None, self.config.l_flip)
         return _resize(prob, (w, h), shrink_ok=False).astype(np.float32, copy=False), stages
 
-    def _global_pass(self, rgb: np.ndarray, mask: np.ndarray, flip: bool) -> tuple[np.ndarray, list[StageMap]]:
-        """H on the whole (resized) region, averaged with its mirror when `flip`."""
-        assert self.h_model is not None
-        prob, stages = self._forward(self.h_model, rgb, mask)
+    def _mirrored_pass(
+        self, model: MeticulousNet, rgb: np.ndarray, mask: np.ndarray | None, flip: bool
+    ) -> tuple[np.ndarray, list[StageMap]]:
+        """One pass of `model` (L, or H with its mask), averaged with the pass on the mirror image when `flip`."""
+        prob, stages = self._forward(model, rgb, mask)
         if flip:
-            # The same graph as the first pass (stage maps and all): a second ONNX Runtime session costs a new
-            # process about 1.5 s, far more than the maps. (L's mirror pass above does the same.)
-            flipped, _ = self._forward(self.h_model, np.ascontiguousarray(rgb[:, ::-1]),
-                                       np.ascontiguousarray(mask[:, ::-1]))
+            # The same graph as the first pass (stage maps and all): a logits-only graph would cost a new process a
+            # second ONNX Runtime session, about 1.5 s, far more than the maps.
+            flipped, _ = self._forward(model, np.ascontiguousarray(rgb[:, ::-1]),
+                                       None if mask is None else np.ascontiguousarray(mask[:, ::-1]))
             prob = 0.5 * (prob + flipped[:, ::-1])
         return prob, stages
 
@@ -498,6 +495,7 @@ class Cascade:
         """H on the region enlarged to `size` (bicubic, which keeps edges crisper than bilinear), run
         `upscale_passes` times, each fed the last answer capped as the cut's result is (add_floor against the
         coarse mask); area-averaged back to the region's size."""
+        assert self.h_model is not None
         h, w = rgb.shape[:2]
         f = size / max(h, w)
         ew, eh = max(8, round(w * f)), max(8, round(h * f))
@@ -509,7 +507,7 @@ class Cascade:
                 raise Cancelled("cancelled during H's enlarged pass; nothing was changed")
             if n and self.config.add_floor:
                 prob = np.minimum(prob, e_coarse * np.float32(1 / self.config.add_floor))
-            prob, _ = self._global_pass(e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
+            prob, _ = self._mirrored_pass(self.h_model, e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
         return np.clip(_resize(prob, (w, h)), 0.0, 1.0)
 
     def _refine(
@@ -535,7 +533,7 @@ class Cascade:
         gw, gh = max(8, round(w * scale)), max(8, round(h * scale))
         progress("H global", 0.0)
         g_rgb, g_coarse = _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh))
-        g_prob, stages = self._global_pass(g_rgb, g_coarse, flip)
+        g_prob, stages = self._mirrored_pass(self.h_model, g_rgb, g_coarse, flip)
         enlarged = min(size, cfg.upscale_size or size)
         upscaled = upscale and max(h, w) < enlarged
         if upscaled:
