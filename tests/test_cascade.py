@@ -306,3 +306,33 @@ def test_h_flip_runs_only_for_whole_photos_at_one_to_one():
     calls.clear()
     c(big, mask=given, roi=(0, 0, 120, 100))
     assert calls == [(100, 120)]
+
+
+def test_small_photo_h_serves_cuts_of_photos_up_to_the_global_pass_only():
+    """Hs (H's small-photo weights) runs where H would see the photo at 1:1 in a cut; large photos, a given mask
+    (`mos refine`: its guards were measured with H) and region re-refines keep the large-photo H."""
+    low, high = tiny_models(0)
+    _, small_h = tiny_models(1)
+    c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False),
+                h_small_model=small_h)
+    seen: list[str] = []
+    forward = c._forward
+    names = {id(low): "L", id(high): "H", id(small_h): "Hs"}
+    c._forward = lambda model, x, mask=None, stages=None: seen.append(names[id(model)]) or forward(
+        model, x, mask, stages)
+    img, big = _image(200, 240, 6), _image(300, 400, 6)
+    res = c(img)
+    assert (seen, res.h_weights) == (["L", "Hs"], "Hs")
+    plain = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False))(img)
+    assert np.abs(res.probability - plain.probability).max() > 1e-4  # the other weights really answered
+    for kwargs, image in (({}, big), ({"mask": np.ones((200, 240), bool)}, img),
+                          ({"mask": np.ones((200, 240), bool), "roi": (0, 0, 120, 100)}, img)):
+        seen.clear()
+        res = c(image, **kwargs)
+        assert set(seen) - {"L"} == {"H"} and res.h_weights == "H", kwargs
+    c.config.small_h = False
+    seen.clear()
+    assert c(img).h_weights == "H" and seen == ["L", "H"]
+    assert c.run_low(img)[0].shape == (200, 240)
+    with pytest.raises(MosError, match="small-photo H model must take RGB"):
+        Cascade(low, high, device="cpu", h_small_model=low)

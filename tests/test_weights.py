@@ -132,3 +132,26 @@ def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
         assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{len(flag)}{expect}"),
                      "--models-dir", str(tmp_path / "m"), "--export", "mask", "--alpha", "hard", *flag]) == 0
         assert seen == [expect]
+
+
+def test_small_photo_h_is_optional_verified_and_loaded_only_with_l(tmp_path):
+    """A folder may ship H's small-photo weights (stage "Hs", H's encoder): loaded for "LH" when present, listed
+    by `mos info` only then, and refused like any other weights file when it does not match its card."""
+    write_tiny_models(tmp_path)
+    assert Cascade.from_pretrained(tmp_path, device="cpu").h_small_model is None
+    assert all(r["stage"] != "Hs" for r in describe_models(tmp_path))
+    _, small_h = tiny_models(3)
+    path = save_weights(small_h, weights_path(tmp_path, "default", "Hs"), {"stage": "Hs"})
+    assert path.name == "meticulousnet_mobile_Hs.safetensors"
+    c = Cascade.from_pretrained(tmp_path, device="cpu")
+    assert c.h_small_model is not None and c.model_paths["Hs"] == path
+    assert Cascade.from_pretrained(tmp_path, device="cpu", stages="H").h_small_model is None  # refine needs no Hs
+    rows = {(r["encoder"], r["stage"]): r for r in describe_models(tmp_path)}
+    assert rows[("mobilenetv3", "Hs")]["ok"] is True and rows[("mobilenetv3", "Hs")]["default"] is True
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="meticulousnet_mobile_Hs.safetensors: checksum mismatch"):
+        Cascade.from_pretrained(tmp_path, device="cpu")
+    with pytest.raises(WeightsError, match="unknown stage 'X'"):
+        weights_path(tmp_path, "default", "X")

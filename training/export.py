@@ -1,6 +1,6 @@
 """Export a training checkpoint as shipped weights: `meticulousnet_{mobile|r50|effl0}_{L|H}.safetensors` + JSON card.
 
-    python -m training.export runs/cpu_L/last.pt --stage L [--out models/] [--fp16] [--overwrite]
+    python -m training.export runs/cpu_L/last.pt --stage L|H|Hs [--out models/] [--fp16] [--overwrite]
 
 The card records what the app and `mos info` show about a model: architecture, encoder, stage, the training data,
 iterations, the exact training command, the last validation metrics, the hardware and the wall time.
@@ -39,7 +39,7 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         raise MosError(f"{ckpt_path}: not a readable training checkpoint ({err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise MosError(f"{ckpt_path}: not a checkpoint written by training.train")
-    if ckpt["stage"] != stage:
+    if ckpt["stage"] != ("H" if stage == "Hs" else stage):  # Hs: an H checkpoint shipped as the small-photo H
         raise MosError(f"{ckpt_path}: holds a stage-{ckpt['stage']} model, not {stage}")
     model = MeticulousNet.from_config(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
@@ -82,7 +82,8 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--stage", required=True, choices=["L", "H"])
+    ap.add_argument("--stage", required=True, choices=["L", "H", "Hs"],
+                    help="Hs: an H checkpoint exported as H's small-photo weights (used by cuts of photos ≤ 1024 px)")
     ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
     ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")

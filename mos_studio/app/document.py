@@ -31,6 +31,7 @@ class StageSet:
     net: str
     stages: list[StageView] = field(default_factory=list)
     extent: tuple[int, int, int, int] | None = None  # image rect the maps cover (box or region); None = whole
+    weights: str = ""  # for H: "Hs" when H's small-photo weights ran (a cut of a photo up to 1024 px), else "H"
 
     def rect(self, width: int, height: int) -> tuple[int, int, int, int]:
         return self.extent if self.extent is not None else (0, 0, width, height)

@@ -95,7 +95,8 @@ def convert_result(job: Job, result: Any) -> JobResult:
     extents = {"L": job.rect if job.kind == "box" else None, "H": job.rect if job.kind in ("box", "refine") else None}
     stages = {
         net: StageSet(net, [StageView(s.name, np.asarray(s.uncertainty, np.float32),
-                                      np.asarray(s.prediction, np.float32)) for s in maps], extents.get(net))
+                                      np.asarray(s.prediction, np.float32)) for s in maps], extents.get(net),
+                      getattr(result, "h_weights", "") if net == "H" else "")
         for net, maps in (result.stages or {}).items()
     }
     mask = np.asarray(result.mask)

@@ -113,8 +113,12 @@ class StageInspector(QWidget):
 
     def refresh(self) -> None:
         self.clear_selection(emit=False)
-        for net in ("L", "H"):
+        for tab, net in enumerate(("L", "H")):
             stage_set: StageSet | None = self.doc.stages.get(net)
+            small = stage_set is not None and stage_set.weights == "Hs"
+            self.tabs.setTabText(tab, NET_TITLES[net] + (" (small-photo weights)" if small else ""))
+            self.tabs.setTabToolTip(tab, "H's second weights, trained on small photos, refined this cut: the photo "
+                                    "is no larger than H's 1024 px global pass" if small else "")
             aspect = 0.75
             if self.doc.has_image:
                 x0, y0, x1, y1 = (stage_set.rect(self.doc.width, self.doc.height) if stage_set is not None

@@ -31,6 +31,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"default pair: BROKEN  {err}")
     for row in describe_models(args.models_dir):
         name = Path(row["path"]).name + ("  (default)" if row.get("default") else "")
+        if row["stage"] == "Hs":
+            name += "  (H for cuts of photos up to 1024 px)"
         if not row["found"]:
             print(f"  {name}: missing")
         elif row.get("ok"):

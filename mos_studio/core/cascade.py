@@ -112,6 +112,10 @@ class CascadeConfig:
     # upsampled mask, against the teacher: full resolution IoU 0.589 / mBA 0.593 in 1.12 s, 768 px 0.604 / 0.593
     # in 0.68 s (benchmarks/bench_region.py, docs/PERFORMANCE.md).
     region_size: int | None = 768
+    # A cut of a photo no larger than `global_size` (where H runs at 1:1 and enlarged) runs the small-photo H
+    # ("Hs" weights) when one is loaded. The large-photo H, trained mostly on downscaled views of big photos, keeps
+    # every other pass: large photos, `mos refine` (its guards were measured with it) and region re-refines.
+    small_h: bool = True
 
 
 @dataclass
@@ -129,6 +133,7 @@ class Result:
     device: str = "CPU"
     timings: dict[str, float] = field(default_factory=dict)
     crops: list[Rect] = field(default_factory=list)  # H's local passes, (x0, y0, x1, y1) in image pixels
+    h_weights: str = ""  # which H ran: "H", "Hs" (the small-photo weights) or "" (none)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -302,17 +307,20 @@ class Cascade:
         h_model: MeticulousNet | None,
         device: str | torch.device | None = None,
         config: CascadeConfig | None = None,
+        h_small_model: MeticulousNet | None = None,
     ) -> None:
         if l_model is not None and l_model.in_channels != 3:
             raise MosError("the L model must take RGB (in_channels=3)")
-        if h_model is not None and h_model.in_channels != 4:
-            raise MosError("the H model must take RGB + mask (in_channels=4)")
+        for what, model in (("H", h_model), ("small-photo H", h_small_model)):
+            if model is not None and model.in_channels != 4:
+                raise MosError(f"the {what} model must take RGB + mask (in_channels=4)")
         self.device = pick_device(device)
         self.config = config or CascadeConfig()
         if self.config.runtime not in ("auto", "onnxruntime", "torch"):
             raise MosError(f"runtime {self.config.runtime!r}: choose auto, onnxruntime or torch")
         self.l_model = l_model.to(self.device).eval() if l_model is not None else None
         self.h_model = h_model.to(self.device).eval() if h_model is not None else None
+        self.h_small_model = h_small_model.to(self.device).eval() if h_small_model is not None else None
         self.model_paths: dict[str, Path] = {}
         self._fast: dict[int, object] = {}  # id(model) → its optimised runner, made on first use
         self._threads = self.config.threads or 0  # threads of the call in progress (0: not in a call)
@@ -362,10 +370,16 @@ class Cascade:
         `refine_confidence`, `refine_min_change` and `refine_flip` (the refine guards measured best for that H),
         `add_floor`, `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass (see
         CascadeConfig).
+
+        With "LH", H's small-photo weights ("Hs") are loaded too when the folder has them (they serve cuts only).
         """
         from .weights import load_model, read_card, weights_path
 
         paths = {s: weights_path(models_dir, encoder, s) for s in stages}
+        if "L" in paths and "H" in paths:
+            small = weights_path(models_dir, encoder, "Hs")
+            if small.is_file():  # optional; a broken one is an error like any other weights file
+                paths["Hs"] = small
         models = {s: load_model(p) for s, p in paths.items()}
         if config is None:
             config = CascadeConfig()
@@ -396,7 +410,7 @@ class Cascade:
                 gain = h_inference.get("upscale_gain")
                 if isinstance(gain, float) and 1.0 <= gain <= 10.0:
                     config.upscale_gain = gain
-        cascade = cls(models.get("L"), models.get("H"), device=device, config=config)
+        cascade = cls(models.get("L"), models.get("H"), device=device, config=config, h_small_model=models.get("Hs"))
         cascade.model_paths = paths
         return cascade
 
@@ -490,12 +504,11 @@ class Cascade:
         return prob, stages
 
     def _enlarged_pass(
-        self, rgb: np.ndarray, coarse: np.ndarray, size: int, flip: bool, cancel: CancelLike
+        self, model: MeticulousNet, rgb: np.ndarray, coarse: np.ndarray, size: int, flip: bool, cancel: CancelLike
     ) -> np.ndarray:
         """H on the region enlarged to `size` (bicubic, which keeps edges crisper than bilinear), run
         `upscale_passes` times, each fed the last answer capped as the cut's result is (add_floor against the
         coarse mask); area-averaged back to the region's size."""
-        assert self.h_model is not None
         h, w = rgb.shape[:2]
         f = size / max(h, w)
         ew, eh = max(8, round(w * f)), max(8, round(h * f))
@@ -507,7 +520,7 @@ class Cascade:
                 raise Cancelled("cancelled during H's enlarged pass; nothing was changed")
             if n and self.config.add_floor:
                 prob = np.minimum(prob, e_coarse * np.float32(1 / self.config.add_floor))
-            prob, _ = self._mirrored_pass(self.h_model, e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
+            prob, _ = self._mirrored_pass(model, e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
         return np.clip(_resize(prob, (w, h)), 0.0, 1.0)
 
     def _refine(
@@ -522,9 +535,11 @@ class Cascade:
         global_size: int | None = None,
         flip: bool = False,
         upscale: bool = False,
+        model: MeticulousNet | None = None,
     ) -> tuple[np.ndarray, list[StageMap]]:
-        """H on one region: global pass at a bounded size, then local passes where the result is uncertain."""
-        assert self.h_model is not None
+        """H (or `model`) on one region: global pass at a bounded size, then local passes where it is uncertain."""
+        model = model or self.h_model
+        assert model is not None
         cfg = self.config
         h, w = rgb.shape[:2]
         t0 = time.perf_counter()
@@ -533,13 +548,13 @@ class Cascade:
         gw, gh = max(8, round(w * scale)), max(8, round(h * scale))
         progress("H global", 0.0)
         g_rgb, g_coarse = _resize(rgb, (gw, gh)), _resize(coarse, (gw, gh))
-        g_prob, stages = self._mirrored_pass(self.h_model, g_rgb, g_coarse, flip)
+        g_prob, stages = self._mirrored_pass(model, g_rgb, g_coarse, flip)
         enlarged = min(size, cfg.upscale_size or size)
         upscaled = upscale and max(h, w) < enlarged
         if upscaled:
             # 1:1 says what the object is; an enlarged view says where its edge lies, near that answer's edge.
             # (The stage maps stay the 1:1 pass's: the inspector and the soft-edge step read them at that size.)
-            edge = self._enlarged_pass(rgb, coarse, enlarged, flip and cfg.upscale_flip, cancel)
+            edge = self._enlarged_pass(model, rgb, coarse, enlarged, flip and cfg.upscale_flip, cancel)
             if cfg.upscale_gain:
                 edge = np.minimum(edge, g_prob * np.float32(cfg.upscale_gain))
             g_prob = keep_near_edge(g_prob, edge, max(8.0, cfg.upscale_band * max(h, w)))
@@ -586,7 +601,7 @@ class Cascade:
         for i, (x0, y0, x1, y1) in enumerate(crops):
             if _is_cancelled(cancel):
                 raise Cancelled("cancelled during H's local passes; nothing was changed")
-            p, _ = self._forward(self.h_model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1], stages=False)
+            p, _ = self._forward(model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1], stages=False)
             wy = _ramp(y1 - y0, cfg.crop_overlap, y0 == 0, y1 == h)
             wx = _ramp(x1 - x0, cfg.crop_overlap, x0 == 0, x1 == w)
             wgt = wy[:, None] * wx[None, :]
@@ -684,11 +699,16 @@ class Cascade:
 
         prob = coarse
         crops: list[Rect] = []
+        h_weights = ""
         if self.h_model is not None:
             x0, y0, x1, y1 = region
             # Guards for refining a whole given mask (mos refine, GIMP's Refine Selection). A region re-refine
             # (`roi`, the app's rectangle or lasso) is the user asking for H's answer there, so it is not guarded.
             guarded = mask is not None and roi is None
+            cut = mask is None and roi is None
+            small = (cut and self.config.small_h and self.h_small_model is not None
+                     and max(x1 - x0, y1 - y0) <= self.config.global_size)
+            h_weights = "Hs" if small else "H"
             local: list[Rect] = []
             refined, stages["H"] = self._refine(
                 rgb[y0:y1, x0:x1], coarse[y0:y1, x0:x1], report, cancel, timings, local,
@@ -703,6 +723,7 @@ class Cascade:
                 if roi is not None and self.config.region_size else None,
                 # Measured on cuts only: a given mask (mos refine) and a region re-refine take the 1:1 pass.
                 upscale=self.config.h_upscale and mask is None and roi is None,
+                model=self.h_small_model if small else self.h_model,
             )
             if guarded and self.config.refine_confidence is not None:
                 refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence)
@@ -736,5 +757,6 @@ class Cascade:
             device=self.device_name,
             timings=timings,
             crops=crops,
+            h_weights=h_weights,
         )
 

@@ -23,6 +23,10 @@ ENCODER_TAGS = {"mobilenetv3": "mobile", "resnet50": "r50", "efficientnet_lite0"
 # per photo, H on every crop, so each stage ships the encoder that measured best for it).
 ENCODER_CHOICES = ("default", *ENCODER_TAGS)
 DEFAULT_PAIR_FILE = "default.json"
+# "Hs": optional second weights for H, used by a cut of a photo no larger than H's global pass (where H runs at 1:1
+# and enlarged); trained on small photos, which the large-photo H must not be traded for (docs/MODELS.md). It
+# shares H's encoder in the default pair.
+STAGES = ("L", "H", "Hs")
 FIX_HINT = "train them (docs/TRAINING.md) or copy the released files into that folder; `mos info` lists what is found"
 
 
@@ -39,8 +43,8 @@ def find_models_dir(models_dir: str | Path | None = None) -> Path:
 def weights_filename(encoder: str, stage: str) -> str:
     if encoder not in ENCODER_TAGS:
         raise WeightsError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_TAGS)}")
-    if stage not in ("L", "H"):
-        raise WeightsError(f"unknown stage {stage!r}; choose L or H")
+    if stage not in STAGES:
+        raise WeightsError(f"unknown stage {stage!r}; choose L or H (or Hs, H's optional small-photo weights)")
     return f"meticulousnet_{ENCODER_TAGS[encoder]}_{stage}.safetensors"
 
 
@@ -60,8 +64,10 @@ def default_encoders(models_dir: str | Path | None = None) -> dict[str, str]:
 
 def resolve_encoder(models_dir: str | Path | None, encoder: str | None, stage: str) -> str:
     """`encoder` itself, or for "default" (and None) the stage's encoder in the folder's default pair."""
+    if stage not in STAGES:
+        raise WeightsError(f"unknown stage {stage!r}; choose L or H (or Hs, H's optional small-photo weights)")
     if encoder in (None, "default"):
-        return default_encoders(models_dir)[stage]
+        return default_encoders(models_dir)["H" if stage == "Hs" else stage]
     return encoder
 
 
@@ -172,10 +178,12 @@ def describe_models(models_dir: str | Path | None = None) -> list[dict]:
         default = {}
     rows = []
     for encoder in ENCODER_TAGS:
-        for stage in ("L", "H"):
+        for stage in STAGES:
             path = root / weights_filename(encoder, stage)
+            if stage == "Hs" and not path.is_file():
+                continue  # optional: listed only when shipped
             row: dict = {"encoder": encoder, "stage": stage, "path": str(path), "found": path.is_file(),
-                         "default": default.get(stage) == encoder}
+                         "default": default.get("H" if stage == "Hs" else stage) == encoder}
             if path.is_file():
                 try:
                     card = read_card(path)

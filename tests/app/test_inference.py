@@ -210,3 +210,25 @@ def test_cpu_only_switch_reloads_on_the_chosen_device(qtbot, app_settings, tiny_
     with qtbot.waitSignal(win.controller.device_ready, timeout=TIMEOUT):
         win.act_cpu_only.trigger()
     assert asked == ["cpu", None] and not app_settings.cpu_only()
+
+
+def test_inspector_names_the_small_photo_h_when_it_refined_the_cut(make_window, tiny_models_dir, qtbot, make_photo):
+    """A researcher reading H's maps must know which weights made them: a cut of a small photo runs H's
+    small-photo weights (when shipped); a region re-refine runs the large-photo H, and the tab says so."""
+    from mos_studio.core.cascade import Cascade, CascadeConfig
+    from mos_studio.core.testing import tiny_models
+
+    base = Cascade.from_pretrained(models_dir=tiny_models_dir, device="cpu")
+    cascade = Cascade(base.l_model, base.h_model, device="cpu", config=CascadeConfig(l_size=128, global_size=320),
+                      h_small_model=tiny_models(2)[1])
+    win = make_window(lambda: cascade)
+    win.doc.set_image(make_photo(), path="photo.png")
+    with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
+        assert win.run_cut()
+    assert win.doc.stages["H"].weights == "Hs"
+    assert win.inspector.tabs.tabText(1) == "H — refiner (small-photo weights)"
+    assert "small photos" in win.inspector.tabs.tabToolTip(1)
+    assert win.inspector.tabs.tabText(0) == "L — segmenter"
+    with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
+        assert win.run_refine((40, 40, 200, 160))
+    assert win.doc.stages["H"].weights == "H" and win.inspector.tabs.tabText(1) == "H — refiner"

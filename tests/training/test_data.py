@@ -110,7 +110,8 @@ def test_step_sampler_splits_global_batches() -> None:
 
 
 def test_h_samples_like_the_cascade_uses_h() -> None:
-    """keep_p: the input is the truth itself; scales: patches from a shrunk photo; soft_p: L-like blurred inputs."""
+    """keep_p: the input is the truth itself; scales: patches from a shrunk or enlarged photo; soft_p: L-like
+    blurred inputs."""
     img, mask = generate_pair(42, 400)
     kept = [h_sample(img, mask, np.random.default_rng(k), 96, keep_p=1.0) for k in range(8)]
     for _, gt, coarse in kept:
@@ -120,6 +121,18 @@ def test_h_samples_like_the_cascade_uses_h() -> None:
     # Shrunk 4× (400 → 100 px), a 96 px patch holds nearly the whole photo, as the global pass sees it.
     quarter = h_sample(img, mask, np.random.default_rng(3), 96, scales=(0.25,))[1]
     assert quarter.shape == (96, 96) and abs(float(quarter.mean()) - float(mask.mean())) < 0.05
+    # Enlarged 2× (400 → 800 px, as a cut's enlarged pass sees a small photo): the edges arrive softer.
+    def soft_share(scale: float, image: np.ndarray, truth: np.ndarray) -> float:
+        gts = [h_sample(image, truth, np.random.default_rng(k), 96, scales=(scale,))[1] for k in range(8)]
+        return float(np.mean([((g > 0.02) & (g < 0.98)).mean() for g in gts]))
+
+    assert soft_share(2.0, img, mask) > 1.3 * soft_share(1.0, img, mask)
+    # ... but never past 1024 px, where a cut does not enlarge: a 600 px photo at 2× is sampled as at 1:1.
+    big_img, big_mask = generate_pair(43, 600)
+    for k in range(3):
+        a = h_sample(big_img, big_mask, np.random.default_rng(k), 96, scales=(2.0,))
+        b = h_sample(big_img, big_mask, np.random.default_rng(k), 96, scales=(1.0,))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_faint_blobs_and_off_edge_patches() -> None:

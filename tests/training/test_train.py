@@ -84,9 +84,16 @@ def test_train_l_then_h_loss_falls_and_export_loads(tmp_path) -> None:
     assert cascade.config.l_size == card["inference"]["l_size"]
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     result = cascade(image)
-    assert result.mask.shape == (48, 64)
+    assert result.mask.shape == (48, 64) and result.h_weights == "H"
     with pytest.raises(tt.MosError, match="already exists"):
         export(tmp_path / "L" / "last.pt", "L", models)
+    with pytest.raises(tt.MosError, match="holds a stage-L model, not Hs"):
+        export(tmp_path / "L" / "last.pt", "Hs", models)
+    # The same H checkpoint shipped as H's small-photo weights: the cut of a small photo now runs it.
+    p_hs = export(tmp_path / "H" / "last.pt", "Hs", models, fp16=True)
+    assert p_hs.name == "meticulousnet_mobile_Hs.safetensors"
+    assert json.loads(p_hs.with_suffix(".json").read_text())["stage"] == "Hs"
+    assert Cascade.from_pretrained(models)(image).h_weights == "Hs"
 
 
 def test_resume_reproduces_the_same_losses(tmp_path) -> None:

@@ -92,8 +92,9 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
     """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range.
 
     H meets three kinds of input in use, so a sample can be drawn like each of them:
-    - `scales`: the photo is first shrunk by a factor drawn from this list, so a patch at 0.25 looks like a piece
-      of the 1024 px global pass over a 4K photo and a patch at 1.0 like a full-resolution crop;
+    - `scales`: the photo is first resized by a factor drawn from this list, so a patch at 0.25 looks like a piece
+      of the 1024 px global pass over a 4K photo, a patch at 1.0 like a full-resolution crop, and one above 1 like
+      the enlarged pass over a small photo (never enlarged past 1024 px, where a cut does not enlarge);
     - `keep_p`: the input is the truth itself (a user's right selection, the teacher's mask), and the target is the
       same mask, so H learns to leave a right edge where it is;
     - `soft_p`: the perturbed mask is shrunk 8× and blown back up, like L's upsampled probability map.
@@ -107,6 +108,11 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
         size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
         img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_AREA)
+    elif s > 1.0 and max(mask.shape) * s <= 1024:
+        # A cut of a small photo also runs H on it enlarged (bicubic photo, linear mask): learn that view too.
+        size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
+        img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_CUBIC)
+        mask = np.clip(cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_LINEAR), 0, 1)
     img, mask = boundary_crop(img, mask, rng, patch, anywhere=anywhere_p > 0 and rng.random() < anywhere_p)
     if augment and rng.random() < 0.5:
         img, mask = img[:, ::-1], mask[:, ::-1]
