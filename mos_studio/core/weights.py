@@ -40,11 +40,15 @@ def find_models_dir(models_dir: str | Path | None = None) -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise WeightsError(f"unknown stage {stage!r}; choose L or H (or Hs, H's optional small-photo weights)")
+
+
 def weights_filename(encoder: str, stage: str) -> str:
     if encoder not in ENCODER_TAGS:
         raise WeightsError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_TAGS)}")
-    if stage not in STAGES:
-        raise WeightsError(f"unknown stage {stage!r}; choose L or H (or Hs, H's optional small-photo weights)")
+    _check_stage(stage)
     return f"meticulousnet_{ENCODER_TAGS[encoder]}_{stage}.safetensors"
 
 
@@ -64,8 +68,7 @@ def default_encoders(models_dir: str | Path | None = None) -> dict[str, str]:
 
 def resolve_encoder(models_dir: str | Path | None, encoder: str | None, stage: str) -> str:
     """`encoder` itself, or for "default" (and None) the stage's encoder in the folder's default pair."""
-    if stage not in STAGES:
-        raise WeightsError(f"unknown stage {stage!r}; choose L or H (or Hs, H's optional small-photo weights)")
+    _check_stage(stage)
     if encoder in (None, "default"):
         return default_encoders(models_dir)["H" if stage == "Hs" else stage]
     return encoder
