@@ -54,7 +54,10 @@ class CascadeConfig:
     upscale_size: int | None = 768  # long side of the enlarged pass (None: global_size; never above it)
     # The enlarged pass runs this many times, each fed the last answer: the way CascadePSP iterates its refiner.
     upscale_passes: int = 2
-    upscale_flip: bool = False  # also mirror each enlarged pass (when h_flip is on): at 1024 px +0.65 mBA, 1.75× time
+    # Also mirror each enlarged pass (when h_flip is on): at 1024 px +0.65 mBA, 1.75× time (stop 19); at 768 px with
+    # the small-photo H +0.6 / +0.5 mBA on two draws of 60 held-out photos, median 1.9-2.1 -> 3.0-3.2 s (stop 21;
+    # on in the shipped H's card).
+    upscale_flip: bool = False
     # The enlarged answer may be at most this many times the 1:1 one (None: no cap), so a faint ghost at 1:1 is not
     # made solid by the enlarged pass's firmer edges. 2: cats' MAE / pooled IoU 7.26 / 70.07 -> 7.21 / 70.21, the
     # teacher's mBA unchanged (docs/MODELS.md).
