@@ -141,8 +141,8 @@ def test_default_cascade_cuts_the_cup_out_of_the_sample_photo():
     assert mask[:60, :100].mean() < 0.1 and mask[150:250, 540:].mean() < 0.05 and mask[-40:, -120:].mean() < 0.05
     assert 0.2 < mask.mean() < 0.6
     # Against the checked cup/saucer/spoon mask (tests/data/refine_good): measured IoU 0.754 with stop 21's
-    # small-photo H, its enlarged pass mirrored (stop 20: 0.719; stop 19: 0.68; round 1: 0.67, stop 16: 0.55). Cup, spoon and most of the
-    # saucer are taken; so is a narrower wedge of table.
+    # small-photo H, its enlarged pass mirrored (stop 20: 0.719; stop 19: 0.68; round 1: 0.67, stop 16: 0.55).
+    # Cup, spoon and most of the saucer are taken; so is a narrower wedge of table.
     good = np.array(Image.open(ROOT / "tests" / "data" / "refine_good" / "sample_mask.png")) > 127
     assert iou(mask, good) > 0.65
     # H moved L's upsampled mask along the boundary only, never wholesale.
