@@ -541,7 +541,8 @@ class Cascade:
         model: MeticulousNet | None = None,
     ) -> tuple[np.ndarray, list[StageMap]]:
         """H (or `model`) on one region: global pass at a bounded size, then local passes where it is uncertain."""
-        model = model or self.h_model
+        if model is None:
+            model = self.h_model
         assert model is not None
         cfg = self.config
         h, w = rgb.shape[:2]
@@ -725,7 +726,7 @@ class Cascade:
                 global_size=min(self.config.region_size, self.config.global_size)
                 if roi is not None and self.config.region_size else None,
                 # Measured on cuts only: a given mask (mos refine) and a region re-refine take the 1:1 pass.
-                upscale=self.config.h_upscale and mask is None and roi is None,
+                upscale=self.config.h_upscale and cut,
                 model=self.h_small_model if small else self.h_model,
             )
             if guarded and self.config.refine_confidence is not None:
@@ -736,9 +737,9 @@ class Cascade:
             if guarded and self.config.refine_band is not None:
                 band = max(8.0, self.config.refine_band * max(h, w))
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
-            if mask is None and roi is None and self.config.cut_band is not None:
+            if cut and self.config.cut_band is not None:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, max(8.0, self.config.cut_band * max(h, w)))
-            if mask is None and roi is None and self.config.add_floor:
+            if cut and self.config.add_floor:
                 refined = np.require(refined, np.float32, ("C", "W"))
                 k = np.float32(1.0 / self.config.add_floor)
                 for r in range(0, refined.shape[0], 256):  # in bands: no full-size temporaries (133 MB each at 8K)
