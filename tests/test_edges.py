@@ -24,7 +24,7 @@ def test_an_edge_two_pixels_off_moves_towards_the_photo_edge():
     img = _two_tone(64, 96, 48)
     prob = np.zeros((64, 96), np.float32)
     prob[:, 50:] = 1.0  # H put the object's edge two pixels right of the photo's
-    out = snap_to_edges(img, prob, radius=4, eps=1e-3)
+    out = snap_to_edges(img, prob, radius=4, eps=1e-3, work_side=96)
     assert out.dtype == np.float32 and out.shape == prob.shape
     assert 0.0 <= out.min() and out.max() <= 1.0
     truth = np.zeros((64, 96), bool)
@@ -59,10 +59,27 @@ def test_large_photo_path_equals_the_whole_image_computation():
     ref = np.clip((coef[..., :3] * (img.astype(np.float32) / 255.0)).sum(-1) + coef[..., 3], 0.0, 1.0)
     assert np.abs(out - ref).max() < 1e-4
     # Filtering in place (the cascade passes H's own array as `out`) gives the same answer, at both sizes.
-    for side in (side, 2048):
+    for work in (side, 2048):
         inplace = prob.copy()
-        assert snap_to_edges(img, inplace, r, eps, side, out=inplace) is inplace
-        assert np.array_equal(inplace, snap_to_edges(img, prob, r, eps, side))
+        assert snap_to_edges(img, inplace, r, eps, work, out=inplace) is inplace
+        assert np.array_equal(inplace, snap_to_edges(img, prob, r, eps, work))
+
+
+def test_radius_is_a_share_of_the_photo_and_cut_only_moves_only_the_cut():
+    """The radius counts pixels of a work_side-long view: a 512 px photo at radius 8 of 1024 is filtered with
+    radius 4. cut_only keeps the map's own values except where the filter moves the 0.5 cut."""
+    rng = np.random.default_rng(4)
+    img = cv2.resize((rng.random((32, 48, 3)) * 255).astype(np.uint8), (512, 341), interpolation=cv2.INTER_CUBIC)
+    prob = cv2.GaussianBlur((img[..., 1] > 120).astype(np.float32), (0, 0), 2)
+    prob = np.roll(prob, 2, axis=1)  # the map's edge two pixels off the photo's
+    plain = snap_to_edges(img, prob, 8, 1e-3, 1024)
+    assert np.array_equal(plain, snap_to_edges(img, prob, 4, 1e-3, 512))
+    assert not np.array_equal(plain, snap_to_edges(img, prob, 8, 1e-3, 512))
+    cut = snap_to_edges(img, prob, 8, 1e-3, 1024, cut_only=True)
+    moved = (plain > 0.5) != (prob > 0.5)
+    assert moved.sum() > 100  # the filter does move the edge here
+    assert np.array_equal(cut > 0.5, plain > 0.5)
+    assert np.array_equal(cut[~moved], prob[~moved]) and np.array_equal(cut[moved], plain[moved])
 
 
 def test_size_mismatch_is_an_error():
@@ -80,7 +97,8 @@ def test_cascade_snaps_cuts_and_region_re_refines_but_never_a_given_mask():
     img = _two_tone(120, 160, 70, seed=5)
     a, b = plain(img), snapped(img)
     assert "edges" in b.timings and "edges" not in a.timings
-    assert np.allclose(b.probability, snap_to_edges(img, a.probability, 4, 1e-3, 256), atol=1e-5)
+    assert np.allclose(b.probability, snap_to_edges(img, a.probability, 4, 1e-3, 256, cut_only=True),
+                       atol=1e-5)
     given = np.zeros((120, 160), bool)
     given[:, 75:] = True
     r1, r2 = plain(img, mask=given), snapped(img, mask=given)
@@ -90,7 +108,7 @@ def test_cascade_snaps_cuts_and_region_re_refines_but_never_a_given_mask():
     x0, y0, x1, y1 = roi
     assert "edges" in q2.timings
     assert np.allclose(q2.probability[y0:y1, x0:x1], snap_to_edges(img[y0:y1, x0:x1], q1.probability[y0:y1, x0:x1],
-                                                                   4, 1e-3, 256), atol=1e-5)
+                                                                   4, 1e-3, 256, cut_only=True), atol=1e-5)
     outside = np.ones((120, 160), bool)
     outside[y0:y1, x0:x1] = False
     assert np.array_equal(q2.probability[outside], given[outside].astype(np.float32))

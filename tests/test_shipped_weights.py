@@ -78,19 +78,21 @@ def test_h_card_holds_the_whole_lineage():
     assert card["initialised_from"] == "runs/teacher_H_effl0/last.pt"
     assert card["previous_runs"][0]["initialised_from"] == "runs/teacher_L/last.pt"
     # Global pass only (averaged with its mirror), a stricter refine guard than round 1's H needed, refine changes
-    # thinner than 11 of H's pixels left to the user and a refined mask of any size seen mirrored too, no object
-    # added where L was sure of background, and the edge of a cut smaller than 768 px taken from two passes on the
-    # photo enlarged to 768, each mirrored too (stop 21); docs/MODELS.md says why. The cascade takes all of them
-    # from the card.
+    # thinner than 17 of H's pixels left to the user (stop 22; 11 before) and a refined mask of any size seen
+    # mirrored too, no object added where L was sure of background, the edge of a cut smaller than 768 px taken
+    # from two passes on the photo enlarged to 768, each mirrored too (stop 21), and a cut's edge snapped to the
+    # photo's with a guided filter of radius 8 at 1024 px (stop 22); docs/MODELS.md says why. The cascade takes
+    # all of them from the card.
     assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05,
-                                 "h_flip": True, "refine_min_change": 5, "h_upscale": True, "upscale_size": 768,
+                                 "h_flip": True, "refine_min_change": 8, "h_upscale": True, "upscale_size": 768,
                                  "upscale_passes": 2, "upscale_flip": True, "upscale_gain": 2.0,
-                                 "refine_flip": True}
+                                 "refine_flip": True, "edge_radius": 8, "edge_eps": 0.001}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
-    assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 5
+    assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 8
     assert cascade.config.h_upscale and cascade.config.upscale_passes == 2 and cascade.config.upscale_size == 768
     assert cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0 and cascade.config.refine_flip
+    assert cascade.config.edge_radius == 8 and cascade.config.edge_eps == 0.001
     _check_lineage(card)
 
 

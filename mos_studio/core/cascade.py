@@ -90,7 +90,8 @@ class CascadeConfig:
     # thick (an opening with a disc that wide, at global_size): thinner changes are H's own resolution (at 4K one
     # global pixel is 4 photo pixels), where the user's full-resolution edge is the better one. H still removes or
     # fills blobs the user's mask got wrong. Photos no larger than global_size are left to H (it saw every pixel).
-    # None: every sure change is taken.
+    # None: every sure change is taken. Round 2's Lite0 H's card: 8 (stop 22; 5 before took 0.03 mBA points off a
+    # right mask on 12 held-out photos >= 1.5K px, 8 takes none, on two draws of perturbations: docs/MODELS.md).
     refine_min_change: int | None = None
     # ... and, for a mask larger than global_size, H's global pass also runs on the mirrored photo and the two answers
     # are averaged (h_flip must be on), so a change must convince H both ways to reach refine_confidence. Smaller
@@ -120,12 +121,13 @@ class CascadeConfig:
     # ("Hs" weights) when one is loaded. The large-photo H, trained mostly on downscaled views of big photos, keeps
     # every other pass: large photos, `mos refine` (its guards were measured with it) and region re-refines.
     small_h: bool = True
-    # A cut or a region re-refine snaps H's answer onto the photo's own edges with a colour guided filter of this
-    # window radius (pixels at the fitting resolution: the photo up to global_size, else a copy shrunk to it; see
-    # edges.py) and regulariser. None: off. Stop 22, against the teacher, radius 4: two draws of 60 random
-    # held-out photos mBA 0.743 -> 0.779 and 0.733 -> 0.770, 12 held-out photos >= 1.5K px 0.636 -> 0.658 (radius
-    # 6-8 gain more there, less on small photos and raise MAE); 0.03 s at 600 px, 0.4 s at 4K. A given mask
-    # (mos refine) is the user's and is not filtered. Round 2's Lite0 H's card sets radius 4.
+    # A cut or a region re-refine snaps H's edge onto the photo's own edges: a colour guided filter (edges.py) with
+    # this window radius, in pixels of a global_size-long view (photos smaller than that get a proportionally
+    # smaller window, larger ones are fitted on a copy that size), and regulariser; the filtered value is taken
+    # only where it moves the 0.5 cut, H's own everywhere else. None: off. A given mask (mos refine) is the user's
+    # and is not filtered. Stop 22, against the teacher, radius 8 (the card's): two draws of 60 random held-out
+    # photos mBA 0.743 -> 0.780 and 0.733 -> 0.771, 12 held-out photos >= 1.5K px 0.636 -> 0.664, MAE and
+    # S-measure no worse; about 0.05 s at 600 px, 0.4 s at 4K (docs/MODELS.md, docs/PERFORMANCE.md).
     edge_radius: int | None = None
     edge_eps: float = 1e-3
 
@@ -764,7 +766,7 @@ class Cascade:
                 t0 = time.perf_counter()
                 refined = np.require(refined, np.float32, ("C", "W"))  # H's own array: filtered in place
                 snap_to_edges(rgb[y0:y1, x0:x1], refined, self.config.edge_radius, self.config.edge_eps,
-                              self.config.global_size, out=refined)
+                              self.config.global_size, out=refined, cut_only=True)
                 timings["edges"] = time.perf_counter() - t0
             crops = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in local]
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
