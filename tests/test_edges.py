@@ -82,6 +82,18 @@ def test_radius_is_a_share_of_the_photo_and_cut_only_moves_only_the_cut():
     assert np.array_equal(cut[~moved], prob[~moved]) and np.array_equal(cut[moved], plain[moved])
 
 
+def test_cut_only_never_makes_an_edge_where_the_map_has_none():
+    """A faint answer (all below 0.5) stays exactly as it was with cut_only, however crisp the photo's edges; far
+    from an object's cut nothing changes either."""
+    img = _two_tone(80, 120, 60, seed=2)
+    faint = np.where(np.arange(120) >= 60, 0.45, 0.05).astype(np.float32)[None, :].repeat(80, 0)
+    assert np.array_equal(snap_to_edges(img, faint, 8, 1e-3, 120, cut_only=True), faint)
+    prob = faint.copy()
+    prob[30:50, 90:110] = 0.9  # one object, far from the faint region's colour edge at column 60
+    out = snap_to_edges(img, prob, 4, 1e-3, 120, cut_only=True)
+    assert np.array_equal(out[:, :80], prob[:, :80])
+
+
 def test_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in size"):
         snap_to_edges(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 11), np.float32))
