@@ -94,6 +94,26 @@ def test_cut_only_never_makes_an_edge_where_the_map_has_none():
     assert np.array_equal(out[:, :80], prob[:, :80])
 
 
+@pytest.mark.parametrize("work_side", [2000, 500])
+def test_cut_only_gives_the_same_answer_band_by_band_or_point_by_point(monkeypatch, work_side):
+    """Bands mostly in reach are filtered whole, others only at their pixels in reach (at 1:1 and shrunk)."""
+    import mos_studio.core.edges as edges
+
+    rng = np.random.default_rng(6)
+    img = cv2.resize((rng.random((60, 90, 3)) * 255).astype(np.uint8), (900, 600), interpolation=cv2.INTER_CUBIC)
+    prob = cv2.GaussianBlur((img[..., 0] > 128).astype(np.float32), (0, 0), 3)
+    prob = np.roll(prob, 3, axis=0)
+    answers = []
+    for share in (0.0, 1.0):  # every band whole / every band point by point
+        monkeypatch.setattr(edges, "DENSE_SHARE", share)
+        answers.append(snap_to_edges(img, prob, 8, 1e-3, work_side, cut_only=True))
+    moved = (answers[0] > 0.5) != (prob > 0.5)
+    assert moved.sum() > 100
+    # The shrunk path samples the coefficients with cv2.remap (fixed-point) or exactly: the same to 1e-3.
+    assert np.abs(answers[0] - answers[1]).max() < 1e-3
+    assert ((answers[0] > 0.5) != (answers[1] > 0.5)).sum() <= moved.sum() // 100
+
+
 def test_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in size"):
         snap_to_edges(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 11), np.float32))

@@ -1,0 +1,82 @@
+"""What does the edge snap (mos_studio.core.edges.snap_to_edges) cost on its own? Time and extra memory per size.
+
+    python benchmarks/bench_edges.py [--sizes 640px,4K,8K] [--runs 5] [--radius 8]
+
+A real photo (bench_cascade's photos and sizes) and a probability map with object edges on it (the photo's
+green channel blurred to a few large blobs and thresholded, then softened). Each size runs in a fresh child
+process, so peak RSS is that size's alone. Printed: the median seconds of --runs calls (in place and cut_only, as
+the cascade calls it), the peak RSS before and after them, and the difference. No timing assertions anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(size: str, runs: int, radius: int) -> dict:
+    import cv2
+    import numpy as np
+
+    from mos_studio.core.edges import snap_to_edges
+
+    w, h = SIZES[size]
+    rgb = load_photo(PHOTOS.get(size, "astronaut"), w, h)
+    g = cv2.GaussianBlur(rgb[..., 1].astype(np.float32), (0, 0), max(w, h) / 60)  # a few large blobs
+    prob = cv2.GaussianBlur((g > np.median(g)).astype(np.float32), (0, 0), max(w, h) / 1000)
+    work = prob.copy()
+    before = _peak_mb()
+    times = []
+    for _ in range(runs):
+        np.copyto(work, prob)
+        t0 = time.perf_counter()
+        snap_to_edges(rgb, work, radius, 1e-3, 1024, out=work, cut_only=True)
+        times.append(time.perf_counter() - t0)
+    moved = int(((work > 0.5) != (prob > 0.5)).sum())
+    return {"size": size, "pixels": f"{w}x{h}", "median_s": statistics.median(times), "min_s": min(times),
+            "peak_before_mb": before, "peak_after_mb": _peak_mb(), "moved_px": moved}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="640px,4K,8K")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--radius", type=int, default=8)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.runs, args.radius)))
+        return 0
+    print(f"edge snap, radius {args.radius} of a 1024 px view, cut_only, in place; {args.runs} runs per size")
+    print("| size | pixels | median s | min s | peak RSS before (MB) | after | extra | cut moved (px) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in args.sizes.split(","):
+        if size not in SIZES:
+            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+        out = subprocess.run([sys.executable, __file__, "--child", size, "--runs", str(args.runs), "--radius",
+                              str(args.radius)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(f"| {size} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {r['size']} | {r['pixels']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['peak_before_mb']:.0f} | "
+              f"{r['peak_after_mb']:.0f} | {r['peak_after_mb'] - r['peak_before_mb']:.0f} | {r['moved_px']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
