@@ -124,10 +124,11 @@ class CascadeConfig:
     # A cut or a region re-refine snaps H's edge onto the photo's own edges: a colour guided filter (edges.py) with
     # this window radius, in pixels of a global_size-long view (photos smaller than that get a proportionally
     # smaller window, larger ones are fitted on a copy that size), and regulariser; the filtered value is taken
-    # only where it moves the 0.5 cut, H's own everywhere else. None: off. A given mask (mos refine) is the user's
-    # and is not filtered. Stop 22, against the teacher, radius 8 (the card's): two draws of 60 random held-out
-    # photos mBA 0.743 -> 0.780 and 0.733 -> 0.771, 12 held-out photos >= 1.5K px 0.636 -> 0.664, MAE and
-    # S-measure no worse; about 0.05 s at 600 px, 0.4 s at 4K (docs/MODELS.md, docs/PERFORMANCE.md).
+    # only where it moves the 0.5 cut within 1.5 windows of H's, H's own everywhere else. None: off. A given mask
+    # (mos refine) is the user's and is not filtered. Stop 22, against the teacher, radius 8 (the card's): two
+    # draws of 60 random held-out photos mBA 0.743 -> 0.780 and 0.733 -> 0.771, 12 held-out photos >= 1.5K px
+    # 0.636 -> 0.663, MAE and S-measure no worse; 0.05 s at 640 px, 0.33 s at 4K, 1.1 s at 8K (docs/MODELS.md,
+    # docs/PERFORMANCE.md).
     edge_radius: int | None = None
     edge_eps: float = 1e-3
 

@@ -91,7 +91,7 @@ def _filter_all(rgb: np.ndarray, guide: np.ndarray, coef: np.ndarray, scale: flo
 def snap_to_edges(rgb: np.ndarray, prob: np.ndarray, radius: int = 8, eps: float = 1e-3,
                   work_side: int = 1024, out: np.ndarray | None = None, cut_only: bool = False) -> np.ndarray:
     """`prob` (float32 h×w in [0, 1]) filtered with `rgb` (uint8 h×w×3) as the guide, written to `out` (a new
-    float32 array when None; `prob` itself may be passed, as nothing reads it once the fit is made).
+    float32 array when None; `prob` itself may be passed: each band of it is read before that band is written).
 
     `radius` is in pixels of a view `work_side` long: the coefficients are fitted on the photo shrunk to that long
     side when it is larger, and with the radius scaled down (at least 1 px) when it is smaller, so the window is
