@@ -158,3 +158,21 @@ def test_cut_alpha_soft_and_hard(tmp_path, capsys):
     assert main(["refine", str(img), str(tmp_path / "hard" / "cup_mask.png"), "-o", str(tmp_path / "r.png"),
                  "--models-dir", str(models), "--alpha", "soft"]) == 0
     assert np.array(Image.open(tmp_path / "r.png")).shape == (107, 160)
+
+
+def test_cut_edge_snap_switch(tmp_path, models):
+    """--edge-snap turns the snap on where the card leaves it off (the tiny models' cards), --no-edge-snap keeps it
+    off; the default follows the card."""
+    rng = np.random.default_rng(3)
+    img = np.zeros((80, 96, 3), np.uint8)
+    img[:, 40:] = (200, 180, 120)
+    img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "two.png")
+    masks = {}
+    for flag in ("default", "--edge-snap", "--no-edge-snap"):
+        out = tmp_path / flag.strip("-")
+        args = ["cut", str(tmp_path / "two.png"), "-o", str(out), "--models-dir", str(models), "--export", "mask"]
+        assert main(args + ([] if flag == "default" else [flag])) == 0
+        masks[flag] = np.array(Image.open(out / "two_mask.png"))
+    assert np.array_equal(masks["default"], masks["--no-edge-snap"])
+    assert not np.array_equal(masks["default"], masks["--edge-snap"])

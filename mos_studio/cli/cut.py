@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mos_studio.core.errors import MosError
+
+if TYPE_CHECKING:
+    from mos_studio.core.cascade import CascadeConfig
 
 from .progress import ProgressBar
 
@@ -29,6 +33,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "shipped H measured no better with them on held-out photos and is 5x faster without)")
 
 
+def set_edge_snap(config: CascadeConfig, on: bool | None) -> None:
+    """--edge-snap / --no-edge-snap: None keeps the card's choice; on without a card radius takes the default."""
+    from mos_studio.core.edges import DEFAULT_RADIUS
+
+    if on is False:
+        config.edge_radius = None
+    elif on and not config.edge_radius:
+        config.edge_radius = DEFAULT_RADIUS
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cut", help="cut objects out of images (L + H cascade)")
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
@@ -37,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--color", default="0,255,0", help="composite background as R,G,B (default green)")
     p.add_argument("--alpha", choices=("soft", "hard"), default="soft", help=ALPHA_HELP)
     _add_model_options(p)
+    p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="snap the cut's edge onto the photo's own edges with a guided filter (default: as H's card "
+                        "says; the shipped card turns it on, docs/MODELS.md)")
     p.set_defaults(func=run_cut)
 
     r = sub.add_parser("refine", help="refine an existing mask with H only")
@@ -89,6 +106,7 @@ def run_cut(args: argparse.Namespace) -> int:
     cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device)
     if args.crops is not None:
         cascade.config.local_passes = args.crops
+    set_edge_snap(cascade.config, args.edge_snap)
     print(f"device: {cascade.device_name}", file=sys.stderr)
     failures = 0
     bar = ProgressBar(len(files), "cut", enabled=None if len(files) > 1 else False)

@@ -12,6 +12,7 @@ import numpy as np
 
 from mos_studio.core.errors import MosError
 
+from .cut import set_edge_snap
 from .progress import ProgressBar
 
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which trained pair (default: the pair the models folder's default.json names)")
     p.add_argument("--crops", action=argparse.BooleanOptionalAction, default=None,
                    help="run H's full-resolution crops (default: as H's card says)")
+    p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="snap a cut's edge onto the photo's edges (default: as H's card says); compare with and "
+                        "without it")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--device", default=None)
@@ -77,6 +81,7 @@ def run_eval(args: argparse.Namespace) -> int:
         cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages=stages)
         if args.crops is not None:
             cascade.config.local_passes = args.crops
+        set_edge_snap(cascade.config, args.edge_snap)
         print(f"device: {cascade.device_name}", file=sys.stderr)
         out = args.out or Path(f"eval-{args.dataset.name}-{stage}")
         title = f"{args.dataset.name} {stage} ({args.encoder})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+DEFAULT_RADIUS = 8  # the shipped H's card's radius (stop 22, docs/MODELS.md)
 BAND_ROWS = 128
 DENSE_SHARE = 0.1  # a band with more of its pixels in reach than this is filtered whole
 REACH = 1.5  # how far (in windows) the cut may move from the given cut, with cut_only
@@ -88,7 +89,7 @@ def _filter_all(rgb: np.ndarray, guide: np.ndarray, coef: np.ndarray, scale: flo
     np.clip(out, 0.0, 1.0, out=out)
 
 
-def snap_to_edges(rgb: np.ndarray, prob: np.ndarray, radius: int = 8, eps: float = 1e-3,
+def snap_to_edges(rgb: np.ndarray, prob: np.ndarray, radius: int = DEFAULT_RADIUS, eps: float = 1e-3,
                   work_side: int = 1024, out: np.ndarray | None = None, cut_only: bool = False) -> np.ndarray:
     """`prob` (float32 h×w in [0, 1]) filtered with `rgb` (uint8 h×w×3) as the guide, written to `out` (a new
     float32 array when None; `prob` itself may be passed: each band of it is read before that band is written).
