@@ -76,6 +76,7 @@ class Job:
     polygon: np.ndarray | None = None  # lasso points (N x 2, image pixels) or None for a rectangle
     job_id: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
+    edge_snap: bool = True  # snap the edge onto the photo's as H's card says (False: never; cuts and regions only)
 
 
 @dataclass
@@ -142,10 +143,13 @@ class _Worker(QObject):
         super().__init__()
         self._loader = loader
         self._cascade: Any = None
+        self._card_edge_radius: int | None = None
 
     def _ensure_cascade(self) -> Any:
         if self._cascade is None:
             self._cascade = self._loader()
+            # The card's edge snap, kept so the app's switch can turn it off and back on per job.
+            self._card_edge_radius = getattr(getattr(self._cascade, "config", None), "edge_radius", None)
             self.device_ready.emit(str(getattr(self._cascade, "device_name", "CPU")))
         return self._cascade
 
@@ -173,6 +177,10 @@ class _Worker(QObject):
 
             def report(stage: str, fraction: float) -> None:
                 self.progress.emit(job.job_id, str(stage), float(fraction))
+
+            config = getattr(cascade, "config", None)
+            if config is not None and hasattr(config, "edge_radius"):  # set between jobs, on this thread
+                config.edge_radius = self._card_edge_radius if job.edge_snap else None
 
             if job.kind == "cut":
                 result = cascade(job.image, progress=report, cancel=job.cancel)

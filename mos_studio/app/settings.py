@@ -104,6 +104,12 @@ class AppSettings:
     def set_soft_edges(self, value: bool) -> None:
         self.q.setValue("export/soft_edges", bool(value))
 
+    def edge_snap(self) -> bool:
+        return self._get("segment/edge_snap", True, bool)
+
+    def set_edge_snap(self, value: bool) -> None:
+        self.q.setValue("segment/edge_snap", bool(value))
+
     def geometry(self) -> QByteArray | None:
         value = self.q.value("window/geometry")
         return value if isinstance(value, QByteArray) else None

@@ -163,6 +163,11 @@ class MainWindow(QMainWindow):
         self.act_cpu_only.setChecked(self.settings.cpu_only())
         self.act_cpu_only.setEnabled(self.loader_for_device is not None)
         self.act_cpu_only.setToolTip("Off: the GPU when there is one (CUDA or Apple MPS), else the CPU")
+        self.act_edge_snap = a("Snap &edges to the photo", self.set_edge_snap, "Shift+E", "mdi6.vector-curve",
+                               checkable=True, group="Segment")
+        self.act_edge_snap.setChecked(self.settings.edge_snap())
+        self.act_edge_snap.setToolTip("On: a cut's or re-refined region's edge is moved onto the photo's own edges "
+                                      "(a guided filter; as the model card says). Off: H's edge as it is.")
 
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
@@ -223,6 +228,7 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_cut)
         m.addAction(self.act_cancel)
         m.addAction(self.act_cpu_only)
+        m.addAction(self.act_edge_snap)
         m.addSeparator()
         for tool in ("box", "refine_rect", "refine_lasso"):
             m.addAction(self.tool_actions[tool])
@@ -422,6 +428,12 @@ class MainWindow(QMainWindow):
         self.device_label.setText("Device: loading…")
         self.controller.set_loader(self.loader_for_device("cpu" if cpu_only else None))
 
+    def set_edge_snap(self, on: bool) -> None:
+        """Edge snap on/off for the next cuts, box prompts and region re-refines (not the current mask)."""
+        self.settings.set_edge_snap(on)
+        if self.act_edge_snap.isChecked() != on:
+            self.act_edge_snap.setChecked(on)
+
     def set_soft_edges(self, on: bool) -> None:
         """Soft edges on/off: exports use the matte, and the band where alpha is solved is drawn over the photo."""
         self.settings.set_soft_edges(on)
@@ -594,18 +606,19 @@ class MainWindow(QMainWindow):
         """Segment the salient object of the whole photo (L at low resolution, then H at full resolution)."""
         if not self.doc.has_image:
             return self._submit(Job("cut", 0, np.zeros((1, 1, 3), np.uint8)))
-        return self._submit(Job("cut", self.doc.generation, self.doc.rgb))
+        return self._submit(Job("cut", self.doc.generation, self.doc.rgb, edge_snap=self.act_edge_snap.isChecked()))
 
     def run_box(self, rect: tuple[int, int, int, int]) -> bool:
         """Segment only the object inside `rect` (L on the crop, H refines it)."""
-        return self.doc.has_image and self._submit(Job("box", self.doc.generation, self.doc.rgb, rect=tuple(rect)))
+        return self.doc.has_image and self._submit(Job("box", self.doc.generation, self.doc.rgb, rect=tuple(rect),
+                                                       edge_snap=self.act_edge_snap.isChecked()))
 
     def run_refine(self, rect: tuple[int, int, int, int], polygon: np.ndarray | None = None) -> bool:
         """Re-run H inside a rectangle (or the lasso `polygon`, whose bounding rect is `rect`) and merge only there."""
         if not self.doc.has_image:
             return False
         return self._submit(Job("refine", self.doc.generation, self.doc.rgb, mask=self.doc.mask.copy(),
-                                rect=tuple(rect), polygon=polygon))
+                                rect=tuple(rect), polygon=polygon, edge_snap=self.act_edge_snap.isChecked()))
 
     def _on_job_started(self, job: Job) -> None:
         self._job_started_at = time.perf_counter()

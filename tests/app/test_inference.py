@@ -232,3 +232,28 @@ def test_inspector_names_the_small_photo_h_when_it_refined_the_cut(make_window, 
     with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
         assert win.run_refine((40, 40, 200, 160))
     assert win.doc.stages["H"].weights == "H" and win.inspector.tabs.tabText(1) == "H — refiner"
+
+
+def test_edge_snap_switch_follows_the_card_and_turns_it_off(make_window, tiny_models_dir, qtbot, make_photo,
+                                                           app_settings):
+    """Segment ▸ Snap edges to the photo: on, a cut and a region re-refine run the card's edge snap (here a card
+    radius of 8 set on a fresh tiny cascade); off, neither does; the choice is remembered."""
+    from mos_studio.core.cascade import Cascade, CascadeConfig
+
+    cascade = Cascade.from_pretrained(models_dir=tiny_models_dir, device="cpu",
+                                      config=CascadeConfig(l_size=128, global_size=320, edge_radius=8))
+    win = make_window(lambda: cascade)
+    win.doc.set_image(make_photo(), path="photo.png")
+    assert win.act_edge_snap.isChecked()  # default on: as the card says
+    seen = []
+    win.controller.finished.connect(lambda res: seen.append("edges" in res.timings))
+    for on in (True, False, True):
+        win.set_edge_snap(on)
+        with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
+            assert win.run_cut()
+        with qtbot.waitSignal(win.result_applied, timeout=TIMEOUT):
+            assert win.run_refine((60, 40, 220, 180))
+    assert seen == [True, True, False, False, True, True]
+    win.act_edge_snap.trigger()  # off, as the menu item would
+    assert not win.act_edge_snap.isChecked() and not app_settings.edge_snap()
+    assert cascade.config.edge_radius == 8  # the last job ran with the card's value
