@@ -105,7 +105,8 @@ class Flops:
 def cascade_gflops(cascade, h: int, w: int, crops: list, flops: Flops) -> dict:
     cfg = cascade.config
     low, high = cascade.l_model, cascade.h_model
-    g_l = flops(low, (1, 3, cfg.l_size, cfg.l_size)) * (2 if cfg.l_flip else 1)
+    lw, lh = cascade.l_input_size(h, w)
+    g_l = flops(low, (1, 3, lh, lw)) * (2 if cfg.l_flip else 1)
     scale = min(1.0, cfg.global_size / max(h, w))
     mirrored = cfg.h_flip and max(h, w) <= cfg.global_size  # the mirror pass runs only at 1:1
     g_g = flops(high, (1, 4, max(8, round(h * scale)), max(8, round(w * scale)))) * (2 if mirrored else 1)

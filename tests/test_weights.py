@@ -99,6 +99,19 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     from mos_studio.core.cascade import CascadeConfig
 
     assert Cascade.from_pretrained(tmp_path, device="cpu", config=CascadeConfig(l_size=160)).config.l_size == 160
+    # `inference.l_aspect`: L sees the photo at its own shape, long side l_size, both orientations.
+    card["inference"] = {"l_size": 224, "l_aspect": True}
+    card_file.write_text(json.dumps(card))
+    cascade = Cascade.from_pretrained(tmp_path, device="cpu")
+    assert cascade.config.l_aspect and not cascade.config.l_flip
+    seen.clear()
+    cascade._forward = lambda model, x, mask=None: (seen.append(x.shape), orig(model, x, mask))[1]
+    probs = [cascade.run_low(np.zeros(shape, np.uint8))[0] for shape in ((300, 400, 3), (400, 300, 3), (20, 900, 3))]
+    assert seen == [(168, 224, 3), (224, 168, 3), (32, 224, 3)]  # a strip keeps a short side L can still read
+    assert [p.shape for p in probs] == [(300, 400), (400, 300), (20, 900)]
+    card["inference"] = {"l_aspect": "yes"}  # not a JSON bool: ignored, the paper's square input stays
+    card_file.write_text(json.dumps(card))
+    assert not Cascade.from_pretrained(tmp_path, device="cpu").config.l_aspect
 
 
 def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):

@@ -92,9 +92,9 @@ def run_eval(args: argparse.Namespace) -> int:
             img = load_image(pair.image)
             gt = load_mask(pair.mask, size=(img.width, img.height))
             if stage == "L":
-                s = cascade.config.l_size
-                small = cv2.resize(img.rgb, (s, s), interpolation=cv2.INTER_AREA)
-                gt_s = cv2.resize(gt, (s, s), interpolation=cv2.INTER_AREA)
+                size = cascade.l_input_size(img.height, img.width)
+                small = cv2.resize(img.rgb, size, interpolation=cv2.INTER_AREA)
+                gt_s = cv2.resize(gt, size, interpolation=cv2.INTER_AREA)
                 prob, _ = cascade.run_low(small)
                 return small, gt_s, prob
             if stage == "L-up":

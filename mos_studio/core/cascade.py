@@ -40,6 +40,12 @@ Rect = tuple[int, int, int, int]
 class CascadeConfig:
     l_size: int = 336  # L's square input side (the paper resizes to 336×336)
     l_flip: bool = False  # average L over the image and its mirror image (test-time augmentation)
+    # L sees the photo at its own aspect ratio, long side l_size (short side at least 32 px), instead of squashed to
+    # l_size² as the paper does and as L was trained. Off: measured with round 2's Lite0 L at stop 23, it takes most
+    # of the table wedge out of the bundled cup (IoU with the checked mask 0.752 -> 0.835) and helps the people set
+    # (all six metrics), but costs 60 held-out photos 0.8 IoU / 0.5 mBA points against the teacher and DAVIS's
+    # 854 x 480 frames 8 IoU points (docs/MODELS.md). Kept for `eval_teacher.py --variant l_aspect=True`.
+    l_aspect: bool = False
     h_flip: bool = False  # the same for H's whole-image pass when it runs at 1:1 (photos up to global_size;
     # not for a region re-refine, `roi`)
     global_size: int = 1024  # long side of H's global pass
@@ -403,8 +409,9 @@ class Cascade:
                 size = inference.get("l_size")
                 if isinstance(size, int) and 32 <= size <= 4096:
                     config.l_size = size
-                if isinstance(inference.get("l_flip"), bool):
-                    config.l_flip = inference["l_flip"]
+                for key in ("l_flip", "l_aspect"):
+                    if isinstance(inference.get(key), bool):
+                        setattr(config, key, inference[key])
             if "H" in paths:
                 h_inference = read_card(paths["H"]).get("inference", {})
                 for key in ("local_passes", "h_flip", "h_upscale", "upscale_flip", "refine_flip"):  # switches
@@ -499,14 +506,22 @@ class Cascade:
             ] if stages or not self.config.optimized else []
         return prob, maps
 
+    def l_input_size(self, h: int, w: int) -> tuple[int, int]:
+        """(width, height) L sees for an h×w photo: l_size² squashed, or with l_aspect the photo's own shape."""
+        s = self.config.l_size
+        if not self.config.l_aspect:
+            return s, s
+        f = s / max(h, w)
+        return max(32, round(w * f)), max(32, round(h * f))
+
     def run_low(self, image: object) -> tuple[np.ndarray, list[StageMap]]:
-        """L alone: the image squashed to l_size², probability resized back to the image's size."""
+        """L alone: the image squashed to l_size² (or, with l_aspect, its long side at l_size), probability resized
+        back to the image's size."""
         if self.l_model is None:
             raise MosError("this cascade has no L model loaded")
         rgb = _to_rgb_array(image)
         h, w = rgb.shape[:2]
-        s = self.config.l_size
-        small = _resize(rgb, (s, s))
+        small = _resize(rgb, self.l_input_size(h, w))
         # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
         prob, stages = self._mirrored_pass(self.l_model, small, None, self.config.l_flip)
         return _resize(prob, (w, h), shrink_ok=False).astype(np.float32, copy=False), stages
