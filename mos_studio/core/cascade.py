@@ -43,8 +43,9 @@ class CascadeConfig:
     # L sees the photo at its own aspect ratio, long side l_size (short side at least 32 px), instead of squashed to
     # l_size² as the paper does and as L was trained. Off: measured with round 2's Lite0 L at stop 23, it takes most
     # of the table wedge out of the bundled cup (IoU with the checked mask 0.752 -> 0.835) and helps the people set
-    # (all six metrics), but costs 60 held-out photos 0.8 IoU / 0.5 mBA points against the teacher and DAVIS's
-    # 854 x 480 frames 8 IoU points (docs/MODELS.md). Kept for `eval_teacher.py --variant l_aspect=True`.
+    # (all six metrics), but costs 60 random held-out photos 0.4 IoU / 0.3 mBA points against the teacher (0.8 / 0.5
+    # on 60 that are not clothing) and DAVIS's 854 x 480 frames 8 IoU points (docs/MODELS.md). Kept so that
+    # `eval_teacher.py --variant l_aspect=True` can repeat the measurement on a retrained L.
     l_aspect: bool = False
     h_flip: bool = False  # the same for H's whole-image pass when it runs at 1:1 (photos up to global_size;
     # not for a region re-refine, `roi`)
