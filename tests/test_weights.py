@@ -105,7 +105,8 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     cascade = Cascade.from_pretrained(tmp_path, device="cpu")
     assert cascade.config.l_aspect and not cascade.config.l_flip
     seen.clear()
-    cascade._forward = lambda model, x, mask=None: (seen.append(x.shape), orig(model, x, mask))[1]
+    own = cascade._forward
+    cascade._forward = lambda model, x, mask=None: (seen.append(x.shape), own(model, x, mask))[1]
     probs = [cascade.run_low(np.zeros(shape, np.uint8))[0] for shape in ((300, 400, 3), (400, 300, 3), (20, 900, 3))]
     assert seen == [(168, 224, 3), (224, 168, 3), (32, 224, 3)]  # a strip keeps a short side L can still read
     assert [p.shape for p in probs] == [(300, 400), (400, 300), (20, 900)]

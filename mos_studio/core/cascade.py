@@ -387,7 +387,8 @@ class Cascade:
 
         Without an explicit `config`, L runs as its card's `inference` entry says: `l_size` (the size it was
         trained at; else the paper's 336 px, since a model run far from its training scale loses accuracy) and
-        `l_flip` (mirror averaging, when it measurably helped that model on held-out data); and H as its card's
+        `l_flip` (mirror averaging, when it measurably helped that model on held-out data) and `l_aspect` (L at the
+        photo's own aspect ratio); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
         `refine_confidence`, `refine_min_change` and `refine_flip` (the refine guards measured best for that H),
         `add_floor`, `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass, and
