@@ -106,22 +106,33 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int], what: Path) -> None:
         raise MosError(f"{what}: image {a} and mask {b} differ in aspect ratio")
 
 
+def _write_pair(ip: Path, mp: Path, images: Path, masks: Path) -> None:
+    """Image and thresholded mask at the smaller of their two sizes (same aspect ratio required): the larger one is
+    shrunk, an image with Lanczos and saved as JPEG 95, a mask bilinearly; an image that is not resized is copied
+    byte for byte."""
+    with Image.open(ip) as im, Image.open(mp) as mk:
+        mask = mk.convert("L")
+        if im.size == mk.size:
+            (images / ip.name).write_bytes(ip.read_bytes())
+        else:
+            _same_aspect(im.size, mk.size, ip)
+            if im.size[0] * im.size[1] > mk.size[0] * mk.size[1]:
+                im.convert("RGB").resize(mk.size, Image.LANCZOS).save(images / ip.name, quality=95)
+            else:
+                mask = mask.resize(im.size, Image.BILINEAR)
+                (images / ip.name).write_bytes(ip.read_bytes())
+    _binary(mask).save(masks / f"{ip.stem}.png")
+
+
 def build_humanseg(src: Path, raw: Path) -> int:
-    """Images larger than their mask (same aspect) are shrunk to it (Lanczos, JPEG 95); masks thresholded."""
+    """198 photos are larger than their mask (same aspect): shrunk to it (`_write_pair`)."""
     images, masks = _dirs(raw, "humanseg")
     n = 0
     for ip in sorted((src / "Training_Images").glob("*.jpg")):
         mp = src / "Ground_Truth" / f"{ip.stem}.png"
-        if not mp.exists():
-            continue
-        with Image.open(ip) as im, Image.open(mp) as mk:
-            if im.size != mk.size:
-                _same_aspect(im.size, mk.size, ip)
-                im.convert("RGB").resize(mk.size, Image.LANCZOS).save(images / ip.name, quality=95)
-            else:
-                (images / ip.name).write_bytes(ip.read_bytes())
-            _binary(mk).save(masks / f"{ip.stem}.png")
-        n += 1
+        if mp.exists():
+            _write_pair(ip, mp, images, masks)
+            n += 1
     return n
 
 
@@ -143,27 +154,15 @@ def build_davis(src: Path, raw: Path) -> int:
 
 
 def build_horse(src: Path, raw: Path) -> int:
-    """The larger of image and mask is resized to the smaller (images Lanczos + JPEG 95, masks bilinear)."""
+    """The larger of image and mask is shrunk to the smaller (`_write_pair`)."""
     images, masks = _dirs(raw, "horse")
     root = src / "weizmann_horse_db"
     n = 0
     for ip in sorted((root / "rgb").glob("*.jpg")):
         mp = root / "figure_ground" / ip.name
-        if not mp.exists():
-            continue
-        with Image.open(ip) as im0, Image.open(mp) as mk0:
-            im, mk = im0.convert("RGB"), mk0.convert("L")
-        if im.size != mk.size:
-            _same_aspect(im.size, mk.size, ip)
-            if im.size[0] * im.size[1] > mk.size[0] * mk.size[1]:
-                im.resize(mk.size, Image.LANCZOS).save(images / ip.name, quality=95)
-            else:
-                mk = mk.resize(im.size, Image.BILINEAR)
-                (images / ip.name).write_bytes(ip.read_bytes())
-        else:
-            (images / ip.name).write_bytes(ip.read_bytes())
-        _binary(mk).save(masks / f"{ip.stem}.png")
-        n += 1
+        if mp.exists():
+            _write_pair(ip, mp, images, masks)
+            n += 1
     return n
 
 

@@ -81,3 +81,26 @@ def test_build_cats_refuses_names_it_cannot_read(tmp_path, name):
 
     with pytest.raises(MosError, match="not a Roboflow export name"):
         build_cats(tmp_path / "src", tmp_path / "raw")
+
+
+def test_horse_pairs_meet_at_the_smaller_size_and_a_different_shape_is_refused(tmp_path):
+    from mos_studio.core.errors import MosError
+    from training.rebuild import build_horse
+
+    root = tmp_path / "src" / "weizmann_horse_db"
+    (root / "rgb").mkdir(parents=True)
+    (root / "figure_ground").mkdir()
+    Image.new("RGB", (200, 100), (9, 9, 9)).save(root / "rgb" / "a.jpg")  # image larger: shrunk to the mask
+    Image.new("L", (100, 50), 200).save(root / "figure_ground" / "a.jpg")
+    Image.new("RGB", (100, 50), (9, 9, 9)).save(root / "rgb" / "b.jpg")  # mask larger: shrunk to the image
+    Image.new("L", (200, 100), 90).save(root / "figure_ground" / "b.jpg")
+    Image.new("RGB", (64, 64)).save(root / "rgb" / "c.jpg")  # no mask: left out
+    assert build_horse(tmp_path / "src", tmp_path / "raw") == 2
+    out = tmp_path / "raw" / "horse"
+    assert Image.open(out / "images" / "a.jpg").size == (100, 50)
+    assert (out / "images" / "b.jpg").read_bytes() == (root / "rgb" / "b.jpg").read_bytes()
+    a, b = (np.asarray(Image.open(out / "masks" / f"{k}.png")) for k in "ab")
+    assert a.shape == b.shape == (50, 100) and (a == 255).all() and (b == 0).all()  # thresholded at 127
+    Image.new("L", (100, 60)).save(root / "figure_ground" / "c.jpg")  # 5:3 against 1:1
+    with pytest.raises(MosError, match="c.jpg: image .* differ in aspect ratio"):
+        build_horse(tmp_path / "src", tmp_path / "raw2")
