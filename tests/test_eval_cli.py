@@ -76,6 +76,21 @@ def test_h_from_refines_given_masks(tmp_path):
     assert code == 0 and json.loads((tmp_path / "o" / "summary.json").read_text())["n"] == 2
 
 
+def test_switches_a_stage_never_reads_are_refused(tmp_path, capsys):
+    """--edge-snap with H-from (refine never snaps) or --crops with L would measure the same thing twice."""
+    ds = _dataset(tmp_path / "ds", n=1)
+    models = write_tiny_models(tmp_path / "models")
+    base = ["eval", str(ds), "--models-dir", str(models), "--out", str(tmp_path / "o")]
+    assert main(base + ["--stage", "H-from", str(ds / "masks"), "--edge-snap"]) == 1
+    assert "--edge-snap applies to --stage LH only" in capsys.readouterr().err
+    assert main(base + ["--stage", "L-up", "--no-edge-snap"]) == 1
+    assert "--no-edge-snap applies to --stage LH only" in capsys.readouterr().err
+    assert main(base + ["--stage", "L", "--crops"]) == 1
+    assert "--crops applies to --stage LH and H-from" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert main(base + ["--stage", "LH", "--no-edge-snap", "--no-crops"]) == 0
+
+
 def test_bad_datasets(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err

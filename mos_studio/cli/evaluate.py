@@ -52,6 +52,16 @@ def _parse_stage(values: list[str]) -> tuple[str, Path | None]:
     raise MosError(f"--stage {' '.join(values)}: expected L, L-up, LH or H-from MASK_DIR")
 
 
+def _check_switches(stage: str, args: argparse.Namespace) -> None:
+    """Refuse a switch the stage never reads, so a comparison cannot silently measure the same thing twice."""
+    if args.edge_snap is not None and stage != "LH":
+        raise MosError(f"--{'' if args.edge_snap else 'no-'}edge-snap applies to --stage LH only: the snap moves the "
+                       f"cascade's own cut, never L's mask nor a given mask (H-from)")
+    if args.crops is not None and stage in ("L", "L-up"):
+        raise MosError(f"--{'' if args.crops else 'no-'}crops applies to --stage LH and H-from: stage {stage} "
+                       f"does not run H")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from mos_studio.core import evaluation as ev
     from mos_studio.core.io import load_image, load_mask
@@ -74,6 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.dataset is None:
             raise MosError("give a DATASET folder, or --pred DIR --gt DIR to score existing predictions")
         stage, from_dir = _parse_stage(args.stage)
+        _check_switches(stage, args)
         pairs = ev.dataset_pairs(args.dataset)
         from mos_studio.core.cascade import Cascade
 
