@@ -101,6 +101,33 @@ def test_select_equals_cascade_and_skips_transparent_pixels(tmp_path, models, la
     assert {"L", "H global"} <= {s for s, _ in seen}
 
 
+def test_select_snap_off_equals_the_cascade_without_the_snap(tmp_path, layer):
+    """The dialog's "Snap edges" off: the shipped H's snap (on in its card) is not run; on (the default) it is."""
+    from mos_studio.core.cascade import Cascade
+
+    rgb = np.ascontiguousarray(layer[..., :3])
+    models = Path(__file__).resolve().parents[1] / "models"
+    (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
+    got = {}
+    for snap in (True, False):
+        out = tmp_path / f"out_{snap}.y8"
+        mos_client.run_bridge(
+            {"mode": "select", "image": str(tmp_path / "layer.rgb"), "format": "rgb8", "width": W, "height": H,
+             "output": str(out), "snap": snap},
+            _config(models), workdir=str(tmp_path),
+        )
+        got[snap] = np.frombuffer(out.read_bytes(), np.uint8).reshape(H, W) > 0
+    cascade = Cascade.from_pretrained(models, device="cpu")
+    assert cascade.config.edge_radius, "the shipped H's card turns the snap on"
+    assert np.array_equal(got[True], cascade(rgb).mask)
+    cascade.config.edge_radius = None
+    assert np.array_equal(got[False], cascade(rgb).mask)
+    assert not np.array_equal(got[True], got[False])
+    with pytest.raises(RequestError, match="'snap' must be true or false"):
+        Request.from_json(json.dumps({"mode": "select", "image": "a", "output": "b", "width": 1, "height": 1,
+                                      "snap": "no"}))
+
+
 def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
     """soft: the matte solved where H was unsure (the same as the Python API's), not a hard mask.
 

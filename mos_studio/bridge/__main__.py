@@ -100,6 +100,8 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             device=request.device,
             stages="H" if request.mode == "refine" else "LH",
         )
+        if not request.snap:  # the dialog's "Snap edges" off; on keeps the card's choice, as the app's switch does
+            cascade.config.edge_radius = None
         replies.send("ready", device=cascade.device_name)
         if cancel.is_set():
             raise Cancelled("cancelled after the models were loaded")

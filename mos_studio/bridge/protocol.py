@@ -12,7 +12,9 @@ Request: one JSON line on stdin::
      "output": "/tmp/x/result.y8",             # raw Y u8, W×H, written by the bridge
      "output_png": "/tmp/x/result.png" | null, # optional 8-bit grey PNG of the same mask
      "models_dir": "..." | null, "encoder": "default", "device": null | "cpu" | "cuda" | ...,
-     "soft": false}                            # true: an 8-bit matte solved where H was unsure (soft edges)
+     "soft": false,                            # true: an 8-bit matte solved where H was unsure (soft edges)
+     "snap": true}                             # false: no edge snap, whatever H's card says (select only; a
+                                               # given mask is never snapped)
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
@@ -61,6 +63,7 @@ class Request:
     encoder: str = "default"
     device: str | None = None
     soft: bool = False
+    snap: bool = True
 
     @classmethod
     def from_json(cls, line: str) -> Request:
@@ -94,6 +97,9 @@ class Request:
             raise RequestError("mode 'refine' needs a 'mask' file (the current selection)")
         if mask is not None and not isinstance(mask, str):
             raise RequestError("field 'mask' must be a file path or null")
+        snap = data.get("snap", True)
+        if not isinstance(snap, bool):
+            raise RequestError(f"field 'snap' must be true or false, got {snap!r}")
         return cls(
             mode=mode,
             image=Path(data["image"]),
@@ -107,6 +113,7 @@ class Request:
             encoder=str(data.get("encoder") or "default"),
             device=data.get("device") or None,
             soft=bool(data.get("soft", False)),
+            snap=snap,
         )
 
     def to_json(self) -> str:
@@ -124,6 +131,7 @@ class Request:
             "encoder": self.encoder,
             "device": self.device,
             "soft": self.soft,
+            "snap": self.snap,
         }
         return json.dumps(data)
 

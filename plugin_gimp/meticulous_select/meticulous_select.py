@@ -76,6 +76,12 @@ class MeticulousSelect(Gimp.PlugIn):
                 "operation", "_Operation", "How the mask combines with the selection",
                 _operation_choice(), "replace", GObject.ParamFlags.READWRITE,
             )
+            procedure.add_boolean_argument(
+                "snap-edges", "Snap edges to the _photo",
+                "Move the cut's edge onto the photo's own edges where H's card asks for it (on for the shipped "
+                "model); off keeps H's edge as it is",
+                True, GObject.ParamFlags.READWRITE,
+            )
         else:
             procedure.set_menu_label("Meticulous _Refine Selection…")
             procedure.set_documentation(
@@ -116,7 +122,8 @@ class MeticulousSelect(Gimp.PlugIn):
             operation = "replace" if refine else config.get_property("operation")
             output = config.get_property("output")
             soft = bool(config.get_property("soft-edges"))
-            mask, off_x, off_y, width, height = _segment(image, layer, refine, soft)
+            snap = True if refine else bool(config.get_property("snap-edges"))
+            mask, off_x, off_y, width, height = _segment(image, layer, refine, soft, snap)
         except mos_client.BridgeError as err:
             return _fail(procedure, f"{procedure.get_menu_label().replace('_', '').rstrip('…')}: {err.message}",
                          cancelled=err.kind == "cancelled")
@@ -160,7 +167,7 @@ def _target_layer(drawables):
     return drawable
 
 
-def _segment(image, layer, refine: bool, soft: bool):
+def _segment(image, layer, refine: bool, soft: bool, snap: bool = True):
     """Run the backend on the layer's pixels; return (mask bytes, off_x, off_y, width, height). Changes nothing."""
     width, height = layer.get_width(), layer.get_height()
     _, off_x, off_y = layer.get_offsets()
@@ -181,6 +188,7 @@ def _segment(image, layer, refine: bool, soft: bool):
             "height": height,
             "output": os.path.join(workdir, "mask.y8"),
             "soft": soft,
+            "snap": snap,
         }
         if refine:
             # The selection lives in image coordinates; read the layer's area of it (outside the canvas is 0).

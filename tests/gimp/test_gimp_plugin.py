@@ -152,7 +152,8 @@ def test_output_to_layer_mask(gimp_ok, reference):
 
 
 def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, photos):
-    """Dialog option "Soft edges": the selection holds the matte's partial values, as `mos cut --export alpha`.
+    """Dialog option "Soft edges": the selection holds the matte's partial values, as `mos cut --export alpha`;
+    "Snap edges to the photo" off gives `mos cut --no-edge-snap`'s cut.
 
     Run with the shipped weights (MOS_MODELS_DIR wins over the install record): random tiny weights doubt everywhere,
     which leaves no known background and so, rightly, no band to solve.
@@ -164,6 +165,8 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     for mode in ("soft", "hard"):
         mos(gimp_session, "cut", str(photos["rgb"]), "-o", str(ref_dir / mode), "--export", "alpha", "--alpha",
             mode, "--models-dir", shipped, "--device", "cpu")
+    mos(gimp_session, "cut", str(photos["rgb"]), "-o", str(ref_dir / "nosnap"), "--export", "mask",
+        "--no-edge-snap", "--models-dir", shipped, "--device", "cpu")
     want = np.asarray(Image.open(ref_dir / "soft" / "photo_alpha.png").convert("L")).astype(int)
     hard = np.asarray(Image.open(ref_dir / "hard" / "photo_alpha.png").convert("L")).astype(int)
     sel = "mos-meticulous-select"
@@ -173,7 +176,9 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
               "precision": "FLOAT_LINEAR", "props": {"soft-edges": True}},
              {"key": "soft_mask", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
               "props": {"soft-edges": True, "output": "layer-mask"}},
-             {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])}]
+             {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])},
+             {"key": "nosnap", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
+              "props": {"snap-edges": False}}]
     run = gimp_session.run(cases, env={"MOS_MODELS_DIR": shipped})
     for case in cases:
         assert run.results.get(case["key"], {}).get("status") == "success", f"{case}: {run.output[-3000:]}"
@@ -191,6 +196,11 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
         assert other.mean() < 0.5 and np.quantile(other, 0.99) <= 4, f"{key}: mean {other.mean():.3f}"
     got_hard = np.frombuffer(run.raw("hard"), np.uint8).reshape(H, W).astype(int)
     assert np.abs(got_hard - hard).max() <= 2 and set(np.unique(hard)) <= {0, 255}  # the option off: 0/255
+    # "Snap edges to the photo" off: the cut mos cut --no-edge-snap makes, not the snapped one
+    nosnap = np.asarray(Image.open(ref_dir / "nosnap" / "photo_mask.png").convert("L")) >= 128
+    got_nosnap = binary(run.raw("nosnap"), (W, H))
+    assert not np.array_equal(nosnap, hard >= 128), "the shipped H's snap must move this photo's edge"
+    assert iou(got_nosnap, nosnap) >= 0.995 and iou(got_nosnap, nosnap) > iou(got_nosnap, hard >= 128)
 
 
 def test_refine_selection_matches_mos_refine(gimp_ok, reference):
