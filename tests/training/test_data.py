@@ -94,6 +94,34 @@ def test_folder_and_matte_sources_mix_with_weights(tmp_path) -> None:
     assert h["coarse"].shape == (1, 32, 32)
 
 
+def test_matte_colour_match_gives_the_background_the_objects_colour(tmp_path) -> None:
+    """A red object composited on a blue photo: matched, the background turns the object's colour, texture kept."""
+    (tmp_path / "m" / "fg").mkdir(parents=True)
+    (tmp_path / "m" / "alpha").mkdir()
+    (tmp_path / "bg").mkdir()
+    fg = np.zeros((40, 40, 3), np.uint8)
+    fg[...] = (30, 30, 200)  # BGR on disk: red
+    alpha = np.zeros((40, 40), np.uint8)
+    alpha[10:30, 10:30] = 255
+    cv2.imwrite(str(tmp_path / "m" / "fg" / "a.png"), fg)
+    cv2.imwrite(str(tmp_path / "m" / "alpha" / "a.png"), alpha)
+    rng = np.random.default_rng(0)
+    bg = np.zeros((40, 40, 3), np.uint8)
+    bg[..., 0] = 150 + rng.integers(0, 60, (40, 40))  # blue with texture
+    cv2.imwrite(str(tmp_path / "bg" / "b.png"), bg)
+    plain = MatteSource(tmp_path / "m", tmp_path / "bg")
+    matched = MatteSource(tmp_path / "m", tmp_path / "bg", colour_match=1.0)
+    img0, mask0 = plain.load(0, np.random.default_rng(1))
+    img1, mask1 = matched.load(0, np.random.default_rng(1))
+    out = mask0 < 0.5
+    assert np.array_equal(mask0, mask1) and np.array_equal(img0[~out], img1[~out])  # the object is untouched
+    assert img0[out][:, 2].mean() > 120 and img0[out][:, 0].mean() < 40  # plain: the blue photo
+    assert img1[out][:, 0].mean() > 120 and img1[out][:, 2].mean() < img0[out][:, 2].mean() - 60  # matched: reddish
+    assert img1[out][:, 0].std() > 5  # the background's texture survives the shift
+    with pytest.raises(ValueError, match="probability"):
+        MatteSource(tmp_path / "m", tmp_path / "bg", colour_match=1.5)
+
+
 def test_bad_data_gives_clear_errors(tmp_path) -> None:
     with pytest.raises(ImageError, match="not found"):
         FolderSource(tmp_path / "missing")

@@ -3,7 +3,9 @@
 * `FolderSource`: `root/images/<stem>.*` + `root/masks/<stem>.*` (folder names configurable, e.g. DUTS's
   `DUTS-TR-Image` / `DUTS-TR-Mask`), or `layout = "pairs"`: `x.jpg` beside `x.png` anywhere under root (FSS-1000).
 * `MatteSource`: `root/fg/` + `root/alpha/` foregrounds composited on random backgrounds (a folder of photos, or
-  scikit-image's photos), the alpha binarised at a threshold drawn from [0.1, 0.5] (paper §4.3, DIM).
+  scikit-image's photos), the alpha binarised at a threshold drawn from [0.1, 0.5] (paper §4.3, DIM). With
+  `colour_match = p`, a share p of the backgrounds is first shifted to the object's own mean colour: an object on a
+  surface of its own colour (a brown saucer on a brown table) is where L learnt to cut by colour and fails.
 * `SynthSource`: the procedural generator (`synth.py`), item k = seed offset + k.
 """
 
@@ -93,7 +95,11 @@ class FolderSource(Source):
 
 
 class MatteSource(Source):
-    def __init__(self, root: str | Path, backgrounds: str | Path | None = None, threshold: tuple = (0.1, 0.5)):
+    def __init__(self, root: str | Path, backgrounds: str | Path | None = None, threshold: tuple = (0.1, 0.5),
+                 colour_match: float = 0.0):
+        if not 0.0 <= colour_match <= 1.0:
+            raise ValueError(f"colour_match is a probability, not {colour_match}")
+        self.colour_match = float(colour_match)
         self.root = Path(root)
         fg, alpha = _files(self.root / "fg"), _files(self.root / "alpha")
         self.pairs = [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
@@ -117,7 +123,10 @@ class MatteSource(Source):
         else:
             lib = synth.photos()
             bg = lib[int(rng.integers(len(lib)))]
-        bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.colour_match and rng.random() < self.colour_match:
+            bg = match_colour(bg, fg.astype(np.uint8), alpha, strength=float(rng.uniform(0.6, 1.0)))
+        bg = bg.astype(np.float32)
         a = alpha[..., None]
         img = np.clip(fg * a + bg * (1 - a), 0, 255).astype(np.uint8)
         t = rng.uniform(*self.threshold)
@@ -125,7 +134,24 @@ class MatteSource(Source):
 
     def describe(self) -> str:
         bg = f"backgrounds from {len(self.backgrounds)} photos" if self.backgrounds else "scikit-image backgrounds"
+        if self.colour_match:
+            bg += f", {self.colour_match:.0%} shifted to the object's colour"
         return f"{self.root} ({len(self)} alpha mattes, {bg}, binarised at U{list(self.threshold)})"
+
+
+def match_colour(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Shift a background's mean Lab colour toward the object's (alpha > 0.5), keeping its texture and contrast.
+
+    strength 1 gives the background exactly the object's mean colour; the background's own variation is kept, so the
+    object can only be told apart by shape, texture and shading, not by colour.
+    """
+    obj = alpha > 0.5
+    if obj.sum() < 16:
+        return bg
+    lab_bg = cv2.cvtColor(bg, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_fg = cv2.cvtColor(fg, cv2.COLOR_RGB2LAB).astype(np.float32)
+    shift = (lab_fg[obj].mean(axis=0) - lab_bg.reshape(-1, 3).mean(axis=0)) * strength
+    return cv2.cvtColor(np.clip(lab_bg + shift, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
 class SynthSource(Source):
@@ -151,7 +177,8 @@ def build_source(spec: dict) -> Source:
         return FolderSource(spec["root"], spec.get("image_dir", "images"), spec.get("mask_dir", "masks"),
                             spec.get("layout", "split"))
     if kind == "matte":
-        return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))))
+        return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))),
+                           spec.get("colour_match", 0.0))
     if kind == "synth":
         return SynthSource(spec.get("size", 512), spec.get("seed_offset", 0), spec.get("count", 1_000_000))
     raise ValueError(f"unknown data source kind {kind!r} (folder, matte or synth)")
