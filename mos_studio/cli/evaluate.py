@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run H's full-resolution crops (default: as H's card says)")
     p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
                    help="snap a cut's edge onto the photo's edges (default: as H's card says); compare with and "
-                        "without it")
+                        "without it (--stage LH only: L's mask and a given mask are never snapped)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--device", default=None)
