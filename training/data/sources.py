@@ -114,7 +114,8 @@ class MatteSource(Source):
 
     def load(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         fp, ap = self.pairs[k % len(self.pairs)]
-        fg, alpha = read_rgb(fp).astype(np.float32), read_gray(ap)
+        fg8, alpha = read_rgb(fp), read_gray(ap)
+        fg = fg8.astype(np.float32)
         if alpha.shape != fg.shape[:2]:
             raise MaskError(ap, f"alpha is {alpha.shape[1]}×{alpha.shape[0]}, foreground {fg.shape[1]}×{fg.shape[0]}")
         h, w = alpha.shape
@@ -125,7 +126,7 @@ class MatteSource(Source):
             bg = lib[int(rng.integers(len(lib)))]
         bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
         if self.colour_match and rng.random() < self.colour_match:
-            bg = match_colour(bg, fg.astype(np.uint8), alpha, strength=float(rng.uniform(0.6, 1.0)))
+            bg = match_colour(bg, fg8, alpha, strength=float(rng.uniform(0.6, 1.0)))
         bg = bg.astype(np.float32)
         a = alpha[..., None]
         img = np.clip(fg * a + bg * (1 - a), 0, 255).astype(np.uint8)
