@@ -90,6 +90,7 @@ def load_config(path: str | Path, stage: str) -> dict:
         raise MosError(f"{path}: this config is for stage {raw['stage']}, not {stage}")
     cfg = _merge(DEFAULTS[stage], {k: v for k, v in raw.items() if k != "stage"})
     cfg["name"] = path.stem
+    cfg["path"] = str(path)
     return cfg
 
 
@@ -172,13 +173,24 @@ def init_h_from_l(h_model: MeticulousNet, l_state: dict[str, torch.Tensor]) -> d
 
 
 # --------------------------------------------------------------------------------------------------------- data
-def _sources(specs: list[dict]):
-    return [build_source(s) for s in specs], [float(s.get("weight", 1.0)) for s in specs]
+def _sources(specs: list[dict], where: str):
+    """Build every source table; a wrong value in one becomes an error naming the config and the table."""
+    sources, weights = [], []
+    for i, spec in enumerate(specs, 1):
+        try:
+            sources.append(build_source(spec))
+            weights.append(float(spec.get("weight", 1.0)))
+        except (ValueError, TypeError, KeyError) as err:
+            what = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+            raise MosError(f"{where}, source {i} ({spec.get('kind', 'folder')} {spec.get('root', '')}): "
+                           f"{what}") from err
+    return sources, weights
 
 
 def make_dataset(cfg: dict, stage: str, val: bool = False) -> SampleDataset:
     d = cfg["data"]
-    sources, weights = _sources(cfg["val"]["sources"] if val else d["sources"])
+    where = f"{cfg.get('path', cfg['name'])}: [[{'val' if val else 'data'}.sources]]"
+    sources, weights = _sources(cfg["val"]["sources"] if val else d["sources"], where)
     return SampleDataset(sources, weights, stage, seed=d["seed"] + (7919 if val else 0), size=d["size"],
                          patch=d["patch"], iou_range=tuple(d["iou_range"]),
                          fixed_samples=0 if val else d["fixed_samples"], augment=not val,

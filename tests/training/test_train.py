@@ -178,6 +178,21 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys) -> None:
     assert tt.main(["--stage", "L", "--config", str(tmp_path / "none.toml")]) == 2
 
 
+@pytest.mark.parametrize("table, says", [
+    ('kind = "matte"\nroot = "m"\ncolour_match = "half"', "colour_match is a probability from 0 to 1, not 'half'"),
+    ('kind = "matte"\nroot = "m"\ncolour_match = true', "not True"),
+    ('kind = "photos"\nroot = "p"', "unknown data source kind 'photos'"),
+    ('kind = "folder"', "missing key 'root'"),
+])
+def test_a_wrong_source_table_is_a_clear_error(tmp_path, capsys, table: str, says: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'stage = "L"\n[[data.sources]]\nkind = "synth"\n[[data.sources]]\n{table}\n')
+    assert tt.main(["--stage", "L", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: [[data.sources]], source 2" in err and says in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
     """Two gloo processes split each global batch; rank 0 logs, validates and checkpoints."""
     import os

@@ -97,8 +97,9 @@ class FolderSource(Source):
 class MatteSource(Source):
     def __init__(self, root: str | Path, backgrounds: str | Path | None = None, threshold: tuple = (0.1, 0.5),
                  colour_match: float = 0.0):
-        if not 0.0 <= colour_match <= 1.0:
-            raise ValueError(f"colour_match is a probability, not {colour_match}")
+        if isinstance(colour_match, bool) or not isinstance(colour_match, (int, float)) \
+                or not 0.0 <= colour_match <= 1.0:
+            raise ValueError(f"colour_match is a probability from 0 to 1, not {colour_match!r}")
         self.colour_match = float(colour_match)
         self.root = Path(root)
         fg, alpha = _files(self.root / "fg"), _files(self.root / "alpha")
