@@ -1,0 +1,101 @@
+"""`python -m training.soup`: the weighted average of a shipped file and a checkpoint, its card, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mos_studio.core.cascade import Cascade
+from mos_studio.core.model import MeticulousNet
+from mos_studio.core.weights import load_model, save_weights
+from training.soup import main as soup_main
+from training.soup import parse_weights, soup
+from training.train import CKPT_FORMAT, MosError
+
+
+def _checkpoint(path: Path, model: MeticulousNet, stage: str, step: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CKPT_FORMAT, "stage": stage, "model_config": model.config(), "model": model.state_dict(),
+                "step": step, "command": f"python -m training.train --stage {stage} (run {path.parent.name})",
+                "config": {"name": path.parent.name, "data": {"size": 64}, "train": {"iterations": step}},
+                "training_data": [f"data/{path.parent.name} (3 image/mask pairs)"], "metrics": {"iou": 0.5},
+                "hardware": "CPU test"}, path)
+    return path
+
+
+def _models(seed: int, in_channels: int = 3) -> MeticulousNet:
+    torch.manual_seed(seed)
+    model = MeticulousNet(encoder="mobilenetv3", in_channels=in_channels)
+    for m in model.modules():  # non-trivial BatchNorm statistics, so averaging them is checked too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model.eval()
+
+
+def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path) -> None:
+    base, tuned = _models(0), _models(1)
+    start = save_weights(base, tmp_path / "ship" / "meticulousnet_mobile_L.safetensors",
+                         {"stage": "L", "command": "python -m training.train (the start)", "inference": {"l_size": 64},
+                          "training_data": ["data/start (5 image/mask pairs)"],
+                          "previous_runs": [{"command": "an older run"}]}, fp16=True)
+    ckpt = _checkpoint(tmp_path / "tuned" / "last.pt", tuned, "L", 40)
+    out = tmp_path / "models"
+    rc = soup_main([str(start), str(ckpt), "--stage", "L", "--weights", "0.25,0.75", "--out", str(out), "--l-flip",
+                    "--notes", "half way"])
+    assert rc == 0
+    path = out / "meticulousnet_mobile_L.safetensors"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert [m["weight"] for m in card["soup"]] == [0.25, 0.75]
+    assert card["soup"][0]["source"] == str(start) and card["soup"][1]["iterations"] == 40
+    assert card["soup"][1]["config_name"] == "tuned" and len(card["soup"][0]["sha256"]) == 64
+    assert card["training_data"] == ["data/start (5 image/mask pairs)", "data/tuned (3 image/mask pairs)"]
+    assert card["previous_runs"] == [{"command": "an older run"}] and card["notes"] == "half way"
+    assert card["inference"] == {"l_size": 64, "l_flip": True} and "training.soup" in card["command"]
+
+    got = load_model(path).state_dict()
+    a, b = load_model(start).state_dict(), tuned.state_dict()
+    checked = 0
+    for key, value in got.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.25 * a[key] + 0.75 * b[key].float(), rtol=0, atol=1e-6)
+            checked += 1
+    assert checked > 100
+    # It runs in the cascade like any shipped L (the H comes from a plain export of an H checkpoint).
+    h = _models(2, in_channels=4)
+    save_weights(h, out / "meticulousnet_mobile_H.safetensors", {"stage": "H"})
+    cascade = Cascade.from_pretrained(out)
+    assert cascade.config.l_size == 64 and cascade.config.l_flip
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    assert cascade(image).mask.shape == (40, 56)
+
+
+def test_soup_refusals(tmp_path, capsys) -> None:
+    ck_l = _checkpoint(tmp_path / "a" / "last.pt", _models(0), "L", 5)
+    ck_l2 = _checkpoint(tmp_path / "b" / "last.pt", _models(1), "L", 5)
+    ck_h = _checkpoint(tmp_path / "h" / "last.pt", _models(2, in_channels=4), "H", 5)
+    out = tmp_path / "out"
+    with pytest.raises(MosError, match="holds a stage-H model, not L"):
+        soup([ck_l, ck_h], "L", out)
+    with pytest.raises(MosError, match="at least two inputs"):
+        soup([ck_l], "L", out)
+    with pytest.raises(MosError, match="architecture differs"):
+        other = MeticulousNet(encoder="mobilenetv3", in_channels=3, point_fraction=0.2)
+        soup([ck_l, _checkpoint(tmp_path / "c" / "last.pt", other, "L", 5)], "L", out)
+    for text, says in (("0.5", "1 numbers for 2 inputs"), ("0.7,0.7", "sum to 1"), ("a,b", "not a comma"),
+                       ("1.5,-0.5", "positive")):
+        with pytest.raises(MosError, match=says):
+            parse_weights(text, 2)
+    assert parse_weights(None, 4) == [0.25] * 4
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert soup_main([str(ck_l), str(bad), "--stage", "L", "--out", str(out)]) == 2
+    assert f"{bad}: neither shipped safetensors nor a readable training checkpoint" in capsys.readouterr().err
+    assert soup_main([str(ck_l), str(ck_l2), "--stage", "L", "--out", str(out)]) == 0
+    assert soup_main([str(ck_l), str(ck_l2), "--stage", "L", "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert not list(out.glob("*.tmp"))

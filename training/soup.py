@@ -1,0 +1,177 @@
+"""Average the weights of runs that share one start (a "model soup", as in WiSE-FT) into shipped weights + card.
+
+    python -m training.soup models/meticulousnet_effl0_L.safetensors runs/teacher_L336f/last.pt \
+        --stage L --weights 0.5,0.5 --out DIR [--fp16] [--overwrite] [--l-flip] [--provenance P.json] [--notes TEXT]
+
+Why: a short fine-tune on new data gains on that data and loses elsewhere (stop 24's L runs: general photos up, the
+cats down); the average of the start and the fine-tuned weights often keeps both gains, costs nothing at inference
+and needs no more training. Only runs of one lineage average well (one initialisation, one architecture), so the
+inputs must share the architecture exactly; the card records every input with its checksum, run and weight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from mos_studio.core.errors import MosError
+from mos_studio.core.model import MeticulousNet
+from mos_studio.core.weights import load_model, read_card, save_weights, sha256_file, weights_filename
+
+from .train import CKPT_FORMAT
+
+# What each input contributes to the card (from a checkpoint, or from a shipped card).
+_RUN_KEYS = ("command", "config_name", "iterations", "train_settings", "wall_time_s", "initialised_from", "hardware",
+             "metrics")
+
+
+def _load(path: Path) -> tuple[MeticulousNet, dict, str]:
+    """The model, what is known of its run, and its stage, from a training checkpoint or shipped safetensors."""
+    if not path.is_file():
+        raise MosError(f"{path}: not found")
+    if path.suffix == ".safetensors":
+        card = read_card(path)
+        model = load_model(path)  # verifies the card's checksum
+        run = {k: card[k] for k in _RUN_KEYS if k in card}
+        run["previous_runs"] = card.get("previous_runs", [])
+        run["card"] = card
+        return model, run, str(card.get("stage", "H" if model.in_channels == 4 else "L"))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise MosError(f"{path}: neither shipped safetensors nor a readable training checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise MosError(f"{path}: not a checkpoint written by training.train")
+    model = MeticulousNet.from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    cfg = ckpt.get("config", {})
+    run = {
+        "command": ckpt.get("command", ""),
+        "config_name": cfg.get("name", ""),
+        "iterations": int(ckpt["step"]),
+        "train_settings": cfg.get("train", {}),
+        "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
+        "initialised_from": ckpt.get("init_from", ""),
+        "hardware": ckpt.get("hardware", ""),
+        "metrics": dict(ckpt.get("metrics", {})),
+        "training_data": list(ckpt.get("training_data", [])),
+        "encoder_init": dict(ckpt.get("encoder_init") or {}),
+        "l_size": cfg.get("data", {}).get("size"),
+    }
+    return model.eval(), run, str(ckpt["stage"])
+
+
+def parse_weights(text: str | None, count: int) -> list[float]:
+    """Uniform when not given; otherwise one positive number per input, summing to 1."""
+    if not text:
+        return [1.0 / count] * count
+    try:
+        ws = [float(w) for w in text.split(",")]
+    except ValueError as err:
+        raise MosError(f"--weights {text!r}: not a comma-separated list of numbers") from err
+    if len(ws) != count:
+        raise MosError(f"--weights {text!r}: {len(ws)} numbers for {count} inputs")
+    if any(not math.isfinite(w) or w <= 0 for w in ws) or abs(sum(ws) - 1.0) > 1e-6:
+        raise MosError(f"--weights {text!r}: each must be positive and together they must sum to 1")
+    return ws
+
+
+def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: list[float] | None = None,
+         fp16: bool = False, overwrite: bool = False, provenance: str | Path | None = None,
+         notes: str | None = None, l_flip: bool = False, command: str = "") -> Path:
+    """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`."""
+    if len(inputs) < 2:
+        raise MosError("a soup needs at least two inputs")
+    weights = weights or [1.0 / len(inputs)] * len(inputs)
+    if len(weights) != len(inputs):
+        raise MosError(f"{len(weights)} weights for {len(inputs)} inputs")
+    loaded = [(Path(p), *_load(Path(p))) for p in inputs]
+    first_path, first, _, _ = loaded[0]
+    want = "H" if stage == "Hs" else stage
+    for path, model, _, st in loaded:
+        if ("H" if st == "Hs" else st) != want:
+            raise MosError(f"{path}: holds a stage-{st} model, not {stage}")
+        if model.config() != first.config():
+            raise MosError(f"{path}: its architecture differs from {first_path}'s; only runs of one lineage average")
+    states = [m.state_dict() for _, m, _, _ in loaded]
+    avg = {}
+    for key, ref in states[0].items():
+        if ref.is_floating_point():
+            avg[key] = sum(w * s[key].float() for w, s in zip(weights, states, strict=True))
+        else:  # BatchNorm's step counters: not averaged
+            avg[key] = ref.clone()
+    out_model = MeticulousNet.from_config(first.config())
+    out_model.load_state_dict(avg)
+    path = Path(out_dir) / weights_filename(out_model.encoder_name, stage)
+    if path.exists() and not overwrite:
+        raise MosError(f"{path}: already exists; pass --overwrite to replace it")
+    origin = None
+    if provenance is not None:
+        try:
+            origin = json.loads(Path(provenance).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
+
+    members, previous, data, enc_init, l_size = [], [], [], {}, None
+    for (p, _, run, _), w in zip(loaded, weights, strict=True):
+        card = run.pop("card", None)
+        prev = run.pop("previous_runs", [])
+        members.append({"source": str(p), "sha256": sha256_file(p), "weight": w,
+                        **{k: run[k] for k in _RUN_KEYS if k in run}})
+        previous.extend(r for r in prev if r not in previous)
+        src = card if card is not None else run
+        data.extend(d for d in src.get("training_data", []) if d not in data)
+        enc_init = enc_init or dict(src.get("encoder_init") or {})
+        if l_size is None:
+            l_size = (card.get("inference", {}).get("l_size") if card is not None else run.get("l_size"))
+    out: dict = {
+        "stage": stage,
+        "training_data": data,
+        "command": command,
+        "soup": members,
+        "encoder_init": enc_init,
+        "hardware": "no training: a weighted average of the inputs' tensors",
+    }
+    if origin is not None:
+        out["data_provenance"] = origin
+    if notes:
+        out["notes"] = notes
+    if stage == "L" and l_size:
+        out["inference"] = {"l_size": int(l_size)}
+        if l_flip:
+            out["inference"]["l_flip"] = True
+    if previous:
+        out["previous_runs"] = previous
+    return save_weights(out_model, path, out, fp16=fp16)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.soup", description=__doc__.split("\n")[0])
+    ap.add_argument("inputs", nargs="+", help="training checkpoints (.pt) or shipped weights (.safetensors)")
+    ap.add_argument("--stage", required=True, choices=["L", "H", "Hs"])
+    ap.add_argument("--weights", help="comma-separated, one per input, summing to 1 (default: equal)")
+    ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
+    ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
+    ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
+    ap.add_argument("--l-flip", action="store_true", help="L: tell the cascade to average L over the mirror image")
+    args = ap.parse_args(argv)
+    try:
+        weights = parse_weights(args.weights, len(args.inputs))
+        path = soup(args.inputs, args.stage, args.out, weights, args.fp16, args.overwrite, args.provenance,
+                    args.notes, args.l_flip, command="python -m training.soup " + " ".join(argv or sys.argv[1:]))
+    except MosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.json').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
