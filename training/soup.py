@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -150,6 +151,21 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     return save_weights(out_model, path, out, fp16=fp16)
 
 
+def _command(argv: list[str]) -> str:
+    """The command line for the card, with the notes (stored in the card on their own) left out."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            words.append("TEXT")
+            skip = False
+        elif word == "--notes":
+            words.append(word)
+            skip = True
+        else:
+            words.append(shlex.quote(word) if not word.startswith("--notes=") else "--notes=TEXT")
+    return "python -m training.soup " + " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.soup", description=__doc__.split("\n")[0])
     ap.add_argument("inputs", nargs="+", help="training checkpoints (.pt) or shipped weights (.safetensors)")
@@ -165,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weights = parse_weights(args.weights, len(args.inputs))
         path = soup(args.inputs, args.stage, args.out, weights, args.fp16, args.overwrite, args.provenance,
-                    args.notes, args.l_flip, command="python -m training.soup " + " ".join(argv or sys.argv[1:]))
+                    args.notes, args.l_flip, command=_command(argv if argv is not None else sys.argv[1:]))
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -38,7 +38,9 @@ def run_info(args: argparse.Namespace) -> int:
         elif row.get("ok"):
             m = row.get("metrics") or {}
             val = "  ".join(f"{k} {m[k]:.3f}" for k in ("iou", "mba", "mq") if isinstance(m.get(k), int | float))
-            print(f"  {name}: ok  sha256 {row['sha256']}  iterations {row.get('iterations')}  {row.get('dtype')}"
+            runs = (f"weight average of {row['soup']} runs" if row.get("soup")
+                    else f"iterations {row.get('iterations')}")
+            print(f"  {name}: ok  sha256 {row['sha256']}  {runs}  {row.get('dtype')}"
                   + (f"  held-out {val}" if val else ""))
         else:
             print(f"  {name}: BROKEN  {row.get('error') or 'checksum does not match its card'}")

@@ -195,6 +195,8 @@ def describe_models(models_dir: str | Path | None = None) -> list[dict]:
                     row["iterations"] = card.get("iterations")
                     row["dtype"] = card.get("dtype")
                     row["metrics"] = card.get("metrics") or {}
+                    soup = card.get("soup")  # weights averaged from runs (training.soup): no run of its own
+                    row["soup"] = len(soup) if isinstance(soup, list) else 0
                 except WeightsError as err:
                     row["ok"] = False
                     row["error"] = str(err)
