@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mos_studio.cli.main import main as cli_main
 from mos_studio.core.cascade import Cascade
 from mos_studio.core.model import MeticulousNet
 from mos_studio.core.weights import load_model, save_weights
@@ -37,7 +38,7 @@ def _models(seed: int, in_channels: int = 3) -> MeticulousNet:
     return model.eval()
 
 
-def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path) -> None:
+def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path, capsys) -> None:
     base, tuned = _models(0), _models(1)
     start = save_weights(base, tmp_path / "ship" / "meticulousnet_mobile_L.safetensors",
                          {"stage": "L", "command": "python -m training.train (the start)", "inference": {"l_size": 64},
@@ -73,6 +74,14 @@ def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path) -> None:
     assert cascade.config.l_size == 64 and cascade.config.l_flip
     image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     assert cascade(image).mask.shape == (40, 56)
+    # `mos info` says the file is an average, not a run of so many iterations.
+    (out / "default.json").write_text(json.dumps({"L": "mobilenetv3", "H": "mobilenetv3"}))
+    capsys.readouterr()
+    assert cli_main(["info", "--models-dir", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("meticulousnet_mobile_L.safetensors  (default): ok" in ln and "weight average of 2 runs" in ln
+               for ln in lines)
+    assert any("meticulousnet_mobile_H.safetensors  (default): ok" in ln and "iterations" in ln for ln in lines)
 
 
 def test_soup_refusals(tmp_path, capsys) -> None:
