@@ -118,7 +118,7 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
 
-    members, previous, data, enc_init, l_size = [], [], [], {}, None
+    members, previous, data, enc_init, l_size, used_for = [], [], [], {}, None, None
     for (p, _, run, _), w in zip(loaded, weights, strict=True):
         card = run.pop("card", None)
         prev = run.pop("previous_runs", [])
@@ -128,6 +128,7 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         src = card if card is not None else run
         data.extend(d for d in src.get("training_data", []) if d not in data)
         enc_init = enc_init or dict(src.get("encoder_init") or {})
+        used_for = used_for or (card or {}).get("used_for")  # e.g. the small-photo H's scope
         if l_size is None:
             l_size = (card.get("inference", {}).get("l_size") if card is not None else run.get("l_size"))
     out: dict = {
@@ -146,6 +147,8 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         out["inference"] = {"l_size": int(l_size)}
         if l_flip:
             out["inference"]["l_flip"] = True
+    if used_for:
+        out["used_for"] = used_for
     if previous:
         out["previous_runs"] = previous
     return save_weights(out_model, path, out, fp16=fp16)
