@@ -88,9 +88,9 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`."""
     if len(inputs) < 2:
         raise MosError("a soup needs at least two inputs")
-    weights = weights or [1.0 / len(inputs)] * len(inputs)
-    if len(weights) != len(inputs):
-        raise MosError(f"{len(weights)} weights for {len(inputs)} inputs")
+    weights = parse_weights(",".join(repr(float(w)) for w in weights) if weights else None, len(inputs))
+    if stage not in ("L", "H", "Hs"):
+        raise MosError(f"stage {stage!r}: not one of L, H, Hs")
     loaded = [(Path(p), *_load(Path(p))) for p in inputs]
     first_path, first, _, _ = loaded[0]
     want = "H" if stage == "Hs" else stage

@@ -91,6 +91,10 @@ def test_soup_refusals(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     with pytest.raises(MosError, match="holds a stage-H model, not L"):
         soup([ck_l, ck_h], "L", out)
+    with pytest.raises(MosError, match="2 inputs"):
+        soup([ck_l, ck_l2], "L", out, weights=[1.0])
+    with pytest.raises(MosError, match="sum to 1"):
+        soup([ck_l, ck_l2], "L", out, weights=[0.9, 0.9])
     with pytest.raises(MosError, match="at least two inputs"):
         soup([ck_l], "L", out)
     with pytest.raises(MosError, match="architecture differs"):
