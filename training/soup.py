@@ -12,19 +12,16 @@ inputs must share the architecture exactly; the card records every input with it
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
 from pathlib import Path
 
-import torch
-
 from mos_studio.core.errors import MosError
 from mos_studio.core.model import MeticulousNet
 from mos_studio.core.weights import load_model, read_card, save_weights, sha256_file, weights_filename
 
-from .train import CKPT_FORMAT
+from .export import add_output_args, read_checkpoint, read_provenance, run_fields
 
 # What each input contributes to the card (from a checkpoint, or from a shipped card).
 _RUN_KEYS = ("command", "config_name", "iterations", "train_settings", "wall_time_s", "initialised_from", "hardware",
@@ -42,28 +39,9 @@ def _load(path: Path) -> tuple[MeticulousNet, dict, str]:
         run["previous_runs"] = card.get("previous_runs", [])
         run["card"] = card
         return model, run, str(card.get("stage", "H" if model.in_channels == 4 else "L"))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise MosError(f"{path}: neither shipped safetensors nor a readable training checkpoint ({err})") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise MosError(f"{path}: not a checkpoint written by training.train")
-    model = MeticulousNet.from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    cfg = ckpt.get("config", {})
-    run = {
-        "command": ckpt.get("command", ""),
-        "config_name": cfg.get("name", ""),
-        "iterations": int(ckpt["step"]),
-        "train_settings": cfg.get("train", {}),
-        "wall_time_s": round(float(ckpt.get("wall_time", 0.0)), 1),
-        "initialised_from": ckpt.get("init_from", ""),
-        "hardware": ckpt.get("hardware", ""),
-        "metrics": dict(ckpt.get("metrics", {})),
-        "training_data": list(ckpt.get("training_data", [])),
-        "encoder_init": dict(ckpt.get("encoder_init") or {}),
-        "l_size": cfg.get("data", {}).get("size"),
-    }
+    model, ckpt = read_checkpoint(path, unreadable="neither shipped safetensors nor a readable training checkpoint")
+    run = run_fields(ckpt)
+    run["l_size"] = ckpt.get("config", {}).get("data", {}).get("size")
     return model.eval(), run, str(ckpt["stage"])
 
 
@@ -75,6 +53,11 @@ def parse_weights(text: str | None, count: int) -> list[float]:
         ws = [float(w) for w in text.split(",")]
     except ValueError as err:
         raise MosError(f"--weights {text!r}: not a comma-separated list of numbers") from err
+    return check_weights(ws, count, text)
+
+
+def check_weights(ws: list[float], count: int, text: str) -> list[float]:
+    """One positive, finite weight per input, summing to 1 (`text` is how the user wrote them, for the error)."""
     if len(ws) != count:
         raise MosError(f"--weights {text!r}: {len(ws)} numbers for {count} inputs")
     if any(not math.isfinite(w) or w <= 0 for w in ws) or abs(sum(ws) - 1.0) > 1e-6:
@@ -88,7 +71,8 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`."""
     if len(inputs) < 2:
         raise MosError("a soup needs at least two inputs")
-    weights = parse_weights(",".join(repr(float(w)) for w in weights) if weights else None, len(inputs))
+    weights = (check_weights(list(weights), len(inputs), ",".join(map(str, weights))) if weights
+               else parse_weights(None, len(inputs)))
     if stage not in ("L", "H", "Hs"):
         raise MosError(f"stage {stage!r}: not one of L, H, Hs")
     loaded = [(Path(p), *_load(Path(p))) for p in inputs]
@@ -111,12 +95,7 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     path = Path(out_dir) / weights_filename(out_model.encoder_name, stage)
     if path.exists() and not overwrite:
         raise MosError(f"{path}: already exists; pass --overwrite to replace it")
-    origin = None
-    if provenance is not None:
-        try:
-            origin = json.loads(Path(provenance).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise MosError(f"{provenance}: provenance file unreadable ({err})") from err
+    origin = read_provenance(provenance) if provenance is not None else None
 
     members, previous, data, enc_init, l_size, used_for = [], [], [], {}, None, None
     for (p, _, run, _), w in zip(loaded, weights, strict=True):
@@ -174,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("inputs", nargs="+", help="training checkpoints (.pt) or shipped weights (.safetensors)")
     ap.add_argument("--stage", required=True, choices=["L", "H", "Hs"])
     ap.add_argument("--weights", help="comma-separated, one per input, summing to 1 (default: equal)")
-    ap.add_argument("--out", default="models", help="folder for the weights (default models/)")
-    ap.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing weights of the same name")
-    ap.add_argument("--provenance", help="JSON list: where each training source came from (stored in the card)")
-    ap.add_argument("--notes", help="free text stored in the card (what the weights can and cannot do)")
-    ap.add_argument("--l-flip", action="store_true", help="L: tell the cascade to average L over the mirror image")
+    add_output_args(ap)
     args = ap.parse_args(argv)
     try:
         weights = parse_weights(args.weights, len(args.inputs))
