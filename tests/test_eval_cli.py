@@ -68,6 +68,25 @@ def test_model_stages_run_with_tiny_weights(tmp_path, stage):
         assert all(r["width"] == "80" and r["height"] == "64" for r in rows)
 
 
+def test_l_stage_scores_the_blended_l_at_its_square_size(tmp_path):
+    """With `inference.l_blend` L's answer comes from two inputs of different shapes; `--stage L` scores their
+    average, shrunk to the square input, so it measures what the cascade actually starts from."""
+    ds = _dataset(tmp_path / "ds", n=2)
+    models = write_tiny_models(tmp_path / "models")
+    outs = {}
+    for blend in (False, True):
+        card_file = next(models.glob("*_L.json"))
+        card = json.loads(card_file.read_text())
+        card["inference"] = {"l_blend": blend}
+        card_file.write_text(json.dumps(card))
+        out = tmp_path / f"o{blend}"
+        assert main(["eval", str(ds), "--stage", "L", "--models-dir", str(models), "--out", str(out)]) == 0
+        rows = list(csv.DictReader(open(out / "per_image.csv")))
+        assert all(r["width"] == "336" and r["height"] == "336" for r in rows)
+        outs[blend] = json.loads((out / "summary.json").read_text())
+    assert outs[True]["n"] == 2 and outs[True]["mae"] != outs[False]["mae"]
+
+
 def test_h_from_refines_given_masks(tmp_path):
     ds = _dataset(tmp_path / "ds", n=2)
     models = write_tiny_models(tmp_path / "models")

@@ -113,6 +113,33 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     card["inference"] = {"l_aspect": "yes"}  # not a JSON bool: ignored, the paper's square input stays
     card_file.write_text(json.dumps(card))
     assert not Cascade.from_pretrained(tmp_path, device="cpu").config.l_aspect
+    # `inference.l_blend`: L runs on the square input and on the photo's own shape (short side l_size, long side
+    # at most 4/3 of it, multiples of 32), and the two probabilities are averaged at the photo's size.
+    card["inference"] = {"l_size": 224, "l_blend": True}
+    card_file.write_text(json.dumps(card))
+    cascade = Cascade.from_pretrained(tmp_path, device="cpu")
+    assert cascade.config.l_blend and not cascade.config.l_aspect
+    seen.clear()
+    got: list[np.ndarray] = []
+    blend = cascade._forward
+
+    def record(model, x, mask=None):
+        prob, maps = blend(model, x, mask)
+        seen.append(x.shape)
+        got.append(prob)
+        return prob, maps
+
+    cascade._forward = record
+    rng = np.random.default_rng(0)
+    probs = [cascade.run_low(rng.integers(0, 256, shape, dtype=np.uint8))[0]
+             for shape in ((300, 400, 3), (400, 300, 3), (20, 900, 3))]
+    assert seen == [(224, 224, 3), (224, 288, 3), (224, 224, 3), (288, 224, 3), (224, 224, 3), (32, 288, 3)]
+    assert [p.shape for p in probs] == [(300, 400), (400, 300), (20, 900)]
+    # The answer is the mean of the two passes, each brought back to the photo's size.
+    from mos_studio.core.cascade import _resize
+
+    want = 0.5 * (_resize(got[0], (400, 300), shrink_ok=False) + _resize(got[1], (400, 300), shrink_ok=False))
+    assert np.allclose(probs[0], want, atol=1e-6) and not np.allclose(got[0].mean(), got[1].mean(), atol=1e-6)
 
 
 def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):

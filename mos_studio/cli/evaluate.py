@@ -106,7 +106,10 @@ def run_eval(args: argparse.Namespace) -> int:
                 size = cascade.l_input_size(img.height, img.width)
                 small = cv2.resize(img.rgb, size, interpolation=cv2.INTER_AREA)
                 gt_s = cv2.resize(gt, size, interpolation=cv2.INTER_AREA)
-                prob, _ = cascade.run_low(small)
+                if cascade.config.l_blend:  # two inputs of different shapes: scored at the first one's size
+                    prob = cv2.resize(cascade.run_low(img.rgb)[0], size, interpolation=cv2.INTER_AREA)
+                else:
+                    prob, _ = cascade.run_low(small)
                 return small, gt_s, prob
             if stage == "L-up":
                 return img.rgb, gt, cascade.run_low(img.rgb)[0]

@@ -47,6 +47,13 @@ class CascadeConfig:
     # on 60 that are not clothing) and DAVIS's 854 x 480 frames 8 IoU points (docs/MODELS.md). Kept so that
     # `eval_teacher.py --variant l_aspect=True` can repeat the measurement on a retrained L.
     l_aspect: bool = False
+    # L averaged over two inputs: the square l_size² it was trained on, and the photo's own shape with short side
+    # l_size (long side at most 4/3 of it, both sides multiples of 32); costs L's pass(es) twice. Off: measured at
+    # stop 28 on 60 held-out photos that are not clothing, against the teacher, L alone gains (IoU / mBA 0.792 /
+    # 0.609 -> 0.796 / 0.618) but the whole cascade does not (0.826 / 0.714 -> 0.823 / 0.716): the small-photo H
+    # answers the softer average by taking more of what touches the object (a feeder, a cushion). Kept so that
+    # `eval_teacher.py --variant l_blend=True` can repeat the measurement with a retrained L or H (docs/MODELS.md).
+    l_blend: bool = False
     h_flip: bool = False  # the same for H's whole-image pass when it runs at 1:1 (photos up to global_size;
     # not for a region re-refine, `roi`)
     global_size: int = 1024  # long side of H's global pass
@@ -411,7 +418,7 @@ class Cascade:
                 size = inference.get("l_size")
                 if isinstance(size, int) and 32 <= size <= 4096:
                     config.l_size = size
-                for key in ("l_flip", "l_aspect"):
+                for key in ("l_flip", "l_aspect", "l_blend"):
                     if isinstance(inference.get(key), bool):
                         setattr(config, key, inference[key])
             if "H" in paths:
@@ -516,9 +523,16 @@ class Cascade:
         f = s / max(h, w)
         return max(32, round(w * f)), max(32, round(h * f))
 
+    def l_blend_size(self, h: int, w: int) -> tuple[int, int]:
+        """(width, height) of L's second, own-shape input under l_blend: short side l_size, long side at most
+        4/3·l_size, each rounded to a multiple of 32 (the encoder's stride, so no side is padded or cut)."""
+        s = self.config.l_size
+        f = min(s / min(h, w), (4 * s / 3) / max(h, w))
+        return max(32, round(w * f / 32) * 32), max(32, round(h * f / 32) * 32)
+
     def run_low(self, image: object) -> tuple[np.ndarray, list[StageMap]]:
         """L alone: the image squashed to l_size² (or, with l_aspect, its long side at l_size), probability resized
-        back to the image's size."""
+        back to the image's size; with l_blend averaged with L on the photo's own shape (stage maps from the first)."""
         if self.l_model is None:
             raise MosError("this cascade has no L model loaded")
         rgb = _to_rgb_array(image)
@@ -526,7 +540,12 @@ class Cascade:
         small = _resize(rgb, self.l_input_size(h, w))
         # L is tiny at l_size², so a mirrored second pass costs little and evens out one-sided mistakes.
         prob, stages = self._mirrored_pass(self.l_model, small, None, self.config.l_flip)
-        return _resize(prob, (w, h), shrink_ok=False).astype(np.float32, copy=False), stages
+        prob = _resize(prob, (w, h), shrink_ok=False)
+        if self.config.l_blend:
+            other, _ = self._mirrored_pass(self.l_model, _resize(rgb, self.l_blend_size(h, w)), None,
+                                           self.config.l_flip)
+            prob = 0.5 * (prob + _resize(other, (w, h), shrink_ok=False))
+        return prob.astype(np.float32, copy=False), stages
 
     def _mirrored_pass(
         self, model: MeticulousNet, rgb: np.ndarray, mask: np.ndarray | None, flip: bool

@@ -185,3 +185,43 @@ def test_faint_blobs_and_off_edge_patches() -> None:
             out += int(gt.all() or not gt.any())
         return out
     assert edgeless(0.0) == 0 and edgeless(1.0) > 0
+
+
+def test_h_learns_from_ls_own_answers(tmp_path) -> None:
+    """given_p: H's input is L's answer on the photo (a folder source's coarse_dir), moved with the photo through
+    every resize, crop and flip; photos without one, and given_p 0, keep the perturbed truth."""
+    img, mask = generate_pair(42, 400)
+    # A stand-in for L's answer: the truth at half strength, so a crop, resize or flip applied to the photo but not
+    # to the answer (or the other way round) shows as a mismatch with the target.
+    given = mask * 0.5
+    for k in range(6):
+        for scale in (1.0, 0.5, 2.0):
+            x, gt, coarse = h_sample(img, mask, np.random.default_rng(k), 96, scales=(scale,), given=given,
+                                     given_p=1.0)
+            assert x.shape == (96, 96, 3) and coarse.dtype == np.float32
+            assert np.abs(coarse - 0.5 * gt).max() < 3 / 255, (k, scale)
+    shifted = np.roll(mask, 20, axis=1) * 0.5  # and a wrong answer stays wrong: H must learn to fix it
+    mism = [np.abs(h_sample(img, mask, np.random.default_rng(k), 96, given=shifted, given_p=1.0)[2] * 2
+                   - h_sample(img, mask, np.random.default_rng(k), 96, given=shifted, given_p=1.0)[1]).mean()
+            for k in range(6)]
+    assert max(mism) > 0.05
+    # given_p 0 or no answer: the usual perturbed truth, bit for bit the same draws as before
+    a = h_sample(img, mask, np.random.default_rng(3), 96, faint_p=0.5)
+    b = h_sample(img, mask, np.random.default_rng(3), 96, faint_p=0.5, given=given, given_p=0.0)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    c = h_sample(img, mask, np.random.default_rng(3), 96, given=None, given_p=1.0)[2]
+    assert c.max() > 0.9  # the perturbed truth, not a half-sure map
+    # Through a folder source: L's answers in coarse_dir, matched by name; a missing folder is a clear error.
+    _write_pairs(tmp_path / "set", 2)
+    (tmp_path / "lpred").mkdir()
+    first = sorted((tmp_path / "set" / "images").iterdir())[0]
+    h, w = cv2.imread(str(first)).shape[:2]
+    cv2.imwrite(str(tmp_path / "lpred" / f"{first.stem}.png"), np.full((h // 2, w // 2), 77, np.uint8))
+    src = FolderSource(tmp_path / "set", coarse_dir=tmp_path / "lpred")
+    assert src.load_coarse(0).shape == (h // 2, w // 2) and src.load_coarse(1) is None
+    assert "L's answers for 1" in src.describe()
+    ds = SampleDataset([src], None, "H", patch=32, given_p=1.0)
+    seen = {round(float(ds[i]["coarse"].max()), 3) for i in range(12)}
+    assert round(77 / 255, 3) in seen and any(v > 0.9 for v in seen)  # item 0 from L, item 1 the truth
+    with pytest.raises(ImageError, match="coarse_dir"):
+        FolderSource(tmp_path / "set", coarse_dir=tmp_path / "nope")

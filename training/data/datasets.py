@@ -88,7 +88,8 @@ def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, p
 def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int = 224,
              iou_range: tuple[float, float] = (0.8, 1.0), augment: bool = True,
              scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0,
-             faint_p: float = 0.0, anywhere_p: float = 0.0) -> tuple[np.ndarray, ...]:
+             faint_p: float = 0.0, anywhere_p: float = 0.0, given: np.ndarray | None = None,
+             given_p: float = 0.0) -> tuple[np.ndarray, ...]:
     """Boundary patch + flip + CascadePSP colour jitter; the input mask is the truth perturbed to IoU in range.
 
     H meets three kinds of input in use, so a sample can be drawn like each of them:
@@ -102,7 +103,18 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
       a ghost over background that H must drop, or a hesitant part of the object that H must fill from the photo.
       Without it H learnt to make every faint mark solid (a sneaker, a chair's fabric; docs/MODELS.md).
     - `anywhere_p`: the patch is taken anywhere, not at the edge, so H also sees background and inside patches.
+    - `given_p`: the input is `given`, L's own answer on this photo (same size as `mask`), warped with the photo:
+      the blobs, ghosts and missed parts H meets in a real cut, which the perturbations above only imitate.
     """
+    use_given = False
+    if given_p > 0:  # drawn whether or not this photo has L's answer, so other samples' draws never shift
+        use_given = rng.random() < given_p and given is not None
+    if use_given:
+        if given.shape != mask.shape:
+            given = cv2.resize(np.ascontiguousarray(given, dtype=np.float32), (mask.shape[1], mask.shape[0]),
+                               interpolation=cv2.INTER_LINEAR)
+        # One array, so every resize, crop and flip below moves L's answer exactly as it moves the photo.
+        img = np.dstack([img, np.clip(np.rint(given * 255), 0, 255).astype(np.uint8)])
     s = float(scales[int(rng.integers(len(scales)))]) if len(scales) > 1 else float(scales[0])
     if s < 1.0 and min(mask.shape) * s >= patch // 2:
         size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
@@ -111,16 +123,21 @@ def h_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch:
     elif s > 1.0 and max(mask.shape) * s <= 1024:
         # A cut of a small photo also runs H on it enlarged (bicubic photo, linear mask): learn that view too.
         size = (max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s)))
-        img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_CUBIC)
+        big = cv2.resize(np.ascontiguousarray(img[..., :3]), size, interpolation=cv2.INTER_CUBIC)
+        if use_given:  # L's answer is a mask: enlarged like one
+            big = np.dstack([big, cv2.resize(np.ascontiguousarray(img[..., 3]), size, interpolation=cv2.INTER_LINEAR)])
+        img = big
         mask = np.clip(cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_LINEAR), 0, 1)
     img, mask = boundary_crop(img, mask, rng, patch, anywhere=anywhere_p > 0 and rng.random() < anywhere_p)
     if augment and rng.random() < 0.5:
         img, mask = img[:, ::-1], mask[:, ::-1]
     img, mask = np.ascontiguousarray(img), np.ascontiguousarray(mask, dtype=np.float32)
-    x = img.astype(np.float32) / 255.0
+    x = img[..., :3].astype(np.float32) / 255.0
     if augment:
         x = colour_jitter(x, rng, 0.2, 0.05, 0.05, 0.0, grayscale_p=0.1)
-    if keep_p > 0 and rng.random() < keep_p:
+    if use_given:
+        coarse = img[..., 3].astype(np.float32) / 255.0
+    elif keep_p > 0 and rng.random() < keep_p:
         coarse = mask.copy() if rng.random() < 0.5 else (mask > 0.5).astype(np.float32)
     else:
         coarse = perturb_mask(mask, rng, iou_range)
@@ -155,7 +172,7 @@ class SampleDataset(Dataset):
                  size: int = 336, patch: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
                  fixed_samples: int = 0, length: int = 2**62, augment: bool = True,
                  scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0,
-                 faint_p: float = 0.0, anywhere_p: float = 0.0) -> None:
+                 faint_p: float = 0.0, anywhere_p: float = 0.0, given_p: float = 0.0) -> None:
         if stage not in ("L", "H"):
             raise ValueError("stage must be L or H")
         if not sources:
@@ -166,7 +183,7 @@ class SampleDataset(Dataset):
         self.iou_range = tuple(iou_range)
         self.fixed_samples, self.length, self.augment = int(fixed_samples), int(length), augment
         self.scales, self.keep_p, self.soft_p = tuple(float(v) for v in scales), float(keep_p), float(soft_p)
-        self.faint_p, self.anywhere_p = float(faint_p), float(anywhere_p)
+        self.faint_p, self.anywhere_p, self.given_p = float(faint_p), float(anywhere_p), float(given_p)
 
     def __len__(self) -> int:
         return self.length
@@ -175,12 +192,14 @@ class SampleDataset(Dataset):
         key = i % self.fixed_samples if self.fixed_samples else i
         rng = np.random.default_rng([self.seed, int(key)])
         src = self.sources[int(rng.choice(len(self.sources), p=self.p))]
-        img, mask = src.load(int(rng.integers(len(src))), rng)
+        key_item = int(rng.integers(len(src)))
+        img, mask = src.load(key_item, rng)
         if self.stage == "L":
             x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
             return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
+        given = src.load_coarse(int(key_item)) if self.given_p > 0 else None
         x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment, self.scales,
-                                 self.keep_p, self.soft_p, self.faint_p, self.anywhere_p)
+                                 self.keep_p, self.soft_p, self.faint_p, self.anywhere_p, given, self.given_p)
         return {"image": _chw(x), "gt": torch.from_numpy(gt)[None], "coarse": torch.from_numpy(coarse)[None]}
 
 

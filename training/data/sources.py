@@ -57,13 +57,26 @@ class Source:
         """(RGB uint8 H×W×3, float32 mask H×W in [0, 1]) of item k; `rng` for sources that randomise."""
         raise NotImplementedError
 
+    def load_coarse(self, k: int) -> np.ndarray | None:
+        """L's own answer for item k (float32 H×W in [0, 1]), where the source has one (`coarse_dir`)."""
+        return None
+
     def describe(self) -> str:
         return self.name
 
 
 class FolderSource(Source):
-    def __init__(self, root: str | Path, image_dir: str = "images", mask_dir: str = "masks", layout: str = "split"):
+    def __init__(self, root: str | Path, image_dir: str = "images", mask_dir: str = "masks", layout: str = "split",
+                 coarse_dir: str | Path | None = None):
         self.root = Path(root)
+        # A folder of L's answers on these photos (`python -m training.lpred`), so H can learn from the masks the
+        # cascade really hands it; photos without one fall back to the perturbed truth.
+        self.coarse: dict[str, Path] = {}
+        if coarse_dir is not None:
+            cdir = Path(coarse_dir)
+            if not cdir.is_dir():
+                raise ImageError(cdir, "coarse_dir (L's answers) not found")
+            self.coarse = _files(cdir)
         if layout == "pairs":
             if not self.root.is_dir():
                 raise ImageError(self.root, "training data folder not found")
@@ -90,8 +103,15 @@ class FolderSource(Source):
                                 f"{img.shape[1]}×{img.shape[0]}")
         return img, mask
 
+    def load_coarse(self, k: int) -> np.ndarray | None:
+        if not self.coarse:
+            return None
+        path = self.coarse.get(self.pairs[k % len(self.pairs)][0].stem)
+        return None if path is None else read_gray(path)
+
     def describe(self) -> str:
-        return f"{self.root} ({len(self)} image/mask pairs)"
+        extra = f", L's answers for {len(self.coarse)}" if self.coarse else ""
+        return f"{self.root} ({len(self)} image/mask pairs{extra})"
 
 
 class MatteSource(Source):
@@ -177,7 +197,7 @@ def build_source(spec: dict) -> Source:
     kind = spec.get("kind", "folder")
     if kind == "folder":
         return FolderSource(spec["root"], spec.get("image_dir", "images"), spec.get("mask_dir", "masks"),
-                            spec.get("layout", "split"))
+                            spec.get("layout", "split"), spec.get("coarse_dir"))
     if kind == "matte":
         return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))),
                            spec.get("colour_match", 0.0))
