@@ -210,3 +210,11 @@ def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
     assert len(_losses(tmp_path / "ddp")) == 3
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 3
 
+
+
+def test_hs4_config_pairs_every_photo_folder_with_ls_answers() -> None:
+    """teacher_Hs4 (stop 28): half of H's inputs from L's answers, one coarse_dir per folder of photos."""
+    cfg = tt.load_config(Path(tt.__file__).parent / "configs" / "teacher_Hs4.toml", "H")
+    assert cfg["data"]["given_p"] == 0.5
+    folders = [s for s in cfg["data"]["sources"] if s.get("kind", "folder") == "folder"]
+    assert folders and all(s["coarse_dir"] == f"data/lpred/{Path(s['root']).name}" for s in folders)
