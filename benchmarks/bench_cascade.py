@@ -106,7 +106,11 @@ def cascade_gflops(cascade, h: int, w: int, crops: list, flops: Flops) -> dict:
     cfg = cascade.config
     low, high = cascade.l_model, cascade.h_model
     lw, lh = cascade.l_input_size(h, w)
-    g_l = flops(low, (1, 3, lh, lw)) * (2 if cfg.l_flip else 1)
+    g_l = flops(low, (1, 3, lh, lw))
+    if cfg.l_blend:  # L's second, own-shape input
+        bw, bh = cascade.l_blend_size(h, w)
+        g_l += flops(low, (1, 3, bh, bw))
+    g_l *= 2 if cfg.l_flip else 1
     scale = min(1.0, cfg.global_size / max(h, w))
     mirrored = cfg.h_flip and max(h, w) <= cfg.global_size  # the mirror pass runs only at 1:1
     g_g = flops(high, (1, 4, max(8, round(h * scale)), max(8, round(w * scale)))) * (2 if mirrored else 1)
