@@ -19,10 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mos_studio.cli.progress import ProgressBar
 from mos_studio.core import Cascade
 from mos_studio.core.errors import MosError
 
-from .data.sources import IMAGE_EXTS, read_rgb
+from .data.sources import _files, read_rgb
 
 
 def write_answers(root: Path, out: Path, cascade: Cascade, image_dir: str = "images") -> tuple[int, int]:
@@ -30,13 +31,15 @@ def write_answers(root: Path, out: Path, cascade: Cascade, image_dir: str = "ima
     images = root / image_dir
     if not images.is_dir():
         raise MosError(f"{images}: folder of training photos not found")
-    photos = [p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+    photos = list(_files(images).values())  # the photos a folder source reads, by the same rule
     if not photos:
         raise MosError(f"{images}: no photos in it")
     out.mkdir(parents=True, exist_ok=True)
     written = kept = 0
-    for p in photos:
+    bar = ProgressBar(len(photos), root.name)  # a large folder takes minutes
+    for i, p in enumerate(photos):
         dest = out / f"{p.stem}.png"
+        bar.update(i, p.name)
         if dest.is_file():
             kept += 1
             continue
@@ -46,6 +49,8 @@ def write_answers(root: Path, out: Path, cascade: Cascade, image_dir: str = "ima
             raise MosError(f"{dest}: could not be written")
         tmp.replace(dest)  # whole files only, so a resumed run never reads half of one
         written += 1
+    bar.update(len(photos))
+    bar.close()
     return written, kept
 
 

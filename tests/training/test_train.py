@@ -211,7 +211,6 @@ def test_ddp_under_torchrun_on_cpu(tmp_path) -> None:
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 3
 
 
-
 def test_hs4_config_pairs_every_photo_folder_with_ls_answers() -> None:
     """teacher_Hs4 (stop 28): half of H's inputs from L's answers, one coarse_dir per folder of photos."""
     cfg = tt.load_config(Path(tt.__file__).parent / "configs" / "teacher_Hs4.toml", "H")

@@ -197,7 +197,7 @@ class SampleDataset(Dataset):
         if self.stage == "L":
             x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
             return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
-        given = src.load_coarse(int(key_item)) if self.given_p > 0 else None
+        given = src.load_coarse(key_item) if self.given_p > 0 else None
         x, gt, coarse = h_sample(img, mask, rng, self.patch, self.iou_range, self.augment, self.scales,
                                  self.keep_p, self.soft_p, self.faint_p, self.anywhere_p, given, self.given_p)
         return {"image": _chw(x), "gt": torch.from_numpy(gt)[None], "coarse": torch.from_numpy(coarse)[None]}
