@@ -2,6 +2,8 @@
 
 Every stage prediction is upsampled bilinearly to the target size first. BCE uses the binarised truth (> 0.5, as
 CascadePSP does); L1, L2 and the gradient loss use the raw (possibly soft) truth against sigmoid probabilities.
+An optional soft-IoU term (`iou_weight`, off by default; BASNet's hybrid loss) scores each output whose BCE counts
+as a whole region: BCE is averaged over pixels, so a wrong part of a small object costs it little, IoU a lot.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def gradient_loss(prob: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(sobel_magnitude(prob), sobel_magnitude(gt))
 
 
+def soft_iou_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """1 − soft IoU per image, averaged over the batch; an empty truth with an empty answer costs nothing."""
+    p = torch.sigmoid(logits)
+    inter = (p * gt).flatten(1).sum(1)
+    union = (p + gt - p * gt).flatten(1).sum(1)
+    return (1.0 - (inter + 1.0) / (union + 1.0)).mean()
+
+
 def upsampled(stages, size: tuple[int, int]) -> list[tuple[str, torch.Tensor]]:
     out = []
     for s in stages:
@@ -46,17 +56,20 @@ def upsampled(stages, size: tuple[int, int]) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def stage_losses(output, gt: torch.Tensor, stage: str, grad_weight: float = 5.0) -> dict[str, torch.Tensor]:
-    """{"total", "bce", "l1", "l2", "grad"} for one batch; `output` is a MeticulousOutput."""
+def stage_losses(output, gt: torch.Tensor, stage: str, grad_weight: float = 5.0,
+                 iou_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """{"total", "bce", "l1", "l2", "grad", "iou"} for one batch; `output` is a MeticulousOutput."""
     weights = L_WEIGHTS if stage == "L" else H_WEIGHTS
     gt = gt.float()
     target = (gt > 0.5).float()
     zero = gt.new_zeros(())
-    bce, l1, l2 = zero, zero, zero
+    bce, l1, l2, iou = zero, zero, zero, zero
     for name, logits in upsampled(output.stages, gt.shape[-2:]):
         wb, w1, w2 = weights[name]
         if wb:
             bce = bce + wb * F.binary_cross_entropy_with_logits(logits, target)
+            if iou_weight:
+                iou = iou + iou_weight * wb * soft_iou_loss(logits, gt)
         if w1 or w2:
             prob = torch.sigmoid(logits)
             l1 = l1 + w1 * F.l1_loss(prob, gt)
@@ -64,4 +77,4 @@ def stage_losses(output, gt: torch.Tensor, stage: str, grad_weight: float = 5.0)
     grad = zero
     if stage == "H" and grad_weight:
         grad = grad_weight * gradient_loss(torch.sigmoid(output.logits.float()), gt)
-    return {"total": bce + l1 + l2 + grad, "bce": bce, "l1": l1, "l2": l2, "grad": grad}
+    return {"total": bce + l1 + l2 + grad + iou, "bce": bce, "l1": l1, "l2": l2, "grad": grad, "iou": iou}

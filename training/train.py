@@ -54,8 +54,8 @@ DEFAULTS: dict[str, dict] = {
         "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
                                                                     "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 20, "lr": 2.5e-3, "schedule": "cosine", "milestones": [0.375, 0.625],
-                  "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "amp": True, "checkpoint_every": 2000,
-                  "log_every": 20, "seed": 0},
+                  "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "iou_weight": 0.0, "amp": True,
+                  "checkpoint_every": 2000, "log_every": 20, "seed": 0},
     },
     "H": {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
@@ -64,8 +64,8 @@ DEFAULTS: dict[str, dict] = {
         "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
                                                                     "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 24, "lr": 2.25e-4, "schedule": "multistep",
-                  "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0, "amp": True,
-                  "checkpoint_every": 2000, "log_every": 20, "seed": 0},
+                  "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0,
+                  "iou_weight": 0.0, "amp": True, "checkpoint_every": 2000, "log_every": 20, "seed": 0},
     },
 }
 
@@ -394,10 +394,10 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
 
     loss_csv = out / "losses.csv"
     val_csv = out / "val.csv"
+    fields = ["step", "lr", "total", "bce", "l1", "l2", "grad", "iou", "it_per_s"]
     if main_proc:
-        _truncate_csv(loss_csv, step)
+        _truncate_csv(loss_csv, step, fields)
         _truncate_csv(val_csv, step)
-    fields = ["step", "lr", "total", "bce", "l1", "l2", "grad", "it_per_s"]
     log_every, val_every, ck_every = int(tc["log_every"]), int(cfg["val"]["every"]), int(tc["checkpoint_every"])
     interrupted = False
     net.train()
@@ -416,7 +416,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
                 x = torch.cat([x, b["coarse"].to(device, non_blocking=True)], 1)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 output = net(x)
-            losses = stage_losses(output, gt, stage, float(tc["grad_weight"]))
+            losses = stage_losses(output, gt, stage, float(tc["grad_weight"]), float(tc["iou_weight"]))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"]).backward()
             scaler.step(optimizer)
@@ -434,8 +434,8 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
                                                "it_per_s": f"{ips:.3f}"})
                 if step % log_every == 0 or step == end:
                     print(f"[{stage}] step {step}/{total} loss {vals['total']:.4f} (bce {vals['bce']:.3f} "
-                          f"l1 {vals['l1']:.3f} l2 {vals['l2']:.3f} grad {vals['grad']:.3f}) lr {lr:.3g} "
-                          f"{ips:.2f} it/s", flush=True)
+                          f"l1 {vals['l1']:.3f} l2 {vals['l2']:.3f} grad {vals['grad']:.3f} iou {vals['iou']:.3f}) "
+                          f"lr {lr:.3g} {ips:.2f} it/s", flush=True)
                     t_window, n_window = time.perf_counter(), 0
                 if val_items and (step % val_every == 0 or step == end):
                     last_metrics = validate(model, val_items, device, stage, out / f"val_{step:07d}.png",
@@ -469,17 +469,25 @@ def _append_csv(path: Path, fields: list[str], row: dict) -> None:
         w.writerow(row)
 
 
-def _truncate_csv(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint being resumed (they will be recomputed)."""
+def _truncate_csv(path: Path, step: int, fields: list[str] | None = None) -> None:
+    """Drop rows logged after the checkpoint being resumed (they will be recomputed).
+
+    With `fields`, a log written before a column was added (e.g. "iou") gets the new header, old rows blank there.
+    """
     if not path.exists():
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
         return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    kept = [r for r in rows[1:] if r and int(r[0]) <= step]
     with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+        if fields and rows[0] != fields:
+            w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(dict(zip(rows[0], r, strict=False)) for r in kept)
+        else:
+            csv.writer(f).writerows([rows[0], *kept])
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -16,7 +16,7 @@ from mos_studio.core.cascade import Cascade
 from mos_studio.core.model import MeticulousNet
 from mos_studio.core.weights import load_model
 from training.export import export
-from training.losses import gradient_loss, stage_losses
+from training.losses import gradient_loss, soft_iou_loss, stage_losses
 
 
 @pytest.fixture(autouse=True)
@@ -154,6 +154,43 @@ def test_losses_and_schedules() -> None:
     ms = {"lr": 2.25e-4, "iterations": 60000, "schedule": "multistep", "milestones": [0.375, 0.625], "gamma": 0.1}
     assert tt.lr_at(22499, ms) == 2.25e-4
     assert tt.lr_at(22500, ms) == pytest.approx(2.25e-5) and tt.lr_at(37500, ms) == pytest.approx(2.25e-6)
+
+
+def test_soft_iou_loss_counts_per_object() -> None:
+    """The IoU term is 0 for a right answer and the same for a wrong half of a small object as of a large one, where
+    BCE (a pixel mean) charges the small object's mistake far less."""
+    big = torch.zeros(1, 1, 64, 64)
+    big[..., 8:56, 8:56] = 1
+    small = torch.zeros(1, 1, 64, 64)
+    small[..., 28:36, 28:36] = 1
+    sure = 20.0
+    assert soft_iou_loss((big * 2 - 1) * sure, big).item() == pytest.approx(0.0, abs=1e-3)
+    assert soft_iou_loss(torch.full_like(big, -sure), torch.zeros_like(big)).item() == pytest.approx(0.0, abs=1e-3)
+    half_big, half_small = big.clone(), small.clone()
+    half_big[..., 8:32, :] = 0
+    half_small[..., 28:32, :] = 0
+    lb, ls = soft_iou_loss((half_big * 2 - 1) * sure, big), soft_iou_loss((half_small * 2 - 1) * sure, small)
+    assert lb.item() == pytest.approx(0.5, abs=0.02) and ls.item() == pytest.approx(0.5, abs=0.05)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert bce((half_small * 2 - 1) * sure, small) < bce((half_big * 2 - 1) * sure, big) / 5
+    net = MeticulousNet.tiny(3)
+    out = net(torch.rand(2, 3, 64, 64))
+    off, on = stage_losses(out, big.expand(2, -1, -1, -1), "L"), stage_losses(out, big.expand(2, -1, -1, -1), "L",
+                                                                           iou_weight=1.0)
+    assert off["iou"].item() == 0 and on["iou"].item() > 0
+    assert on["total"].item() == pytest.approx(off["total"].item() + on["iou"].item(), rel=1e-5)
+    on["total"].backward()
+
+
+def test_loss_log_gains_a_column_on_resume(tmp_path: Path) -> None:
+    """A run resumed after a loss column was added keeps its old rows, blank in the new column."""
+    log = tmp_path / "losses.csv"
+    log.write_text("step,total\n1,0.5\n2,0.4\n3,0.3\n")
+    tt._truncate_csv(log, 2, ["step", "total", "iou"])
+    tt._append_csv(log, ["step", "total", "iou"], {"step": 3, "total": 0.2, "iou": 0.1})
+    rows = list(csv.DictReader(open(log, newline="")))
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    assert rows[0] == {"step": "1", "total": "0.5", "iou": ""} and rows[2]["iou"] == "0.1"
 
 
 def test_paper_and_cpu_configs_parse() -> None:
