@@ -101,8 +101,10 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     for (p, _, run, _), w in zip(loaded, weights, strict=True):
         card = run.pop("card", None)
         prev = run.pop("previous_runs", [])
-        members.append({"source": str(p), "sha256": sha256_file(p), "weight": w,
-                        **{k: run[k] for k in _RUN_KEYS if k in run}})
+        member = {"source": str(p), "sha256": sha256_file(p), "weight": w, **{k: run[k] for k in _RUN_KEYS if k in run}}
+        if card is not None and card.get("soup"):
+            member["soup"] = card["soup"]  # an input that is itself an average keeps its own inputs in the lineage
+        members.append(member)
         previous.extend(r for r in prev if r not in previous)
         src = card if card is not None else run
         data.extend(d for d in src.get("training_data", []) if d not in data)

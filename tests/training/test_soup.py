@@ -83,6 +83,12 @@ def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path, capsys) -> None:
                for ln in lines)
     assert any("meticulousnet_mobile_H.safetensors  (default): ok" in ln and "iterations" in ln for ln in lines)
 
+    # A soup of that soup keeps the first soup's inputs in its card: the whole lineage, not only the last step.
+    again = soup([path, ckpt], "L", tmp_path / "again", weights=[0.5, 0.5])
+    card2 = json.loads(again.with_suffix(".json").read_text())
+    assert [m["weight"] for m in card2["soup"][0]["soup"]] == [0.25, 0.75]
+    assert card2["soup"][0]["soup"][1]["config_name"] == "tuned" and "soup" not in card2["soup"][1]
+
 
 def test_soup_refusals(tmp_path, capsys) -> None:
     ck_l = _checkpoint(tmp_path / "a" / "last.pt", _models(0), "L", 5)
