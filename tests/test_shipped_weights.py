@@ -74,17 +74,29 @@ def _check_lineage(card: dict) -> None:
 
 
 def test_l_card_holds_the_whole_lineage():
-    """Stop 26's L is a weight average (training.soup): half the L of stops 20-25, half stop 24's run f, which
-    started from that L. The card lists both with their runs and checksums, and the runs before them."""
+    """Stop 29's L is a weight average (training.soup) of stop 26's L, itself an average (half the L of stops 20-25,
+    half stop 24's run f), and run i, trained on from it with a soft-IoU term. The card lists every input with its
+    run and checksum, the inputs of the inner average, and the runs before them."""
     path = weights_path(None, "default", "L")
     card = read_card(path)
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
     assert card["encoder"] == "efficientnet_lite0" and 3_200_000 < card["parameters"] < 3_300_000
     assert card["inference"] == {"l_size": 336, "l_flip": True}  # mirror averaging: measured at stop 25
-    start, tuned = _check_soup(card, "L")
-    assert start["config_name"] == "teacher_L336c" and start["initialised_from"] == "runs/teacher_L336/last.pt"
-    assert tuned["config_name"] == "teacher_L336f" and tuned["iterations"] == 200
+    assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
+    inner, tuned = card["soup"]
+    assert inner["weight"] == tuned["weight"] == 0.5
+    assert inner["command"].startswith("python -m training.soup ")  # stop 26's average
+    assert inner["sha256"] == "ee2e2e5911e4fa96f50f5e1a3c8707e14d72b1f004b0f165d28e6a641799ce62"
+    _check_run(tuned)
+    assert tuned["config_name"] == "teacher_L336i" and tuned["iterations"] == 200
+    assert tuned["train_settings"]["iou_weight"] == 1.0
     assert tuned["initialised_from"] == "main/models/meticulousnet_effl0_L.safetensors"  # the start, as shipped
+    start, run_f = inner["soup"]
+    assert start["weight"] == run_f["weight"] == 0.5
+    _check_run(start)
+    _check_run(run_f)
+    assert start["config_name"] == "teacher_L336c" and start["initialised_from"] == "runs/teacher_L336/last.pt"
+    assert run_f["config_name"] == "teacher_L336f" and run_f["iterations"] == 200
     assert start["sha256"] == "5c705b822b9f279d8c3156f2053c5380f75c2c8791aaeab0a096799cbe913fa4"
     # The 256 px run and its continuation at 336 px (stop 17), newest first.
     assert [r["config_name"] for r in card["previous_runs"]] == ["teacher_L336", "teacher_L"]
