@@ -188,7 +188,8 @@ def test_loss_log_gains_a_column_on_resume(tmp_path: Path) -> None:
     log.write_text("step,total\n1,0.5\n2,0.4\n3,0.3\n")
     tt._truncate_csv(log, 2, ["step", "total", "iou"])
     tt._append_csv(log, ["step", "total", "iou"], {"step": 3, "total": 0.2, "iou": 0.1})
-    rows = list(csv.DictReader(open(log, newline="")))
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["1", "2", "3"]
     assert rows[0] == {"step": "1", "total": "0.5", "iou": ""} and rows[2]["iou"] == "0.1"
 
