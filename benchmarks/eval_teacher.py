@@ -1,13 +1,15 @@
 """How close do L and L+H come to the teacher on photos no training step saw? Full resolution, one or more weight sets.
 
     python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
-                                      [--min-side 0] [--seed 0] [--save DIR] [--global-only-too]
+                                      [--min-side 0] [--seed 0] [--save DIR] [--global-only-too] [--error-split]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
 IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
 side is at least --min-side, so two runs with the same arguments see the same photos. Every weight set runs on the
 same photos in the same process: L bilinearly upsampled (what H must beat) and the whole cascade (L+H). Prints one
 line per photo, then means overall and per source; `--save DIR` writes each L+H mask for a look at 1:1.
+`--error-split` also says how much of L+H's lost IoU and mBA lies in thin errors (an edge a pixel or two off) and how
+much in thick ones (a part taken or missed): `mos_studio.core.metrics.error_split`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bench_refine import pairs, set_config_field  # noqa: E402  (this folder is 
 
 from mos_studio.core import Cascade  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
-from mos_studio.core.metrics import iou, mba  # noqa: E402
+from mos_studio.core.metrics import error_split, iou, mba  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
 
@@ -50,6 +52,8 @@ def main() -> int:
                     help="also run each weight set with H's global pass only (no full-resolution crops)")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="also run each weight set with these CascadeConfig fields changed (e.g. cut_band=0.02)")
+    ap.add_argument("--error-split", action="store_true",
+                    help="also split L+H's lost IoU and mBA into thin (edge placement) and thick (missed part) errors")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -93,6 +97,8 @@ def main() -> int:
             full = c(rgb).probability
             dt = time.perf_counter() - t0
             row[k] = (iou(low, truth), mba(low, truth), iou(full, truth), mba(full, truth), dt)
+            if args.error_split:
+                row[("split", k)] = error_split(full, truth)
             parts.append(f"[{k}] L-up {row[k][0]:.3f}/{row[k][1]:.3f} LH {row[k][2]:.3f}/{row[k][3]:.3f} {dt:5.1f}s")
             if args.save:
                 from PIL import Image
@@ -114,7 +120,27 @@ def main() -> int:
                          f"{a[:, 3].mean():.3f} (H +{100 * (a[:, 3].mean() - a[:, 1].mean()):.1f} mBA pts, "
                          f"median {np.median(a[:, 4]):.1f} s)")
         print(f"{g[:30]:30s} n={len(rs):3d}  " + "  ".join(cells))
+    if args.error_split:
+        print_error_split(rows, len(cascades))
     return 0
+
+
+def print_error_split(rows: list[dict], n_sets: int) -> None:
+    """Per weight set: the IoU and mBA points L+H would win back with its thin errors put right, and with its thick
+    ones, and the photos that lose the most to thick errors (where L or H took or missed a part)."""
+    print("\nwhere L+H loses against the teacher (points won back if that kind of error were put right):")
+    for k in range(n_sets):
+        sp = [r[("split", k)] for r in rows]
+        mean = {key: float(np.mean([d[key] for d in sp])) for key in sp[0]}
+        thin_share = mean["thin_px"] / max(1.0, mean["thin_px"] + mean["thick_px"])
+        print(f"  [{k}] IoU {mean['iou']:.3f}: thin +{100 * (mean['iou_without_thin'] - mean['iou']):.1f}, "
+              f"thick +{100 * (mean['iou_without_thick'] - mean['iou']):.1f} pts;  mBA {mean['mba']:.3f}: "
+              f"thin +{100 * (mean['mba_without_thin'] - mean['mba']):.1f}, "
+              f"thick +{100 * (mean['mba_without_thick'] - mean['mba']):.1f} pts;  "
+              f"{100 * thin_share:.0f} % of wrong pixels thin")
+        worst = sorted(zip(rows, sp, strict=True), key=lambda rs: rs[1]["iou"] - rs[1]["iou_without_thick"])[:5]
+        print("       most lost to thick errors: " + ", ".join(
+            f"{r['name']} {d['iou']:.2f}→{d['iou_without_thick']:.2f}" for r, d in worst))
 
 
 if __name__ == "__main__":

@@ -145,3 +145,32 @@ def test_aggregate_pools_iou():
             {"mae": 0, "s_measure": 1, "iou": 0.0, "mba": 1, "mq": 1, "intersection": 0, "union": 90}]
     agg = M.aggregate(rows)
     assert agg["iou"] == 0.5 and agg["iou_pooled"] == 0.1 and agg["n"] == 2
+
+
+def test_error_split_tells_edge_placement_from_missed_parts():
+    g = np.zeros((300, 300), bool)
+    g[60:240, 60:240] = True
+    shifted = np.zeros_like(g)
+    shifted[61:241, 60:240] = True  # the whole edge one pixel off: thin errors only
+    s = M.error_split(shifted, g)
+    assert s["thick_px"] == 0 and s["thin_px"] == 2 * 180
+    assert s["mba"] < 0.9 and s["mba_without_thin"] == 1.0 and s["iou_without_thin"] == 1.0
+    assert s["mba_without_thick"] == s["mba"] and s["iou_without_thick"] == s["iou"]
+
+    chunk = g.copy()
+    chunk[60:100, 60:100] = False  # a 40-px corner missed: thick errors only
+    s = M.error_split(chunk, g)
+    assert s["thin_px"] == 0 and s["thick_px"] == 40 * 40
+    assert s["mba_without_thick"] == 1.0 and s["mba_without_thin"] == s["mba"] < 1.0
+
+    both = shifted.copy()
+    both[150:200, 150:240] = False  # both kinds at once: each fix wins back only its own share
+    s = M.error_split(both, g)
+    assert s["thin_px"] > 0 and s["thick_px"] >= 50 * 79
+    assert s["mba"] < s["mba_without_thin"] < 1.0 and s["mba"] < s["mba_without_thick"] < 1.0
+    assert s["iou"] < s["iou_without_thick"] < 1.0
+
+
+def test_error_split_checks_sizes():
+    with pytest.raises(ValueError, match="ground truth"):
+        M.error_split(np.zeros((4, 5), bool), np.zeros((5, 4), bool))
