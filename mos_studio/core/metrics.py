@@ -118,7 +118,8 @@ def mq(pred: np.ndarray, gt: np.ndarray) -> float:
 def error_split(pred: np.ndarray, gt: np.ndarray, width: int = 2) -> dict[str, float]:
     """Where a mask's IoU and mBA are lost: in thin errors (at most about `width` px across: an edge placed a pixel
     or two off) or in thick ones (a part taken or missed). A wrong pixel is thick when it lies in a patch of wrong
-    pixels that an opening with a disc 2·width + 1 across keeps, or within that disc of one; the rest are thin.
+    pixels that an opening with a disc 2·width + 1 across keeps, or within that disc of one; the rest are thin (so
+    a missed structure thinner than the disc, a 1 px antenna, counts as thin too).
     Returns the counts and the IoU and mBA the mask would score with either kind put right, so the two losses can
     be told apart: a better edge step can only win back the thin share, a better L or H the thick one."""
     _check_same(pred, gt)
