@@ -147,3 +147,36 @@ def test_max_images_scores_an_evenly_spaced_subset(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["n"] == 2
     assert main(["eval", "--pred", str(ds / "masks"), "--gt", str(ds / "masks"), "--max-images", "0"]) == 1
     assert "--max-images 0" in capsys.readouterr().err
+
+
+def test_error_split_columns_summary_and_table(tmp_path, capsys):
+    """--error-split: an edge one pixel off is thin, a missed corner is thick, and each shows where it should."""
+    ds = _dataset(tmp_path / "ds")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for p in (ds / "masks").iterdir():
+        m = np.array(Image.open(p))
+        if p.stem == "im1":
+            m = np.roll(m, 1, axis=0)  # the whole edge a pixel off
+        if p.stem == "im2":
+            ys, xs = np.nonzero(m)
+            m[ys.min():ys.min() + 12, xs.min():xs.max() + 1] = 0  # a 12-px strip of the object missed
+        Image.fromarray(m).save(pred / p.name)
+    out = tmp_path / "res"
+    assert main(["eval", "--pred", str(pred), "--gt", str(ds / "masks"), "--out", str(out), "--error-split"]) == 0
+    rows = {r["name"]: r for r in csv.DictReader(open(out / "per_image.csv"))}
+    assert float(rows["im1"]["thin_px"]) > 0 and float(rows["im1"]["thick_px"]) == 0
+    assert float(rows["im1"]["mba_without_thin"]) == 1.0 and float(rows["im1"]["mba"]) < 1.0
+    assert float(rows["im2"]["thick_px"]) > 0 and float(rows["im2"]["iou_without_thick"]) == 1.0
+    assert float(rows["im0"]["thin_px"]) == float(rows["im0"]["thick_px"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mba"] < summary["mba_without_thin"] and summary["mba"] < summary["mba_without_thick"]
+    assert summary["iou_without_thick"] > summary["iou"]
+    table = capsys.readouterr().out
+    assert "without thin" in table and "thin share of wrong pixels" in table
+    assert "without thin" in (out / "table.md").read_text(encoding="utf-8")
+
+    plain = tmp_path / "plain"  # without the switch: the columns and the table stay as they were
+    assert main(["eval", "--pred", str(pred), "--gt", str(ds / "masks"), "--out", str(plain)]) == 0
+    assert "thin_px" not in open(plain / "per_image.csv").readline()
+    assert "without thin" not in (plain / "table.md").read_text(encoding="utf-8")

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "without it (--stage LH only: L's mask and a given mask are never snapped)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
+    p.add_argument("--error-split", action="store_true",
+                   help="also say how much IoU and mBA is lost to thin errors (an edge a pixel or two off) and how "
+                        "much to thick ones (a part taken or missed): extra columns, summary keys and a second table")
     p.add_argument("--device", default=None)
     p.add_argument("--models-dir", type=Path, default=None)
     p.set_defaults(func=run_eval)
@@ -121,7 +124,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pairs = subsample(pairs, args.max_images)
     bar = ProgressBar(len(pairs), "eval")
-    summary, interrupted = ev.evaluate(pairs, predict, out, title, progress=lambda i, n, name: bar.update(i, name))
+    summary, interrupted = ev.evaluate(pairs, predict, out, title, progress=lambda i, n, name: bar.update(i, name),
+                                       error_split=args.error_split)
     bar.close()
     print((out / "table.md").read_text(encoding="utf-8"))
     print(f"per-image rows: {out / 'per_image.csv'}; summary: {out / 'summary.json'}; worst 8: {out / 'worst.png'}")
