@@ -27,15 +27,18 @@ def _dataset(root, n=3, size=(80, 64)):
     return root
 
 
-def test_pred_gt_mode_scores_and_writes_outputs(tmp_path, capsys):
-    ds = _dataset(tmp_path / "ds")
-    pred = tmp_path / "pred"
+def _predictions(ds, pred, change):
+    """A folder of predictions: the dataset's masks, those named in `change` passed through its function."""
     pred.mkdir()
     for p in (ds / "masks").iterdir():
         m = np.array(Image.open(p))
-        if p.stem == "im1":
-            m = cv2.erode(m, np.ones((5, 5), np.uint8))
-        Image.fromarray(m).save(pred / p.name)
+        Image.fromarray(change.get(p.stem, lambda a: a)(m)).save(pred / p.name)
+    return pred
+
+
+def test_pred_gt_mode_scores_and_writes_outputs(tmp_path, capsys):
+    ds = _dataset(tmp_path / "ds")
+    pred = _predictions(ds, tmp_path / "pred", {"im1": lambda m: cv2.erode(m, np.ones((5, 5), np.uint8))})
     out = tmp_path / "res"
     assert main(["eval", "--pred", str(pred), "--gt", str(ds / "masks"), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -151,17 +154,14 @@ def test_max_images_scores_an_evenly_spaced_subset(tmp_path, capsys):
 
 def test_error_split_columns_summary_and_table(tmp_path, capsys):
     """--error-split: an edge one pixel off is thin, a missed corner is thick, and each shows where it should."""
+    def strip_missed(m):  # a 12-px strip of the object missed
+        ys, xs = np.nonzero(m)
+        m[ys.min():ys.min() + 12, xs.min():xs.max() + 1] = 0
+        return m
+
     ds = _dataset(tmp_path / "ds")
-    pred = tmp_path / "pred"
-    pred.mkdir()
-    for p in (ds / "masks").iterdir():
-        m = np.array(Image.open(p))
-        if p.stem == "im1":
-            m = np.roll(m, 1, axis=0)  # the whole edge a pixel off
-        if p.stem == "im2":
-            ys, xs = np.nonzero(m)
-            m[ys.min():ys.min() + 12, xs.min():xs.max() + 1] = 0  # a 12-px strip of the object missed
-        Image.fromarray(m).save(pred / p.name)
+    pred = _predictions(ds, tmp_path / "pred", {"im1": lambda m: np.roll(m, 1, axis=0),  # the edge a pixel off
+                                                "im2": strip_missed})
     out = tmp_path / "res"
     assert main(["eval", "--pred", str(pred), "--gt", str(ds / "masks"), "--out", str(out), "--error-split"]) == 0
     rows = {r["name"]: r for r in csv.DictReader(open(out / "per_image.csv"))}
