@@ -110,6 +110,10 @@ def cascade_gflops(cascade, h: int, w: int, crops: list, flops: Flops) -> dict:
     if cfg.l_blend:  # L's second, own-shape input
         bw, bh = cascade.l_blend_size(h, w)
         g_l += flops(low, (1, 3, bh, bw))
+    box = cascade.last_zoom_box if cfg.l_zoom else None
+    if box is not None:  # L's second, closer look at the box around its answer (when the last run took one)
+        zw, zh = cascade.l_input_size(box[3] - box[1], box[2] - box[0])
+        g_l += flops(low, (1, 3, zh, zw))
     g_l *= 2 if cfg.l_flip else 1
     scale = min(1.0, cfg.global_size / max(h, w))
     mirrored = cfg.h_flip and max(h, w) <= cfg.global_size  # the mirror pass runs only at 1:1

@@ -196,3 +196,54 @@ def test_small_photo_h_is_optional_verified_and_loaded_only_with_l(tmp_path):
         Cascade.from_pretrained(tmp_path, device="cpu")
     with pytest.raises(WeightsError, match="unknown stage 'X'"):
         weights_path(tmp_path, "default", "X")
+
+
+def test_l_zoom_takes_a_closer_second_look_at_its_own_answer(tmp_path):
+    """`inference.l_zoom`: L runs again on the box around its first answer (widened by l_zoom_margin), and inside
+    that box the two answers are mixed with l_zoom_mix; no second pass when the box is most of the photo."""
+    from mos_studio.core.cascade import _resize
+
+    write_tiny_models(tmp_path)
+    card_file = weights_path(tmp_path, "mobilenetv3", "L").with_suffix(".json")
+    card = json.loads(card_file.read_text())
+    card["inference"] = {"l_size": 64, "l_zoom": True, "l_zoom_margin": 0.25, "l_zoom_max": 0.5,
+                         "l_zoom_mix": 0.5}
+    card_file.write_text(json.dumps(card))
+    cascade = Cascade.from_pretrained(tmp_path, device="cpu")
+    cfg = cascade.config
+    assert cfg.l_zoom and (cfg.l_zoom_margin, cfg.l_zoom_max, cfg.l_zoom_mix) == (0.25, 0.5, 0.5)
+    # The box: the answer's bounding box, widened by a quarter of its long side, clipped to the photo.
+    prob = np.zeros((200, 300), np.float32)
+    prob[40:80, 100:180] = 0.9
+    assert cascade.zoom_box(prob) == (80, 20, 200, 100)
+    prob[:, :] = 0.9  # the whole photo: nothing to zoom into
+    assert cascade.zoom_box(prob) is None
+    assert cascade.zoom_box(np.zeros((200, 300), np.float32)) is None  # nothing found
+
+    # The second pass sees the crop (squashed to L's square), and only the box changes.
+    first = np.zeros((200, 300), np.float32)
+    first[40:80, 100:180] = 0.9
+    near = np.full((64, 64), 0.3, np.float32)
+    seen = []
+
+    def fake(model, x, mask=None, stages=True):
+        seen.append(x.copy())
+        return (_resize(first, (64, 64)) if len(seen) == 1 else near), []
+
+    cascade._forward = fake
+    rgb = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    out, _ = cascade.run_low(rgb)
+    whole = _resize(_resize(first, (64, 64)), (300, 200), shrink_ok=False)
+    x0, y0, x1, y1 = cascade.zoom_box(whole)
+    assert abs(x0 - 80) + abs(y0 - 20) + abs(x1 - 200) + abs(y1 - 100) <= 12  # a pixel or so of upsampling blur
+    assert len(seen) == 2 and seen[1].shape == (64, 64, 3) and cascade.last_zoom_box == (x0, y0, x1, y1)
+    assert np.array_equal(seen[1], _resize(rgb[y0:y1, x0:x1], (64, 64)))
+    assert np.allclose(out[y0:y1, x0:x1], 0.5 * whole[y0:y1, x0:x1] + 0.5 * 0.3, atol=1e-5)
+    outside = np.ones((200, 300), bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.allclose(out[outside], whole[outside])
+    # Card values out of range are ignored: the defaults stay.
+    card["inference"] = {"l_zoom": True, "l_zoom_mix": 1.5, "l_zoom_max": "half"}
+    card_file.write_text(json.dumps(card))
+    cfg = Cascade.from_pretrained(tmp_path, device="cpu").config
+    assert cfg.l_zoom and cfg.l_zoom_mix == 1.0 and cfg.l_zoom_max == 0.5

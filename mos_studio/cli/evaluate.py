@@ -109,7 +109,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 size = cascade.l_input_size(img.height, img.width)
                 small = cv2.resize(img.rgb, size, interpolation=cv2.INTER_AREA)
                 gt_s = cv2.resize(gt, size, interpolation=cv2.INTER_AREA)
-                if cascade.config.l_blend:  # two inputs of different shapes: scored at the first one's size
+                # Two inputs of different shapes, or a closer look at part of the full photo: L runs on the
+                # photo itself and is scored at the first input's size.
+                if cascade.config.l_blend or cascade.config.l_zoom:
                     prob = cv2.resize(cascade.run_low(img.rgb)[0], size, interpolation=cv2.INTER_AREA)
                 else:
                     prob, _ = cascade.run_low(small)
