@@ -88,6 +88,13 @@ def test_l_stage_scores_the_blended_l_at_its_square_size(tmp_path):
         assert all(r["width"] == "336" and r["height"] == "336" for r in rows)
         outs[blend] = json.loads((out / "summary.json").read_text())
     assert outs[True]["n"] == 2 and outs[True]["mae"] != outs[False]["mae"]
+    # `inference.l_zoom` looks closer at part of the full photo, so `--stage L` runs it there too, scored the same way.
+    card["inference"] = {"l_zoom": True, "l_zoom_max": 1.0}
+    card_file.write_text(json.dumps(card))
+    out = tmp_path / "ozoom"
+    assert main(["eval", str(ds), "--stage", "L", "--models-dir", str(models), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 2 and all(r["width"] == "336" and r["height"] == "336" for r in rows)
 
 
 def test_h_from_refines_given_masks(tmp_path):
