@@ -81,7 +81,10 @@ def test_l_card_holds_the_whole_lineage():
     card = read_card(path)
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
     assert card["encoder"] == "efficientnet_lite0" and 3_200_000 < card["parameters"] < 3_300_000
-    assert card["inference"] == {"l_size": 336, "l_flip": True}  # mirror averaging: measured at stop 25
+    # Mirror averaging (stop 25) and a second, closer look at the box around L's answer (stop 32).
+    assert card["inference"] == {"l_size": 336, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15,
+                                 "l_zoom_max": 0.8, "l_zoom_mix": 0.5}
+    assert "l_zoom (stop 32)" in card["inference_notes"]
     assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
     inner, tuned = card["soup"]
     assert inner["weight"] == tuned["weight"] == 0.5
@@ -176,6 +179,7 @@ def test_mos_info_lists_the_shipped_weights(capsys):
 def test_default_cascade_cuts_the_cup_out_of_the_sample_photo():
     cascade = Cascade.from_pretrained(device="cpu")
     assert cascade.config.l_size == 336 and cascade.config.l_flip and not cascade.config.local_passes
+    assert cascade.config.l_zoom and cascade.config.l_zoom_mix == 0.5
     img = load_image(SAMPLE)
     result = cascade(img)
     mask = result.mask
