@@ -243,7 +243,7 @@ def test_l_zoom_takes_a_closer_second_look_at_its_own_answer(tmp_path):
     outside[y0:y1, x0:x1] = False
     assert np.allclose(out[outside], whole[outside])
     # Card values out of range are ignored: the defaults stay.
-    card["inference"] = {"l_zoom": True, "l_zoom_mix": 1.5, "l_zoom_max": "half"}
+    card["inference"] = {"l_zoom": True, "l_zoom_mix": 1.5, "l_zoom_max": "half", "l_zoom_margin": -0.1}
     card_file.write_text(json.dumps(card))
     cfg = Cascade.from_pretrained(tmp_path, device="cpu").config
-    assert cfg.l_zoom and cfg.l_zoom_mix == 1.0 and cfg.l_zoom_max == 0.5
+    assert cfg.l_zoom and (cfg.l_zoom_margin, cfg.l_zoom_max, cfg.l_zoom_mix) == (0.15, 0.8, 0.5)

@@ -63,8 +63,8 @@ class CascadeConfig:
     # IoU / mBA 0.819 / 0.714 -> 0.822 / 0.715, clothing level, DAVIS IoU +0.8 (docs/MODELS.md).
     l_zoom: bool = False
     l_zoom_margin: float = 0.15
-    l_zoom_max: float = 0.5
-    l_zoom_mix: float = 1.0
+    l_zoom_max: float = 0.8
+    l_zoom_mix: float = 0.5
     h_flip: bool = False  # the same for H's whole-image pass when it runs at 1:1 (photos up to global_size;
     # not for a region re-refine, `roi`)
     global_size: int = 1024  # long side of H's global pass
