@@ -199,7 +199,8 @@ def make_dataset(cfg: dict, stage: str, val: bool = False) -> SampleDataset:
                          # validation stays comparable across runs: no faint blobs, edge patches only
                          faint_p=0.0 if val else float(d.get("faint_p", 0.0)),
                          anywhere_p=0.0 if val else float(d.get("anywhere_p", 0.0)),
-                         given_p=0.0 if val else float(d.get("given_p", 0.0)))
+                         given_p=0.0 if val else float(d.get("given_p", 0.0)),
+                         zoom_p=0.0 if val else float(d.get("zoom_p", 0.0)))
 
 
 def _worker_init(_: int) -> None:

@@ -18,6 +18,7 @@ from training.data import (
     h_sample,
     iou_binary,
     perturb_mask,
+    zoom_crop,
 )
 
 
@@ -224,3 +225,38 @@ def test_h_learns_from_ls_own_answers(tmp_path) -> None:
     assert round(77 / 255, 3) in seen and any(v > 0.9 for v in seen)  # item 0 from L, item 1 the truth
     with pytest.raises(ImageError, match="coarse_dir"):
         FolderSource(tmp_path / "set", coarse_dir=tmp_path / "nope")
+
+
+def test_zoom_crop_shows_l_the_box_its_second_look_sees(tmp_path) -> None:
+    img = np.zeros((200, 300, 3), np.uint8)
+    img[..., 0] = np.arange(300, dtype=np.uint8)[None, :]  # columns told apart by colour
+    mask = np.zeros((200, 300), np.float32)
+    mask[80:120, 100:160] = 1.0  # a 40 x 60 object
+    for seed in range(20):
+        crop, cmask = zoom_crop(img, mask, np.random.default_rng(seed))
+        assert crop.shape[:2] == cmask.shape
+        # the whole object stays in view (margin 0.05-0.3 of 60 px, each side moved by at most 3 px) ...
+        assert cmask.sum() == mask.sum()
+        # ... with at least about a margin's worth of surroundings, and far less than the photo
+        assert 60 + 2 * 3 - 2 * 3 <= crop.shape[1] <= 60 + 2 * 18 + 2 * 3 + 1
+        assert crop.shape[0] < 200 and crop.shape[1] < 300
+        x0 = int(crop[0, 0, 0])
+        assert 100 - 18 - 3 - 1 <= x0 <= 100
+    # the photo comes back whole when nothing is found or the box is most of it, as the cascade skips its look
+    empty = np.zeros((200, 300), np.float32)
+    assert zoom_crop(img, empty, np.random.default_rng(0))[0].shape == img.shape
+    big = np.zeros((200, 300), np.float32)
+    big[10:190, 10:290] = 1.0
+    assert zoom_crop(img, big, np.random.default_rng(0))[0].shape == img.shape
+    # in the dataset: zoom_p 0 replays the samples of runs from before it; zoom_p 1 gives a closer view
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "masks").mkdir()
+    small = np.zeros((60, 80), np.uint8)
+    small[20:32, 30:46] = 255
+    cv2.imwrite(str(tmp_path / "set" / "images" / "a.jpg"), img[:60, :80])
+    cv2.imwrite(str(tmp_path / "set" / "masks" / "a.png"), small)
+    plain = SampleDataset([FolderSource(tmp_path / "set")], None, "L", size=32)
+    off = SampleDataset([FolderSource(tmp_path / "set")], None, "L", size=32, zoom_p=0.0)
+    near = SampleDataset([FolderSource(tmp_path / "set")], None, "L", size=32, zoom_p=1.0)
+    assert torch.equal(plain[3]["image"], off[3]["image"])
+    assert near[3]["gt"].mean() > plain[3]["gt"].mean()

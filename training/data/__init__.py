@@ -2,7 +2,7 @@
 
 import cv2
 
-from .datasets import SampleDataset, StepSampler, h_sample, l_sample
+from .datasets import SampleDataset, StepSampler, h_sample, l_sample, zoom_crop
 from .perturb import iou_binary, perturb_mask
 from .sources import FolderSource, MatteSource, Source, SynthSource, build_source
 from .synth import generate_pair
@@ -24,4 +24,5 @@ __all__ = [
     "iou_binary",
     "l_sample",
     "perturb_mask",
+    "zoom_crop",
 ]

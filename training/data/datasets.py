@@ -58,6 +58,30 @@ def l_sample(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, size: 
     return x, np.clip(mask, 0, 1).astype(np.float32)
 
 
+def zoom_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, margin: tuple[float, float] = (0.05, 0.3),
+              jitter: float = 0.05, max_area: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """The crop L's second look (the cascade's l_zoom) sees: the box round the object widened by a margin of its long
+    side, each side moved by up to `jitter` of the box (L's own box is not the teacher's). Photo and mask unchanged
+    when there is no object or the box would cover more than `max_area` of the photo, as at inference."""
+    h, w = mask.shape[:2]
+    found = mask > 0.5
+    rows = np.flatnonzero(found.any(axis=1))
+    if rows.size == 0:
+        return img, mask
+    cols = np.flatnonzero(found.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    long = max(y1 - y0, x1 - x0)
+    pad = rng.uniform(*margin) * long
+    moves = rng.uniform(-jitter, jitter, 4) * long
+    x0 = int(round(max(0.0, x0 - pad + moves[0])))
+    y0 = int(round(max(0.0, y0 - pad + moves[1])))
+    x1 = int(round(min(float(w), x1 + pad + moves[2])))
+    y1 = int(round(min(float(h), y1 + pad + moves[3])))
+    if (x1 - x0) * (y1 - y0) > max_area * h * w or min(x1 - x0, y1 - y0) < 8:
+        return img, mask
+    return img[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+
+
 def boundary_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, patch: int,
                   anywhere: bool = False) -> tuple:
     """A patch² crop centred near a random boundary pixel (reflect-padded when the image is smaller).
@@ -172,7 +196,7 @@ class SampleDataset(Dataset):
                  size: int = 336, patch: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
                  fixed_samples: int = 0, length: int = 2**62, augment: bool = True,
                  scales: tuple[float, ...] = (1.0,), keep_p: float = 0.0, soft_p: float = 0.0,
-                 faint_p: float = 0.0, anywhere_p: float = 0.0, given_p: float = 0.0) -> None:
+                 faint_p: float = 0.0, anywhere_p: float = 0.0, given_p: float = 0.0, zoom_p: float = 0.0) -> None:
         if stage not in ("L", "H"):
             raise ValueError("stage must be L or H")
         if not sources:
@@ -184,6 +208,7 @@ class SampleDataset(Dataset):
         self.fixed_samples, self.length, self.augment = int(fixed_samples), int(length), augment
         self.scales, self.keep_p, self.soft_p = tuple(float(v) for v in scales), float(keep_p), float(soft_p)
         self.faint_p, self.anywhere_p, self.given_p = float(faint_p), float(anywhere_p), float(given_p)
+        self.zoom_p = float(zoom_p)
 
     def __len__(self) -> int:
         return self.length
@@ -195,6 +220,9 @@ class SampleDataset(Dataset):
         key_item = int(rng.integers(len(src)))
         img, mask = src.load(key_item, rng)
         if self.stage == "L":
+            # no draw at all when zoom_p is 0, so runs from before it replay the same samples
+            if self.zoom_p > 0 and rng.random() < self.zoom_p:
+                img, mask = zoom_crop(img, mask, rng)
             x, gt = l_sample(img, mask, rng, self.size, augment=self.augment)
             return {"image": _chw(x), "gt": torch.from_numpy(gt)[None]}
         given = src.load_coarse(key_item) if self.given_p > 0 else None
