@@ -247,6 +247,23 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * np.tanh(0.5 * np.asarray(x, np.float32)) + 0.5).astype(np.float32, copy=False)
 
 
+def object_bounds(found: np.ndarray) -> Rect | None:
+    """(x0, y0, x1, y1) round the True pixels, None when there are none; read from rows and columns, not from every
+    pixel's index (8 M of them at 4K)."""
+    rows = np.flatnonzero(found.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(found.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def worth_a_closer_look(box: Rect, h: int, w: int, max_area: float) -> bool:
+    """L's second look (l_zoom) only pays when its box is a part of the photo, and not a sliver; training's box crops
+    (training.data.zoom_crop) follow the same rule."""
+    x0, y0, x1, y1 = box
+    return (x1 - x0) * (y1 - y0) <= max_area * h * w and min(x1 - x0, y1 - y0) >= 8
+
+
 def _skip_quiet_crops(crops: list[Rect], counts: list[float], budget: float) -> list[Rect]:
     """Drop the crops with the fewest uncertain/edge pixels while their sum stays within `budget` pixels.
 
@@ -581,17 +598,13 @@ class Cascade:
         """The box L's second, closer look covers: its answer's bounding box widened by l_zoom_margin of the box's
         long side; None when L found nothing or the box would cover more than l_zoom_max of the photo."""
         h, w = prob.shape[:2]
-        found = prob > self.config.threshold
-        rows = np.flatnonzero(found.any(axis=1))  # rows and columns, not every pixel's index (8 M of them at 4K)
-        if rows.size == 0:
+        tight = object_bounds(prob > self.config.threshold)
+        if tight is None:
             return None
-        cols = np.flatnonzero(found.any(axis=0))
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        x0, y0, x1, y1 = tight
         pad = int(round(self.config.l_zoom_margin * max(y1 - y0, x1 - x0)))
-        x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
-        if (x1 - x0) * (y1 - y0) > self.config.l_zoom_max * h * w or min(x1 - x0, y1 - y0) < 8:
-            return None
-        return x0, y0, x1, y1
+        box = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+        return box if worth_a_closer_look(box, h, w, self.config.l_zoom_max) else None
 
     def _mirrored_pass(
         self, model: MeticulousNet, rgb: np.ndarray, mask: np.ndarray | None, flip: bool

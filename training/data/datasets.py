@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mos_studio.core.cascade import object_bounds, worth_a_closer_look
+
 from .perturb import perturb_mask
 from .sources import Source
 
@@ -64,12 +66,10 @@ def zoom_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, margi
     side, each side moved by up to `jitter` of the box (L's own box is not the teacher's). Photo and mask unchanged
     when there is no object or the box would cover more than `max_area` of the photo, as at inference."""
     h, w = mask.shape[:2]
-    found = mask > 0.5
-    rows = np.flatnonzero(found.any(axis=1))
-    if rows.size == 0:
+    tight = object_bounds(mask > 0.5)
+    if tight is None:
         return img, mask
-    cols = np.flatnonzero(found.any(axis=0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    x0, y0, x1, y1 = tight
     long = max(y1 - y0, x1 - x0)
     pad = rng.uniform(*margin) * long
     moves = rng.uniform(-jitter, jitter, 4) * long
@@ -77,7 +77,7 @@ def zoom_crop(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, margi
     y0 = int(round(max(0.0, y0 - pad + moves[1])))
     x1 = int(round(min(float(w), x1 + pad + moves[2])))
     y1 = int(round(min(float(h), y1 + pad + moves[3])))
-    if (x1 - x0) * (y1 - y0) > max_area * h * w or min(x1 - x0, y1 - y0) < 8:
+    if not worth_a_closer_look((x0, y0, x1, y1), h, w, max_area):
         return img, mask
     return img[y0:y1, x0:x1], mask[y0:y1, x0:x1]
 
