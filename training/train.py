@@ -94,13 +94,19 @@ def load_config(path: str | Path, stage: str) -> dict:
     return cfg
 
 
-def lr_at(step: int, train_cfg: dict) -> float:
-    """Cosine annealing to 0 (L) or MultiStep ×gamma at fractions of the run (H); a pure function of the step."""
+def lr_at(step: int, train_cfg: dict, time_fraction: float = 0.0) -> float:
+    """Cosine annealing to 0 (L) or MultiStep ×gamma at fractions of the run (H).
+
+    A pure function of the step, unless the run has a time budget: then the schedule follows whichever is further on,
+    the steps or the share of the budget spent (`time_fraction`), so a run cut short by its budget still ends with a
+    decayed learning rate rather than at the top of its cosine.
+    """
     base, total = float(train_cfg["lr"]), int(train_cfg["iterations"])
+    pos = max(min(step, total), min(max(time_fraction, 0.0), 1.0) * total)
     if train_cfg["schedule"] == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        return base * 0.5 * (1.0 + math.cos(math.pi * pos / total))
     if train_cfg["schedule"] == "multistep":
-        passed = sum(step >= int(round(f * total)) for f in train_cfg["milestones"])
+        passed = sum(pos >= int(round(f * total)) for f in train_cfg["milestones"])
         return base * float(train_cfg["gamma"]) ** passed
     if train_cfg["schedule"] == "constant":
         return base
@@ -291,8 +297,15 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, st
 
 # --------------------------------------------------------------------------------------------------------- train
 def train(stage: str, config: str | Path, out: str | Path | None = None, resume: bool = False,
-          init_from: str | Path | None = None, stop_at: int | None = None, command: str | None = None) -> dict:
-    """Run (or continue) a training run; returns {"step", "out", "interrupted", "metrics"}."""
+          init_from: str | Path | None = None, stop_at: int | None = None, command: str | None = None,
+          max_seconds: float | None = None) -> dict:
+    """Run (or continue) a training run; returns {"step", "out", "interrupted", "out_of_time", "metrics"}.
+
+    `max_seconds` bounds this invocation's training loop (a lent GPU is held for minutes, not hours): the schedule
+    is compressed to fit it and the run checkpoints and ends when it is spent.
+    """
+    if max_seconds is not None and max_seconds <= 0:
+        raise MosError(f"--max-seconds must be positive, not {max_seconds}")
     if stage not in ("L", "H"):
         raise MosError(f"unknown stage {stage!r}; choose L or H")
     cfg = load_config(config, stage)
@@ -305,6 +318,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     else:
         device = torch.device("cpu")
     main_proc = rank == 0
@@ -391,7 +405,22 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
             "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
             "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
             "training_data": data_desc, "init_from": init_note, "encoder_init": encoder_init,
+            "max_seconds": max_seconds, "out_of_time": out_of_time,
         }, ckpt_path)
+
+    def run_val() -> dict:
+        metrics = validate(model, val_items, device, stage, out / f"val_{step:07d}.png", int(cfg["val"]["grid"]))
+        _append_csv(val_csv, ["step", *metrics], {"step": step, **{k: f"{v:.5f}" for k, v in metrics.items()}})
+        print(f"[{stage}] val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        return metrics
+
+    def over_budget(mine: bool) -> bool:
+        """Every rank stops at the same step: one rank stopping alone would leave the others waiting in DDP."""
+        if world == 1:
+            return mine
+        flag = torch.tensor([1.0 if mine else 0.0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     loss_csv = out / "losses.csv"
     val_csv = out / "val.csv"
@@ -400,15 +429,17 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         _truncate_csv(loss_csv, step, fields)
         _truncate_csv(val_csv, step)
     log_every, val_every, ck_every = int(tc["log_every"]), int(cfg["val"]["every"]), int(tc["checkpoint_every"])
-    interrupted = False
+    interrupted = out_of_time = False
     net.train()
     t_window, n_window, t_last = time.perf_counter(), 0, time.perf_counter()
     if main_proc:
         print(f"[{stage}] {cfg['name']}: steps {step}..{end} of {total}, batch {batch}, {device.type}"
               f"{' AMP' if use_amp else ''}, world {world}; data: {'; '.join(data_desc)}", flush=True)
+    t_start = time.perf_counter()
     try:
         for b in loader:
-            lr = lr_at(step, tc)
+            spent = (time.perf_counter() - t_start) / max_seconds if max_seconds else 0.0
+            lr = lr_at(step, tc, spent)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x = b["image"].to(device, non_blocking=True)
@@ -439,16 +470,20 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
                           f"lr {lr:.3g} {ips:.2f} it/s", flush=True)
                     t_window, n_window = time.perf_counter(), 0
                 if val_items and (step % val_every == 0 or step == end):
-                    last_metrics = validate(model, val_items, device, stage, out / f"val_{step:07d}.png",
-                                            int(cfg["val"]["grid"]))
-                    _append_csv(val_csv, ["step", *last_metrics], {"step": step, **{k: f"{v:.5f}" for k, v in
-                                                                                       last_metrics.items()}})
-                    print(f"[{stage}] val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in
-                                                                   last_metrics.items()), flush=True)
+                    last_metrics = run_val()
                     t_last = time.perf_counter()
                 if step % ck_every == 0 or step == end:
                     save()
                     t_last = time.perf_counter()
+            if max_seconds and step < end and over_budget(time.perf_counter() - t_start >= max_seconds):
+                out_of_time = True
+                if main_proc:
+                    if val_items and step % val_every != 0:
+                        last_metrics = run_val()
+                    print(f"[{stage}] time budget of {max_seconds:g} s spent: stopped at step {step} of {total}",
+                          flush=True)
+                save()
+                break
     except KeyboardInterrupt:
         interrupted = True
         save()
@@ -458,7 +493,8 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    return {"step": step, "out": str(out), "interrupted": interrupted, "metrics": last_metrics}
+    return {"step": step, "out": str(out), "interrupted": interrupted, "out_of_time": out_of_time,
+            "metrics": last_metrics}
 
 
 def _append_csv(path: Path, fields: list[str], row: dict) -> None:
@@ -503,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     ap.add_argument("--init-from", help="H: L checkpoint (.pt) or L weights (.safetensors) to start from")
     ap.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this step; the schedule is unchanged")
+    ap.add_argument("--max-seconds", type=float,
+                    help="train for at most this long (this invocation); the schedule is compressed to fit")
     args = ap.parse_args(argv)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *(argv or sys.argv[1:])])
     # A run started in the background (nohup … &) ignores SIGINT, and `kill` sends SIGTERM: both stop it the way
@@ -510,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = train(args.stage, args.config, args.out, args.resume, args.init_from, args.stop_at, command)
+        result = train(args.stage, args.config, args.out, args.resume, args.init_from, args.stop_at, command,
+                       args.max_seconds)
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -115,18 +116,44 @@ class FolderSource(Source):
 
 
 class MatteSource(Source):
-    def __init__(self, root: str | Path, backgrounds: str | Path | None = None, threshold: tuple = (0.1, 0.5),
-                 colour_match: float = 0.0):
+    """`layout = "pairs"` reads `x.jpg` beside `x.png` under each of `root` (a folder or a list of them) and takes
+    the backgrounds from every `.jpg` under `backgrounds` (likewise): a training pack (`training.pack`) stores each
+    photo once and lets the folder and matte sources share it."""
+
+    def __init__(self, root: str | Path | list, backgrounds: str | Path | list | None = None,
+                 threshold: tuple = (0.1, 0.5), colour_match: float = 0.0, layout: str = "split"):
         if isinstance(colour_match, bool) or not isinstance(colour_match, (int, float)) \
                 or not 0.0 <= colour_match <= 1.0:
             raise ValueError(f"colour_match is a probability from 0 to 1, not {colour_match!r}")
+        if layout not in ("split", "pairs"):
+            raise ValueError(f"layout is split or pairs, not {layout!r}")
         self.colour_match = float(colour_match)
-        self.root = Path(root)
-        fg, alpha = _files(self.root / "fg"), _files(self.root / "alpha")
-        self.pairs = [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
+        roots = [Path(r) for r in (root if isinstance(root, list) else [root])]
+        if not roots:
+            raise ValueError("root names no folder")
+        self.root = roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(r) for r in roots]))
+        self.pairs = []
+        for r in roots:
+            if layout == "pairs":
+                if not r.is_dir():
+                    raise ImageError(r, "training data folder not found")
+                self.pairs += [(p, p.with_suffix(".png")) for p in sorted(r.rglob("*.jpg"))
+                               if p.with_suffix(".png").is_file()]
+            else:
+                fg, alpha = _files(r / "fg"), _files(r / "alpha")
+                self.pairs += [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
         if not self.pairs:
             raise ImageError(self.root, "no fg/alpha pairs with matching names found")
-        self.backgrounds = sorted(_files(Path(backgrounds)).values()) if backgrounds else None
+        self.backgrounds = None
+        if backgrounds:
+            folders = [Path(b) for b in (backgrounds if isinstance(backgrounds, list) else [backgrounds])]
+            if layout == "pairs":
+                for b in folders:
+                    if not b.is_dir():
+                        raise ImageError(b, "background folder not found")
+                self.backgrounds = sorted(p for b in folders for p in b.rglob("*.jpg"))
+            else:
+                self.backgrounds = sorted(p for b in folders for p in _files(b).values())
         self.threshold = tuple(threshold)
         self.name = f"matte:{self.root}"
 
@@ -200,7 +227,7 @@ def build_source(spec: dict) -> Source:
                             spec.get("layout", "split"), spec.get("coarse_dir"))
     if kind == "matte":
         return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))),
-                           spec.get("colour_match", 0.0))
+                           spec.get("colour_match", 0.0), spec.get("layout", "split"))
     if kind == "synth":
         return SynthSource(spec.get("size", 512), spec.get("seed_offset", 0), spec.get("count", 1_000_000))
     raise ValueError(f"unknown data source kind {kind!r} (folder, matte or synth)")

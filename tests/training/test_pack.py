@@ -1,0 +1,231 @@
+"""Training packs (`training.pack`) and time-budgeted runs: the pack a GPU call would carry holds the config's data,
+shrunk and shared, trains for real, and the device script brings back a checkpoint that exports to loadable weights."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import training.train as tt
+from mos_studio.core.errors import MosError
+from mos_studio.core.weights import load_model
+from training.export import export
+from training.pack import Pack, dump_toml, keep_share, main, slim, travel_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pairs(folder: Path, n: int, seed: int, size: tuple[int, int] = (160, 120)) -> list[Path]:
+    """n photos (noise with a bright disc) and soft masks of the disc, in images/ + masks/."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    w, h = size
+    out = []
+    for i in range(n):
+        img = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
+        yy, xx = np.mgrid[:h, :w]
+        r = np.hypot(xx - rng.uniform(40, w - 40), yy - rng.uniform(30, h - 30))
+        soft = np.clip(25.5 - r, 0, 1)
+        img[soft > 0.5] = 230
+        cv2.imwrite(str(folder / "images" / f"p{seed}_{i}.jpg"), img)
+        cv2.imwrite(str(folder / "masks" / f"p{seed}_{i}.png"), np.round(soft * 255).astype(np.uint8))
+        out.append(folder / "images" / f"p{seed}_{i}.jpg")
+    return out
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    """A config shaped like stop 33's: two folder sources, a matte source on the first one's files (symlinks, as
+    prep scripts make them), its backgrounds the first one's photos, a synthetic source and a validation folder."""
+    root = tmp_path / "work"
+    a = _pairs(root / "data/a", 8, 1)
+    _pairs(root / "data/b", 5, 2, (90, 200))
+    _pairs(root / "data/v", 4, 3)
+    for sub in ("fg", "alpha", "bg"):
+        (root / "data/matte" / sub).mkdir(parents=True)
+    for p in a:
+        os.symlink(p, root / "data/matte/fg" / p.name)
+        os.symlink(p.parent.parent / "masks" / f"{p.stem}.png", root / "data/matte/alpha" / f"{p.stem}.png")
+        os.symlink(p, root / "data/matte/bg" / p.name)
+    cfg = {
+        "stage": "L",
+        "data": {"size": 64, "num_workers": 0, "sources": [
+            {"kind": "folder", "root": "data/a", "weight": 8},
+            {"kind": "folder", "root": "data/b", "weight": 2.5},
+            {"kind": "synth", "size": 96, "weight": 1},
+            {"kind": "matte", "root": "data/matte", "backgrounds": "data/matte/bg", "threshold": [0.4, 0.6],
+             "weight": 4}]},
+        "val": {"every": 1000, "count": 2, "grid": 2, "sources": [{"kind": "folder", "root": "data/v"}]},
+        "train": {"iterations": 100000, "batch": 2, "lr": 1e-3, "log_every": 5, "checkpoint_every": 1000,
+                  "amp": False},
+    }
+    (root / "cfg.toml").write_text(dump_toml(cfg))
+    return root
+
+
+def _build(root: Path, out: str, *extra: str) -> dict:
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["build", "cfg.toml", "--out", out, *extra]) == 0
+    finally:
+        os.chdir(cwd)
+    return json.loads((root / out / "pack.json").read_text())
+
+
+def test_a_full_pack_shares_photos_and_loads_as_the_config_did(data: Path) -> None:
+    report = _build(data, "pack", "--long", "64")
+    pack = data / "pack"
+    folders = sorted(p.name for p in pack.iterdir() if p.is_dir())
+    assert folders == ["data_a", "data_b", "val_data_v"]  # the matte source and its backgrounds add no file
+    assert report["photos"] == 8 + 5 + 4
+    cfg = tt.load_config(pack / "config.toml", "L")
+    kinds = [s["kind"] for s in cfg["data"]["sources"]]
+    assert kinds == ["folder", "folder", "synth", "matte"]
+    matte = cfg["data"]["sources"][3]
+    assert matte["root"] == ["pack/data_a"] and matte["backgrounds"] == ["pack/data_a"]
+    assert matte["threshold"] == [0.4, 0.6] and matte["weight"] == 4
+    assert cfg["train"]["iterations"] == 100000 and cfg["data"]["size"] == 64
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        ds = tt.make_dataset(cfg, "L")
+        assert [len(s) for s in ds.sources[:2]] == [8, 5] and len(ds.sources[3]) == 8
+        assert len(ds.sources[3].backgrounds) == 8
+        sample = ds[0]
+        assert sample["image"].shape[-2:] == (64, 64)
+        vset = tt.make_dataset(cfg, "L", val=True)
+        assert len(vset.sources[0]) == 4
+    finally:
+        os.chdir(cwd)
+    for jpg in (pack / "data_b").glob("*.jpg"):
+        img, mask = cv2.imread(str(jpg)), cv2.imread(str(jpg.with_suffix(".png")), cv2.IMREAD_UNCHANGED)
+        assert max(img.shape[:2]) == 64 and mask.shape == img.shape[:2]
+        assert 0 < (mask > 127).mean() < 1  # the disc survived the shrink
+
+
+def test_a_budget_keeps_photos_by_weight_and_a_larger_one_a_superset(data: Path) -> None:
+    full = _build(data, "full", "--long", "64")["bytes"]
+    small = _build(data, "small", "--long", "64", "--max-mb", str(full * 0.5 / 2**20), "--val-share", "0.3")
+    assert small["bytes"] <= full * 0.5
+    kept = {n: r["packed"] for n, r in small["sources"].items()}
+    assert 0 < kept["val:data/v"] < 4
+    assert 0 < kept["train:data/a"] < 8
+    # weight per photo: a 8/8 = 1, b 2.5/5 = 0.5, so b keeps no larger a share of its photos than a
+    assert kept["train:data/b"] / 5 <= kept["train:data/a"] / 8 + 1e-9  # 0: dropped from the pack's config
+    names = [s["root"] for s in tt.load_config(data / "small" / "config.toml", "L")["data"]["sources"]
+             if s["kind"] == "folder"]
+    assert names == ["small/data_a"] + (["small/data_b"] if kept["train:data/b"] else [])
+    assert kept["train:data/matte"] == kept["train:data/a"]  # the matte source draws on exactly a's kept photos
+    small_names = {p.name for p in (data / "small").rglob("*.jpg")}
+    full_names = {p.name for p in (data / "full").rglob("*.jpg")}
+    assert small_names < full_names
+    assert 0.0 <= keep_share("x") < 1.0 and keep_share("x") == keep_share("x")
+
+
+def test_pack_refuses_h_configs_and_existing_output(data: Path, capsys) -> None:
+    (data / "h.toml").write_text('stage = "H"\n')
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        with pytest.raises(MosError, match="L's data only"):
+            Pack("h.toml")
+        assert main(["build", "missing.toml", "--out", "p"]) == 2
+        assert "training config not found" in capsys.readouterr().err
+        (data / "busy").mkdir()
+        (data / "busy" / "keep.txt").write_text("mine")
+        assert main(["build", "cfg.toml", "--out", "busy"]) == 2
+        assert "not empty" in capsys.readouterr().err
+        assert (data / "busy" / "keep.txt").read_text() == "mine"
+    finally:
+        os.chdir(cwd)
+
+
+def test_time_budget_compresses_the_schedule_and_stops(data: Path) -> None:
+    cos = {"lr": 1.0, "iterations": 100, "schedule": "cosine"}
+    assert tt.lr_at(0, cos, 0.5) == pytest.approx(0.5)
+    assert tt.lr_at(80, cos, 0.5) == pytest.approx(tt.lr_at(80, cos))  # whichever is further on
+    assert tt.lr_at(0, cos, 1.0) == pytest.approx(0.0)
+    _build(data, "pack", "--long", "64")
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        assert tt.main(["--stage", "L", "--config", "pack/config.toml", "--out", "run", "--max-seconds", "4"]) == 0
+    finally:
+        os.chdir(cwd)
+    ckpt = torch.load(data / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["out_of_time"] is True and 0 < ckpt["step"] < 100000 and ckpt["max_seconds"] == 4
+    with open(data / "run" / "losses.csv", newline="") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f)]
+    assert len(lrs) == ckpt["step"] and lrs[-1] < 0.5 * lrs[0]  # the cosine ran down with the clock
+    assert (data / "run" / f"val_{ckpt['step']:07d}.png").is_file()  # validated where it stopped
+    with pytest.raises(MosError, match="positive"):
+        tt.train("L", data / "pack" / "config.toml", data / "run2", max_seconds=0)
+
+
+def test_device_script_trains_and_brings_back_loadable_weights(data: Path) -> None:
+    _build(data, "pack", "--long", "64")
+    out = data / "device_out"
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "RUN_DIR": str(data / "devrun"),
+           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(REPO / "training" / "device_L.sh"), "pack", "3", "none"], cwd=data,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = (out / "train.log").read_text()
+    assert "device cpu (no CUDA)" in log and "time budget of 3 s spent" in log
+    assert {p.name for p in out.iterdir()} >= {"run.pt", "losses.csv", "val.csv", "val_last.png", "train.log"}
+    full = (data / "devrun" / "last.pt").stat().st_size
+    assert (out / "run.pt").stat().st_size < full  # no optimizer state
+    path = export(out / "run.pt", "L", data / "models")
+    model = load_model(path)
+    trained = torch.load(out / "run.pt", map_location="cpu", weights_only=True)["model"]
+    for name, tensor in model.state_dict().items():  # the weights that came back are the ones trained there
+        assert torch.equal(tensor, trained[name].float()), name
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["iterations"] > 0 and card["config_name"] == "config"
+    with pytest.raises(MosError, match="config.toml: not a readable training checkpoint"):
+        slim(data / "pack" / "config.toml", data / "x.pt")
+    assert not (data / "x.pt").exists()
+
+    missing = subprocess.run(["bash", str(REPO / "training" / "device_L.sh"), "nopack", "3"], cwd=data, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "nopack/config.toml not found" in missing.stderr
+
+
+def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / ".gitignore").write_text("/data/\n")
+    (repo / "code.py").write_bytes(b"x" * 1000)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    (repo / "new.py").write_bytes(b"y" * 500)
+    (repo / "data" / "pack").mkdir(parents=True)
+    (repo / "data" / "pack" / "a.jpg").write_bytes(b"z" * 300)
+    (repo / "data" / "other.bin").write_bytes(b"w" * 9999)
+    tr = travel_bytes(["data/pack"], repo)
+    gitignore = len("/data/\n")
+    assert tr["tree"] == 1000 + 500 + gitignore and tr["carried"] == 300
+    assert tr["total"] == tr["tree"] + 300 and tr["limit"] == 64 * 2**20
+    with pytest.raises(MosError, match="carried path not found"):
+        travel_bytes(["data/none"], repo)

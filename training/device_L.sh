@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One call on a lent GPU: train L on a training pack for a fixed time and bring back what export needs.
+# docs/TRAINING.md ("Training on a lent GPU") gives the whole sequence. From the checkout's root, with the pack
+# carried (the `run` tool: carry ["data/pack_L"]):
+#   bash training/device_L.sh data/pack_L 420
+# Arguments: the pack folder, the training budget in seconds (the schedule is compressed to fit it), the weights L
+# starts from ("none": the config's own start). Writes into $OUT (./out/device when unset): train.log, losses.csv,
+# val.csv, the last validation grid and run.pt (the checkpoint without optimizer state, under the 16 MiB a device
+# call brings back), which `python -m training.export run.pt --stage L` turns into shipped weights here.
+set -uo pipefail
+PACK=${1:-data/pack_L}
+BUDGET=${2:-420}
+INIT=${3:-models/meticulousnet_effl0_L.safetensors}
+PY=${PYTHON:-python3}
+OUT=${OUT:-out/device}
+RUN=${RUN_DIR:-/tmp/mos_device_L}
+mkdir -p "$OUT"
+rm -rf "$RUN"
+export PYTHONUNBUFFERED=1
+if [ ! -f "$PACK/config.toml" ]; then
+  echo "error: $PACK/config.toml not found: build the pack first (python -m training.pack build) and carry it" >&2
+  exit 2
+fi
+"$PY" -c "import torch, platform; c = torch.cuda.is_available(); print('python', platform.python_version(), \
+'torch', torch.__version__, 'device', torch.cuda.get_device_name(0) if c else 'cpu (no CUDA)')" | tee "$OUT/train.log"
+init=()
+[ "$INIT" = none ] || init=(--init-from "$INIT")
+"$PY" -m training.train --stage L --config "$PACK/config.toml" "${init[@]}" --out "$RUN" \
+  --max-seconds "$BUDGET" 2>&1 | tee -a "$OUT/train.log"
+status=${PIPESTATUS[0]}
+if [ -f "$RUN/last.pt" ]; then
+  "$PY" -m training.pack slim "$RUN/last.pt" "$OUT/run.pt" | tee -a "$OUT/train.log"
+  cp "$RUN/losses.csv" "$OUT/" 2>/dev/null
+  cp "$RUN/val.csv" "$OUT/" 2>/dev/null
+  last_png=$(ls "$RUN"/val_*.png 2>/dev/null | tail -1)
+  [ -z "$last_png" ] || cp "$last_png" "$OUT/val_last.png"
+fi
+exit "$status"

@@ -1,0 +1,438 @@
+"""A training pack: an L config's data shrunk into one small folder that can travel to a lent GPU in one call.
+
+    python -m training.pack build CONFIG --out data/pack_L [--max-mb 22] [--long 336] [--quality 85]
+    python -m training.pack travel [PATH ...]       # what a device call would carry, against its 64 MiB
+    python -m training.pack slim RUN/last.pt OUT.pt  # the checkpoint without optimizer state (under 16 MiB)
+
+A device call carries the whole working tree (about 41 MB of it is tracked, most of that the shipped weights) plus
+what it names, 64 MiB in all, and brings back files of at most 16 MiB; its machine is held for minutes. So the pack
+stores every photo once (a folder source and a matte source that use the same photo share one file), shrunk to the
+size L trains at, and keeps photos in proportion to each source's sampling weight, chosen by a hash of the photo's
+bytes: the folder and matte sources keep the same photos, the same photos are kept wherever the data lies, and a
+larger budget keeps a superset of a smaller one's. The pack's config is the source config with its roots moved into
+the pack; the weights, the model and the schedule are left as they are.
+Only L packs: H learns from full-resolution crops, which a shrunk photo does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mos_studio.core.errors import MosError
+
+from .data.sources import FolderSource, MatteSource, build_source, read_gray, read_rgb
+
+TRAVEL_LIMIT = 64 * 1024 * 1024  # a device call's working tree and carried paths together
+RETURN_LIMIT = 16 * 1024 * 1024  # one file brought back from a device call
+
+
+def keep_share(key: str) -> float:
+    """Where a photo falls in [0, 1): a source keeping a share f of its photos keeps those below f."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) / float(16 ** 12)
+
+
+@dataclass
+class _Item:
+    image: Path
+    mask: Path | None
+    folder: str  # the pack folder it is written to
+    name: str = ""
+    sizes: tuple[int, int] = (0, 0)  # encoded bytes of image and mask
+    share: float = 0.0  # keep_share of the photo's content
+    data: tuple[bytes, bytes | None] = (b"", None)
+
+
+@dataclass
+class _Plan:
+    items: dict[tuple[str, str, str], _Item] = field(default_factory=dict)  # (folder, image, mask or "") -> item
+    folders: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # pack folder -> item keys
+
+
+def _label(root: str) -> str:
+    parts = [p for p in Path(root).parts if p not in ("/", "..", ".")]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts[-3:])) or "source"
+
+
+def _real(p: Path) -> str:
+    return os.path.realpath(p)
+
+
+def _encode(image: Path, mask: Path | None, long: int, quality: int) -> tuple[bytes, bytes | None]:
+    img = read_rgb(image)
+    h, w = img.shape[:2]
+    scale = min(1.0, long / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale < 1.0:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MosError(f"{image}: could not be encoded as JPEG")
+    if mask is None:
+        return jpg.tobytes(), None
+    m = read_gray(mask)
+    if m.shape != (h, w):
+        raise MosError(f"{mask}: mask is {m.shape[1]}×{m.shape[0]} but {image.name} is {w}×{h}")
+    if scale < 1.0:
+        m = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", np.round(np.clip(m, 0, 1) * 255).astype(np.uint8),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise MosError(f"{mask}: could not be encoded as PNG")
+    return jpg.tobytes(), png.tobytes()
+
+
+class Pack:
+    """Plans, sizes and writes a pack for one L config (paths in the config are relative to the working folder)."""
+
+    def __init__(self, config: str | Path):
+        self.config = Path(config)
+        try:
+            self.raw = tomllib.loads(self.config.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise MosError(f"{self.config}: training config not found") from err
+        except tomllib.TOMLDecodeError as err:
+            raise MosError(f"{self.config}: not valid TOML ({err})") from err
+        if self.raw.get("stage", "L") != "L":
+            raise MosError(f"{self.config}: a pack holds L's data only (H learns from full-resolution crops, "
+                           "which a shrunk photo no longer holds)")
+        self.plan = _Plan()
+        self.specs: dict[str, list[dict]] = {}  # "train"/"val" -> new source tables (filled by write)
+        self._sources: dict[str, list[tuple[dict, object]]] = {}
+        for part, specs in (("train", self.raw.get("data", {}).get("sources", [])),
+                            ("val", self.raw.get("val", {}).get("sources", []))):
+            built = []
+            for i, spec in enumerate(specs, 1):
+                try:
+                    built.append((spec, build_source(spec)))
+                except (ValueError, TypeError, KeyError) as err:
+                    raise MosError(f"{self.config}: [[{'data' if part == 'train' else 'val'}.sources]] {i}: "
+                                   f"{err}") from err
+            self._sources[part] = built
+        self._lay_out()
+
+    def _add(self, folder: str, image: Path, mask: Path | None) -> tuple[str, str, str]:
+        key = (folder, _real(image), _real(mask) if mask is not None else "")
+        if key not in self.plan.items:
+            self.plan.items[key] = _Item(image, mask, folder)
+            self.plan.folders.setdefault(folder, []).append(key)
+        return key
+
+    def _new_folder(self, base: str) -> str:
+        folder, n = base, 2
+        while folder in self.plan.folders:
+            folder, n = f"{base}_{n}", n + 1
+        self.plan.folders[folder] = []
+        return folder
+
+    def _lay_out(self) -> None:
+        """Which pack folder each photo goes to: folder sources first, so matte sources can share their files."""
+        self.layout: dict[str, list[dict]] = {"train": [], "val": []}
+        for part in ("train", "val"):
+            prefix = "" if part == "train" else "val_"
+            entries: list[dict | None] = []
+            for spec, src in self._sources[part]:
+                if isinstance(src, FolderSource):
+                    folder = self._new_folder(prefix + _label(spec["root"]))
+                    keys = [self._add(folder, ip, mp) for ip, mp in src.pairs]
+                    entries.append({"spec": spec, "kind": "folder", "folder": folder, "keys": keys, "own": True})
+                else:
+                    entries.append(None)
+            for i, (spec, src) in enumerate(self._sources[part]):
+                if isinstance(src, MatteSource):
+                    roots = self._covering({(_real(ip), _real(mp)) for ip, mp in src.pairs})
+                    own = roots is None
+                    if roots is None:  # its photos are not exactly some folder sources' photos: its own folder
+                        roots = [self._new_folder(f"{prefix}matte{i}")]
+                        for ip, mp in src.pairs:
+                            self._add(roots[0], ip, mp)
+                    bg_roots: list[str] | None = None
+                    bg_own = False
+                    if src.backgrounds:
+                        bg_roots = self._covering({_real(p) for p in src.backgrounds}, by_image=True)
+                        bg_own = bg_roots is None
+                        if bg_roots is None:
+                            bg_roots = [self._new_folder(f"{prefix}backgrounds{i}")]
+                            for p in src.backgrounds:
+                                self._add(bg_roots[0], p, None)
+                    keys = [k for r in roots for k in self.plan.folders[r]]
+                    bg_keys = [k for r in bg_roots or [] for k in self.plan.folders[r]]
+                    entries[i] = {"spec": spec, "kind": "matte", "roots": roots, "keys": keys, "own": own,
+                                  "bg_roots": bg_roots, "bg_keys": bg_keys, "bg_own": bg_own}
+                elif entries[i] is None:
+                    entries[i] = {"spec": spec, "kind": "other", "keys": []}
+            self.layout[part] = [e for e in entries if e is not None]
+
+    def _covering(self, wanted: set, by_image: bool = False) -> list[str] | None:
+        """Pack folders (with masks) whose photos together are exactly `wanted`, or None."""
+        roots, seen = [], set()
+        for folder, keys in self.plan.folders.items():
+            ids = {k[1] if by_image else k[1:] for k in keys if k[2]}
+            if ids & wanted:
+                if not ids <= wanted:
+                    return None
+                roots.append(folder)
+                seen |= ids
+        return sorted(roots) if seen == wanted else None
+
+    def encode(self, long: int, quality: int, progress: bool = False) -> None:
+        for n, item in enumerate(self.plan.items.values(), 1):
+            item.data = _encode(item.image, item.mask, long, quality)
+            item.sizes = (len(item.data[0]), len(item.data[1] or b""))
+            item.share = keep_share(hashlib.sha1(item.image.read_bytes()).hexdigest())
+            if progress and n % 200 == 0:
+                print(f"  encoded {n}/{len(self.plan.items)}", flush=True)
+
+    def _bytes(self, keys: set) -> int:
+        return sum(sum(self.plan.items[k].sizes) for k in keys)
+
+    @staticmethod
+    def share_of(entry: dict, scale: float, part: str) -> float:
+        """The share of an entry's photos a pack keeps. Training sources keep photos in proportion to their sampling
+        weight (`scale` photos per unit of weight), so every kept photo is drawn about as often and a large set of
+        near-duplicate video frames does not crowd out the pool; validation keeps the same share of every source."""
+        if part == "val":
+            return scale
+        n = max(1, len(entry["keys"]))
+        return min(1.0, scale * float(entry["spec"].get("weight", 1.0)) / n)
+
+    def select(self, scale: float, part: str) -> set:
+        """The photos a pack at `scale` writes for one part (a matte source on folder sources' photos adds none)."""
+        keys: set = set()
+        for e in self.layout[part]:
+            f = self.share_of(e, scale, part)
+            if e.get("own"):
+                keys |= {k for k in e["keys"] if self.plan.items[k].share < f}
+            if e.get("bg_own"):
+                keys |= {k for k in e["bg_keys"] if self.plan.items[k].share < f}
+        return keys
+
+    def fit(self, budget: int, val_share: float) -> tuple[float, float]:
+        """The largest scales (validation first, within val_share of the budget) whose photos fit the budget."""
+        def largest(part: str, room: int) -> float:
+            top = 1.0 if part == "val" else max(
+                [len(e["keys"]) / max(1e-9, float(e["spec"].get("weight", 1.0))) for e in self.layout[part]
+                 if e["keys"]] or [1.0])
+            if self._bytes(self.select(top, part)) <= room:
+                return top
+            lo, hi = 0.0, top
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if self._bytes(self.select(mid, part)) <= room else (lo, mid)
+            return lo
+        # config.toml and pack.json travel too: about the source config's size plus a few hundred bytes a source
+        budget -= 2048 + len(self.config.read_bytes()) + 400 * sum(len(v) for v in self.layout.values())
+        if budget <= 0:
+            raise MosError("--max-mb leaves no room for a single photo")
+        f_val = largest("val", int(budget * val_share)) if self.layout["val"] else 1.0
+        used = self._bytes(self.select(f_val, "val"))
+        return largest("train", budget - used), f_val
+
+    def write(self, out: Path, scale: float, val_scale: float, long: int, quality: int) -> dict:
+        if out.exists() and any(out.iterdir()):
+            raise MosError(f"{out}: already exists and is not empty; remove it or pick another --out")
+        chosen = self.select(scale, "train") | self.select(val_scale, "val")
+        where = repo_relative(out)
+        names: dict[tuple[str, str, str], str] = {}
+        for folder, keys in self.plan.folders.items():
+            used: set[str] = set()
+            for k in keys:
+                if k not in chosen:
+                    continue
+                item = self.plan.items[k]
+                stem = re.sub(r"[^A-Za-z0-9._-]+", "_", item.image.stem)[:80] or "photo"
+                name, n = stem, 2
+                while name in used:
+                    name, n = f"{stem}_{n}", n + 1
+                used.add(name)
+                (out / folder).mkdir(parents=True, exist_ok=True)
+                (out / folder / f"{name}.jpg").write_bytes(item.data[0])
+                if item.data[1] is not None:
+                    (out / folder / f"{name}.png").write_bytes(item.data[1])
+                names[k] = name
+        report: dict = {"config": str(self.config), "long_side": long, "jpeg_quality": quality,
+                        "photos_per_weight": round(scale, 5), "val_share": round(val_scale, 4), "sources": {}}
+        for part in ("train", "val"):
+            tables = []
+            for entry in self.layout[part]:
+                spec = dict(entry["spec"])
+                kept = [k for k in entry["keys"] if k in chosen]
+                if entry["kind"] != "other":
+                    report["sources"][f"{part}:{entry['spec'].get('root')}"] = {
+                        "kind": entry["kind"], "photos": len(entry["keys"]), "packed": len(kept)}
+                    if not kept:
+                        continue  # a source with no photo left is dropped rather than left to fail on load
+                if entry["kind"] == "folder":
+                    spec.update(root=(where / entry["folder"]).as_posix(), layout="pairs")
+                    spec.pop("image_dir", None)
+                    spec.pop("mask_dir", None)
+                elif entry["kind"] == "matte":
+                    spec.update(root=[(where / r).as_posix() for r in entry["roots"]], layout="pairs")
+                    if entry["bg_roots"]:
+                        spec["backgrounds"] = [(where / r).as_posix() for r in entry["bg_roots"]]
+                tables.append(spec)
+            self.specs[part] = tables
+        cfg = {k: v for k, v in self.raw.items()}
+        cfg["data"] = {**self.raw.get("data", {}), "sources": self.specs["train"]}
+        if "val" in self.raw:
+            cfg["val"] = {**self.raw["val"], "sources": self.specs["val"]}
+        note = (f"# A training pack of {self.config} (python -m training.pack build): roots moved into {where}, "
+                f"photos shrunk to {long} px, each training source keeping up to {scale:.3g} photos per unit of "
+                f"its weight and validation {val_scale:.1%} of its photos (pack.json counts them).\n")
+        (out / "config.toml").write_text(note + dump_toml(cfg))
+        files = [p for p in out.rglob("*") if p.is_file()]
+        report.update(photos=len(names), files=len(files), bytes=sum(p.stat().st_size for p in files))
+        (out / "pack.json").write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
+
+def repo_relative(out: Path) -> Path:
+    """`out` as seen from the root of the checkout that holds it: a device call runs there, wherever the pack was
+    built from. Outside a checkout, `out` as given."""
+    try:
+        top = subprocess.run(["git", "-C", str(out.resolve().parent), "rev-parse", "--show-toplevel"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return out
+    return Path(os.path.relpath(out.resolve(), top)) if top else out
+
+
+# ----------------------------------------------------------------------------------------------------------- TOML
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise MosError(f"cannot write {type(v).__name__} {v!r} to TOML")
+
+
+def dump_toml(cfg: dict, prefix: str = "") -> str:
+    """TOML for the shapes a training config has: scalars, lists of scalars, tables and arrays of tables."""
+    plain = {k: v for k, v in cfg.items() if not isinstance(v, dict) and not (
+        isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
+    lines = [f"{k} = {_toml_value(v)}" for k, v in plain.items()]
+    for k, v in cfg.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            lines += ["", f"[{name}]", dump_toml(v, name + ".").rstrip("\n")]
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for x in v:
+                lines += ["", f"[[{name}]]", dump_toml(x, name + ".").rstrip("\n")]
+    return "\n".join(line for line in lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------- travel
+def travel_bytes(carry: list[str | Path], repo: str | Path = ".") -> dict:
+    """What a device call would carry from `repo`: tracked and untracked-not-ignored files plus the carried paths."""
+    repo = Path(repo)
+
+    def listed(*args: str) -> list[Path]:
+        try:
+            out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", *args], check=True,
+                                 capture_output=True).stdout
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise MosError(f"{repo}: not a git checkout ({err})") from err
+        return [repo / p for p in out.decode("utf-8", "replace").split("\0") if p]
+
+    def size(paths: list[Path]) -> int:
+        return sum(p.stat().st_size for p in paths if p.is_file() and not p.is_symlink())
+
+    tree = size(listed()) + size(listed("--others", "--exclude-standard"))
+    carried = 0
+    for c in carry:
+        p = repo / c
+        if not p.exists():
+            raise MosError(f"{p}: carried path not found")
+        carried += size([p] if p.is_file() else [q for q in p.rglob("*")])
+    return {"tree": tree, "carried": carried, "total": tree + carried, "limit": TRAVEL_LIMIT}
+
+
+def slim(ckpt: str | Path, out: str | Path) -> int:
+    """Keep what export and soup read (model, config, lineage), drop optimizer state: small enough to come back."""
+    import torch
+
+    from .export import read_checkpoint
+
+    _, state = read_checkpoint(ckpt)
+    keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "rng")}
+    keep["slim"] = True
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(keep, out)
+    return out.stat().st_size
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.pack", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="shrink an L config's data into one folder")
+    b.add_argument("config")
+    b.add_argument("--out", required=True, help="the pack folder, inside the checkout and ignored by git "
+                                                "(e.g. data/pack_L), so a device call can carry it")
+    b.add_argument("--max-mb", type=float, default=22.0, help="size budget in MiB (default 22: with the 41 MB "
+                                                              "tracked tree, under a device call's 64 MiB)")
+    b.add_argument("--long", type=int, default=336, help="long side in px (default 336, L's training size)")
+    b.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
+    b.add_argument("--val-share", type=float, default=0.06, help="share of the budget for validation photos")
+    t = sub.add_parser("travel", help="what a device call would carry, against its limit")
+    t.add_argument("carry", nargs="*")
+    s = sub.add_parser("slim", help="a checkpoint without optimizer state, to bring back from a device call")
+    s.add_argument("checkpoint")
+    s.add_argument("out")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            if not 8 <= args.long <= 4096 or not 30 <= args.quality <= 100 or args.max_mb <= 0:
+                raise MosError("--long must be 8-4096, --quality 30-100 and --max-mb positive")
+            pack = Pack(args.config)
+            print(f"{args.config}: {len(pack.plan.items)} photos in {len(pack.plan.folders)} folders; encoding at "
+                  f"{args.long} px, quality {args.quality}", flush=True)
+            pack.encode(args.long, args.quality, progress=True)
+            scale, val_scale = pack.fit(int(args.max_mb * 2**20), args.val_share)
+            report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality)
+            for name, r in report["sources"].items():
+                print(f"  {name}: {r['packed']} of {r['photos']}{'' if r['packed'] else ' (dropped)'}")
+            print(f"wrote {args.out}: {report['photos']} photos, {_mib(report['bytes'])} (up to {scale:.3g} "
+                  f"training photos per unit of weight, {val_scale:.1%} of the validation photos)")
+            try:
+                tr = travel_bytes([args.out])
+                print(f"a device call carrying it would send {_mib(tr['total'])} of {_mib(tr['limit'])} "
+                      f"(tree {_mib(tr['tree'])})")
+            except MosError:
+                pass
+        elif args.cmd == "travel":
+            tr = travel_bytes(args.carry)
+            print(f"tree {_mib(tr['tree'])} + carried {_mib(tr['carried'])} = {_mib(tr['total'])} "
+                  f"of {_mib(tr['limit'])}")
+            return 0 if tr["total"] <= tr["limit"] else 1
+        else:
+            n = slim(args.checkpoint, args.out)
+            over = "; over the 16 MiB a device call brings back" if n > RETURN_LIMIT else ""
+            print(f"wrote {args.out} ({_mib(n)}{over})")
+    except MosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
