@@ -3,6 +3,8 @@
 # docs/TRAINING.md ("Training on a lent GPU") gives the whole sequence. From the checkout's root, with the pack
 # carried (the `run` tool: carry ["data/pack_L"]):
 #   bash training/device_L.sh data/pack_L 420
+# A pack built with --parts N: calls 1..N-1 each carry one part (command: ls data/pack_L), the last call carries
+# the last part, val/, config.toml and pack.json (pack.json's "calls" lists them) and runs this script.
 # Arguments: the pack folder, the training budget in seconds (the schedule is compressed to fit it), the weights L
 # starts from ("none": the config's own start). Writes into $OUT (./out/device when unset): train.log, losses.csv,
 # val.csv, the last validation grid and run.pt (the checkpoint without optimizer state, under the 16 MiB a device
@@ -23,6 +25,7 @@ if [ ! -f "$PACK/config.toml" ]; then
 fi
 "$PY" -c "import torch, platform; c = torch.cuda.is_available(); print('python', platform.python_version(), \
 'torch', torch.__version__, 'device', torch.cuda.get_device_name(0) if c else 'cpu (no CUDA)')" | tee "$OUT/train.log"
+echo "pack parts here: $(cd "$PACK" && ls -d part* 2>/dev/null | tr '\n' ' ')(a part a staging call left on a machine that went cold is missing; training goes on without it)" | tee -a "$OUT/train.log"
 init=()
 [ "$INIT" = none ] || init=(--init-from "$INIT")
 "$PY" -m training.train --stage L --config "$PACK/config.toml" "${init[@]}" --out "$RUN" \

@@ -218,8 +218,14 @@ class Pack:
                 keys |= {k for k in e["bg_keys"] if self.plan.items[k].share < f}
         return keys
 
-    def fit(self, budget: int, val_share: float) -> tuple[float, float]:
-        """The largest scales (validation first, within val_share of the budget) whose photos fit the budget."""
+    def overhead(self) -> int:
+        """config.toml and pack.json travel with the last call: about the source config's size plus a few hundred
+        bytes a source."""
+        return 2048 + len(self.config.read_bytes()) + 400 * sum(len(v) for v in self.layout.values())
+
+    def fit(self, budget: int, val_share: float, parts: int = 1) -> tuple[float, float]:
+        """The largest scales (validation first, within val_share of one call's budget) whose photos fit `parts`
+        calls of `budget` bytes each."""
         def largest(part: str, room: int) -> float:
             top = 1.0 if part == "val" else max(
                 [len(e["keys"]) / max(1e-9, float(e["spec"].get("weight", 1.0))) for e in self.layout[part]
@@ -231,20 +237,50 @@ class Pack:
                 mid = (lo + hi) / 2
                 lo, hi = (mid, hi) if self._bytes(self.select(mid, part)) <= room else (lo, mid)
             return lo
-        # config.toml and pack.json travel too: about the source config's size plus a few hundred bytes a source
-        budget -= 2048 + len(self.config.read_bytes()) + 400 * sum(len(v) for v in self.layout.values())
-        if budget <= 0:
+        last = budget - self.overhead()
+        if last <= 0:
             raise MosError("--max-mb leaves no room for a single photo")
-        f_val = largest("val", int(budget * val_share)) if self.layout["val"] else 1.0
+        f_val = largest("val", int(last * val_share)) if self.layout["val"] else 1.0
         used = self._bytes(self.select(f_val, "val"))
-        return largest("train", budget - used), f_val
+        scale = largest("train", budget * (parts - 1) + last - used)
+        while parts > 1 and self.assign(scale, parts, self._caps(budget, parts, last - used)) is None:
+            scale *= 0.99  # the parts are filled whole photos at a time; give up a photo or two to make them fit
+        return scale, f_val
 
-    def write(self, out: Path, scale: float, val_scale: float, long: int, quality: int) -> dict:
+    @staticmethod
+    def _caps(budget: int, parts: int, last: int) -> list[int]:
+        return [budget] * (parts - 1) + [last]
+
+    def assign(self, scale: float, parts: int, caps: list[int] | None = None) -> dict | None:
+        """Which part each kept training photo goes to: in order of a second hash of its bytes, each to the part
+        with the most room left. None when some part would overflow its cap."""
+        keys = sorted(self.select(scale, "train"),
+                      key=lambda k: keep_share(f"{self.plan.items[k].share!r}:part") if parts > 1 else 0.0)
+        room = list(caps) if caps is not None else [2**62] * parts
+        where: dict = {}
+        for k in keys:
+            i = max(range(parts), key=lambda j: room[j])
+            room[i] -= sum(self.plan.items[k].sizes)
+            if room[i] < 0:
+                return None
+            where[k] = i
+        return where
+
+    def write(self, out: Path, scale: float, val_scale: float, long: int, quality: int, parts: int = 1,
+              budget: int | None = None) -> dict:
         if out.exists() and any(out.iterdir()):
             raise MosError(f"{out}: already exists and is not empty; remove it or pick another --out")
-        chosen = self.select(scale, "train") | self.select(val_scale, "val")
+        val_keys = self.select(val_scale, "val")
+        caps = None
+        if budget is not None:
+            caps = self._caps(budget, parts, budget - self.overhead() - self._bytes(val_keys))
+        part_of = self.assign(scale, parts, caps)
+        if part_of is None:
+            raise MosError(f"the photos do not fit {parts} part(s) of {_mib(budget or 0)}")
+        chosen = set(part_of) | val_keys
         where = repo_relative(out)
         names: dict[tuple[str, str, str], str] = {}
+        present: set[tuple[str, str]] = set()  # (part folder, pack folder) that hold a photo
         for folder, keys in self.plan.folders.items():
             used: set[str] = set()
             for k in keys:
@@ -256,13 +292,21 @@ class Pack:
                 while name in used:
                     name, n = f"{stem}_{n}", n + 1
                 used.add(name)
-                (out / folder).mkdir(parents=True, exist_ok=True)
-                (out / folder / f"{name}.jpg").write_bytes(item.data[0])
+                top = "val" if k in val_keys and k not in part_of else f"part{part_of[k] + 1}"
+                (out / top / folder).mkdir(parents=True, exist_ok=True)
+                (out / top / folder / f"{name}.jpg").write_bytes(item.data[0])
                 if item.data[1] is not None:
-                    (out / folder / f"{name}.png").write_bytes(item.data[1])
+                    (out / top / folder / f"{name}.png").write_bytes(item.data[1])
+                present.add((top, folder))
                 names[k] = name
+
+        def roots(folders: list[str], val: bool) -> list[str]:
+            tops = ["val"] if val else [f"part{i + 1}" for i in range(parts)]
+            return [(where / t / f).as_posix() for f in folders for t in tops if (t, f) in present]
+
         report: dict = {"config": str(self.config), "long_side": long, "jpeg_quality": quality,
-                        "photos_per_weight": round(scale, 5), "val_share": round(val_scale, 4), "sources": {}}
+                        "photos_per_weight": round(scale, 5), "val_share": round(val_scale, 4), "parts": parts,
+                        "sources": {}}
         for part in ("train", "val"):
             tables = []
             for entry in self.layout[part]:
@@ -274,13 +318,13 @@ class Pack:
                     if not kept:
                         continue  # a source with no photo left is dropped rather than left to fail on load
                 if entry["kind"] == "folder":
-                    spec.update(root=(where / entry["folder"]).as_posix(), layout="pairs")
+                    spec.update(root=roots([entry["folder"]], part == "val"), layout="pairs", missing_ok=True)
                     spec.pop("image_dir", None)
                     spec.pop("mask_dir", None)
                 elif entry["kind"] == "matte":
-                    spec.update(root=[(where / r).as_posix() for r in entry["roots"]], layout="pairs")
+                    spec.update(root=roots(entry["roots"], part == "val"), layout="pairs", missing_ok=True)
                     if entry["bg_roots"]:
-                        spec["backgrounds"] = [(where / r).as_posix() for r in entry["bg_roots"]]
+                        spec["backgrounds"] = roots(entry["bg_roots"], part == "val")
                 tables.append(spec)
             self.specs[part] = tables
         cfg = {k: v for k, v in self.raw.items()}
@@ -289,22 +333,40 @@ class Pack:
             cfg["val"] = {**self.raw["val"], "sources": self.specs["val"]}
         note = (f"# A training pack of {self.config} (python -m training.pack build): roots moved into {where}, "
                 f"photos shrunk to {long} px, each training source keeping up to {scale:.3g} photos per unit of "
-                f"its weight and validation {val_scale:.1%} of its photos (pack.json counts them).\n")
+                f"its weight and validation {val_scale:.1%} of its photos (pack.json counts them), in {parts} "
+                "part(s); a part that is missing is skipped (missing_ok).\n")
         (out / "config.toml").write_text(note + dump_toml(cfg))
+
+        def size(p: Path) -> int:
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+        calls = [{"carry": [(where / f"part{i + 1}").as_posix()], "bytes": size(out / f"part{i + 1}")}
+                 for i in range(parts)]
+        calls[-1]["carry"] += [(where / n).as_posix() for n in ("val", "config.toml", "pack.json")
+                               if n != "val" or (out / "val").is_dir()]
+        calls[-1]["bytes"] += size(out / "val") + (out / "config.toml").stat().st_size + 4096
+        report.update(photos=len(names), calls=calls)
+        (out / "pack.json").write_text(json.dumps(report, indent=2) + "\n")
         files = [p for p in out.rglob("*") if p.is_file()]
-        report.update(photos=len(names), files=len(files), bytes=sum(p.stat().st_size for p in files))
+        report.update(files=len(files), bytes=sum(p.stat().st_size for p in files))
         (out / "pack.json").write_text(json.dumps(report, indent=2) + "\n")
         return report
+
+
+def checkout_of(out: Path) -> Path | None:
+    """The root of the git checkout that holds `out`, or None."""
+    try:
+        top = subprocess.run(["git", "-C", str(out.resolve().parent), "rev-parse", "--show-toplevel"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return Path(top) if top else None
 
 
 def repo_relative(out: Path) -> Path:
     """`out` as seen from the root of the checkout that holds it: a device call runs there, wherever the pack was
     built from. Outside a checkout, `out` as given."""
-    try:
-        top = subprocess.run(["git", "-C", str(out.resolve().parent), "rev-parse", "--show-toplevel"], check=True,
-                             capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return out
+    top = checkout_of(out)
     return Path(os.path.relpath(out.resolve(), top)) if top else out
 
 
@@ -393,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--long", type=int, default=336, help="long side in px (default 336, L's training size)")
     b.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
     b.add_argument("--val-share", type=float, default=0.06, help="share of the budget for validation photos")
+    b.add_argument("--parts", type=int, default=1,
+                   help="split the pack into this many parts of --max-mb each, one per device call: the calls "
+                        "before the last carry a part with a trivial command; the last carries its part, the "
+                        "validation photos and the config, and trains on every part that is still there")
     t = sub.add_parser("travel", help="what a device call would carry, against its limit")
     t.add_argument("carry", nargs="*")
     s = sub.add_parser("slim", help="a checkpoint without optimizer state, to bring back from a device call")
@@ -407,16 +473,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: {len(pack.plan.items)} photos in {len(pack.plan.folders)} folders; encoding at "
                   f"{args.long} px, quality {args.quality}", flush=True)
             pack.encode(args.long, args.quality, progress=True)
-            scale, val_scale = pack.fit(int(args.max_mb * 2**20), args.val_share)
-            report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality)
+            if not 1 <= args.parts <= 8:
+                raise MosError("--parts must be 1-8 (a device call carries at most 8 paths)")
+            budget = int(args.max_mb * 2**20)
+            scale, val_scale = pack.fit(budget, args.val_share, args.parts)
+            report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality, args.parts, budget)
             for name, r in report["sources"].items():
                 print(f"  {name}: {r['packed']} of {r['photos']}{'' if r['packed'] else ' (dropped)'}")
             print(f"wrote {args.out}: {report['photos']} photos, {_mib(report['bytes'])} (up to {scale:.3g} "
                   f"training photos per unit of weight, {val_scale:.1%} of the validation photos)")
+            top = checkout_of(Path(args.out))
             try:
-                tr = travel_bytes([args.out])
-                print(f"a device call carrying it would send {_mib(tr['total'])} of {_mib(tr['limit'])} "
-                      f"(tree {_mib(tr['tree'])})")
+                for i, call in enumerate(report["calls"], 1):
+                    tr = travel_bytes(call["carry"], top or ".")
+                    print(f"call {i}: carry {json.dumps(call['carry'])}: sends {_mib(tr['total'])} of "
+                          f"{_mib(tr['limit'])} (tree {_mib(tr['tree'])})")
             except MosError:
                 pass
         elif args.cmd == "travel":

@@ -94,14 +94,17 @@ def _build(root: Path, out: str, *extra: str) -> dict:
 def test_a_full_pack_shares_photos_and_loads_as_the_config_did(data: Path) -> None:
     report = _build(data, "pack", "--long", "64")
     pack = data / "pack"
-    folders = sorted(p.name for p in pack.iterdir() if p.is_dir())
-    assert folders == ["data_a", "data_b", "val_data_v"]  # the matte source and its backgrounds add no file
+    folders = sorted(p.relative_to(pack).as_posix() for p in pack.glob("*/*") if p.is_dir())
+    assert folders == ["part1/data_a", "part1/data_b", "val/val_data_v"]  # the matte source adds no file
     assert report["photos"] == 8 + 5 + 4
     cfg = tt.load_config(pack / "config.toml", "L")
     kinds = [s["kind"] for s in cfg["data"]["sources"]]
     assert kinds == ["folder", "folder", "synth", "matte"]
     matte = cfg["data"]["sources"][3]
-    assert matte["root"] == ["pack/data_a"] and matte["backgrounds"] == ["pack/data_a"]
+    assert matte["root"] == ["pack/part1/data_a"] and matte["backgrounds"] == ["pack/part1/data_a"]
+    assert cfg["data"]["sources"][0]["root"] == ["pack/part1/data_a"] and cfg["data"]["sources"][0]["missing_ok"]
+    assert report["calls"] == [{"carry": ["pack/part1", "pack/val", "pack/config.toml", "pack/pack.json"],
+                                "bytes": report["calls"][0]["bytes"]}]
     assert matte["threshold"] == [0.4, 0.6] and matte["weight"] == 4
     assert cfg["train"]["iterations"] == 100000 and cfg["data"]["size"] == 64
     cwd = os.getcwd()
@@ -116,7 +119,7 @@ def test_a_full_pack_shares_photos_and_loads_as_the_config_did(data: Path) -> No
         assert len(vset.sources[0]) == 4
     finally:
         os.chdir(cwd)
-    for jpg in (pack / "data_b").glob("*.jpg"):
+    for jpg in (pack / "part1" / "data_b").glob("*.jpg"):
         img, mask = cv2.imread(str(jpg)), cv2.imread(str(jpg.with_suffix(".png")), cv2.IMREAD_UNCHANGED)
         assert max(img.shape[:2]) == 64 and mask.shape == img.shape[:2]
         assert 0 < (mask > 127).mean() < 1  # the disc survived the shrink
@@ -133,12 +136,47 @@ def test_a_budget_keeps_photos_by_weight_and_a_larger_one_a_superset(data: Path)
     assert kept["train:data/b"] / 5 <= kept["train:data/a"] / 8 + 1e-9  # 0: dropped from the pack's config
     names = [s["root"] for s in tt.load_config(data / "small" / "config.toml", "L")["data"]["sources"]
              if s["kind"] == "folder"]
-    assert names == ["small/data_a"] + (["small/data_b"] if kept["train:data/b"] else [])
+    assert names == [["small/part1/data_a"]] + ([["small/part1/data_b"]] if kept["train:data/b"] else [])
     assert kept["train:data/matte"] == kept["train:data/a"]  # the matte source draws on exactly a's kept photos
     small_names = {p.name for p in (data / "small").rglob("*.jpg")}
     full_names = {p.name for p in (data / "full").rglob("*.jpg")}
     assert small_names < full_names
     assert 0.0 <= keep_share("x") < 1.0 and keep_share("x") == keep_share("x")
+
+
+def test_parts_each_fit_a_call_and_a_missing_part_is_skipped(data: Path) -> None:
+    full = _build(data, "whole", "--long", "160")["bytes"]
+    budget = full * 0.45
+    report = _build(data, "parts", "--long", "160", "--parts", "2", "--max-mb", str(budget / 2**20),
+                    "--val-share", "0.25")
+    assert [c["carry"] for c in report["calls"]] == [
+        ["parts/part1"], ["parts/part2", "parts/val", "parts/config.toml", "parts/pack.json"]]
+    for call in report["calls"]:
+        sent = sum(f.stat().st_size for c in call["carry"] for f in ([data / c] if (data / c).is_file()
+                                                                        else (data / c).rglob("*")) if f.is_file())
+        assert sent <= budget
+    one = _build(data, "one", "--long", "160", "--max-mb", str(budget / 2**20), "--val-share", "0.25")
+    assert report["photos"] > one["photos"]  # two calls carry more than one
+    assert all(any((data / "parts" / f"part{i}").rglob("*.jpg")) for i in (1, 2))
+    cfg = tt.load_config(data / "parts" / "config.toml", "L")
+    a = cfg["data"]["sources"][0]
+    assert a["root"] == ["parts/part1/data_a", "parts/part2/data_a"] and a["missing_ok"] is True
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        whole = [len(s) for s in tt.make_dataset(cfg, "L").sources]
+        import shutil
+
+        shutil.rmtree("parts/part1")  # the staging call's part did not survive on the device
+        ds = tt.make_dataset(cfg, "L")
+        left = [len(s) for s in ds.sources]
+        assert 0 < left[0] < whole[0] and 0 < left[3] < whole[3]
+        assert "folder(s) missing: parts/part1/data_a" in ds.sources[0].describe()
+        strict = {**a, "missing_ok": False}
+        with pytest.raises(MosError, match="part1/data_a: training data folder not found"):
+            tt.make_dataset({**cfg, "data": {**cfg["data"], "sources": [strict]}}, "L")
+    finally:
+        os.chdir(cwd)
 
 
 def test_pack_refuses_h_configs_and_existing_output(data: Path, capsys) -> None:

@@ -7,6 +7,10 @@
   `colour_match = p`, a share p of the backgrounds is first shifted to the object's own mean colour: an object on a
   surface of its own colour (a brown saucer on a brown table) is where L learnt to cut by colour and fails.
 * `SynthSource`: the procedural generator (`synth.py`), item k = seed offset + k.
+
+Folder and matte sources take a folder or a list of them (`root`, `backgrounds`); with `missing_ok = true` a missing
+one is skipped and named in the run's description, as long as one is there (the parts of a training pack, some of
+which may not have reached a device machine).
 """
 
 from __future__ import annotations
@@ -48,6 +52,26 @@ def read_gray(path: Path) -> np.ndarray:
     return np.clip(m.astype(np.float32) / scale, 0, 1)
 
 
+def _roots(root: str | Path | list, missing_ok: bool) -> tuple[list[Path], list[Path]]:
+    """The folders a source reads and those it skipped. `missing_ok`: a pack's part that did not reach the machine
+    (a device call's staging went cold) is skipped rather than fatal, as long as some folder is there."""
+    roots = [Path(r) for r in (root if isinstance(root, list) else [root])]
+    if not roots:
+        raise ValueError("root names no folder")
+    missing = [r for r in roots if not r.is_dir()]
+    if missing and (not missing_ok or len(missing) == len(roots)):
+        raise ImageError(missing[0], "training data folder not found")
+    return [r for r in roots if r.is_dir()], missing
+
+
+def _pairs_under(root: Path) -> list[tuple[Path, Path]]:
+    return [(p, p.with_suffix(".png")) for p in sorted(root.rglob("*.jpg")) if p.with_suffix(".png").is_file()]
+
+
+def _name(roots: list[Path]) -> Path:
+    return roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(r) for r in roots]))
+
+
 class Source:
     name = "source"
 
@@ -67,9 +91,10 @@ class Source:
 
 
 class FolderSource(Source):
-    def __init__(self, root: str | Path, image_dir: str = "images", mask_dir: str = "masks", layout: str = "split",
-                 coarse_dir: str | Path | None = None):
-        self.root = Path(root)
+    def __init__(self, root: str | Path | list, image_dir: str = "images", mask_dir: str = "masks",
+                 layout: str = "split", coarse_dir: str | Path | None = None, missing_ok: bool = False):
+        roots, self.missing = _roots(root, missing_ok)
+        self.root = _name(roots)
         # A folder of L's answers on these photos (`python -m training.lpred`), so H can learn from the masks the
         # cascade really hands it; photos without one fall back to the perturbed truth.
         self.coarse: dict[str, Path] = {}
@@ -78,17 +103,13 @@ class FolderSource(Source):
             if not cdir.is_dir():
                 raise ImageError(cdir, "coarse_dir (L's answers) not found")
             self.coarse = _files(cdir)
-        if layout == "pairs":
-            if not self.root.is_dir():
-                raise ImageError(self.root, "training data folder not found")
-            self.pairs = [
-                (p, p.with_suffix(".png"))
-                for p in sorted(self.root.rglob("*.jpg"))
-                if p.with_suffix(".png").is_file()
-            ]
-        else:
-            images, masks = _files(self.root / image_dir), _files(self.root / mask_dir)
-            self.pairs = [(images[s], masks[s]) for s in sorted(images) if s in masks]
+        self.pairs = []
+        for r in roots:
+            if layout == "pairs":
+                self.pairs += _pairs_under(r)
+            else:
+                images, masks = _files(r / image_dir), _files(r / mask_dir)
+                self.pairs += [(images[s], masks[s]) for s in sorted(images) if s in masks]
         if not self.pairs:
             raise ImageError(self.root, "no image/mask pairs with matching names found")
         self.name = f"folder:{self.root}"
@@ -112,6 +133,7 @@ class FolderSource(Source):
 
     def describe(self) -> str:
         extra = f", L's answers for {len(self.coarse)}" if self.coarse else ""
+        extra += f", {len(self.missing)} folder(s) missing: {', '.join(map(str, self.missing))}" if self.missing else ""
         return f"{self.root} ({len(self)} image/mask pairs{extra})"
 
 
@@ -121,24 +143,20 @@ class MatteSource(Source):
     photo once and lets the folder and matte sources share it."""
 
     def __init__(self, root: str | Path | list, backgrounds: str | Path | list | None = None,
-                 threshold: tuple = (0.1, 0.5), colour_match: float = 0.0, layout: str = "split"):
+                 threshold: tuple = (0.1, 0.5), colour_match: float = 0.0, layout: str = "split",
+                 missing_ok: bool = False):
         if isinstance(colour_match, bool) or not isinstance(colour_match, (int, float)) \
                 or not 0.0 <= colour_match <= 1.0:
             raise ValueError(f"colour_match is a probability from 0 to 1, not {colour_match!r}")
         if layout not in ("split", "pairs"):
             raise ValueError(f"layout is split or pairs, not {layout!r}")
         self.colour_match = float(colour_match)
-        roots = [Path(r) for r in (root if isinstance(root, list) else [root])]
-        if not roots:
-            raise ValueError("root names no folder")
-        self.root = roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(r) for r in roots]))
+        roots, self.missing = _roots(root, missing_ok)
+        self.root = _name(roots)
         self.pairs = []
         for r in roots:
             if layout == "pairs":
-                if not r.is_dir():
-                    raise ImageError(r, "training data folder not found")
-                self.pairs += [(p, p.with_suffix(".png")) for p in sorted(r.rglob("*.jpg"))
-                               if p.with_suffix(".png").is_file()]
+                self.pairs += _pairs_under(r)
             else:
                 fg, alpha = _files(r / "fg"), _files(r / "alpha")
                 self.pairs += [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
@@ -146,11 +164,9 @@ class MatteSource(Source):
             raise ImageError(self.root, "no fg/alpha pairs with matching names found")
         self.backgrounds = None
         if backgrounds:
-            folders = [Path(b) for b in (backgrounds if isinstance(backgrounds, list) else [backgrounds])]
+            folders, gone = _roots(backgrounds, missing_ok)
+            self.missing += gone
             if layout == "pairs":
-                for b in folders:
-                    if not b.is_dir():
-                        raise ImageError(b, "background folder not found")
                 self.backgrounds = sorted(p for b in folders for p in b.rglob("*.jpg"))
             else:
                 self.backgrounds = sorted(p for b in folders for p in _files(b).values())
@@ -185,7 +201,8 @@ class MatteSource(Source):
         bg = f"backgrounds from {len(self.backgrounds)} photos" if self.backgrounds else "scikit-image backgrounds"
         if self.colour_match:
             bg += f", {self.colour_match:.0%} shifted to the object's colour"
-        return f"{self.root} ({len(self)} alpha mattes, {bg}, binarised at U{list(self.threshold)})"
+        gone = f", {len(self.missing)} folder(s) missing" if self.missing else ""
+        return f"{self.root} ({len(self)} alpha mattes, {bg}, binarised at U{list(self.threshold)}{gone})"
 
 
 def match_colour(bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -224,10 +241,11 @@ def build_source(spec: dict) -> Source:
     kind = spec.get("kind", "folder")
     if kind == "folder":
         return FolderSource(spec["root"], spec.get("image_dir", "images"), spec.get("mask_dir", "masks"),
-                            spec.get("layout", "split"), spec.get("coarse_dir"))
+                            spec.get("layout", "split"), spec.get("coarse_dir"), bool(spec.get("missing_ok", False)))
     if kind == "matte":
         return MatteSource(spec["root"], spec.get("backgrounds"), tuple(spec.get("threshold", (0.1, 0.5))),
-                           spec.get("colour_match", 0.0), spec.get("layout", "split"))
+                           spec.get("colour_match", 0.0), spec.get("layout", "split"),
+                           bool(spec.get("missing_ok", False)))
     if kind == "synth":
         return SynthSource(spec.get("size", 512), spec.get("seed_offset", 0), spec.get("count", 1_000_000))
     raise ValueError(f"unknown data source kind {kind!r} (folder, matte or synth)")
