@@ -302,7 +302,8 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     """Run (or continue) a training run; returns {"step", "out", "interrupted", "out_of_time", "metrics"}.
 
     `max_seconds` bounds this invocation's training loop (a lent GPU is held for minutes, not hours): the schedule
-    is compressed to fit it and the run checkpoints and ends when it is spent.
+    is compressed to fit it and the run checkpoints and ends when it is spent. Resumed, a time-budgeted run goes on
+    from where its schedule stood and fits the rest into the new budget.
     """
     if max_seconds is not None and max_seconds <= 0:
         raise MosError(f"--max-seconds must be positive, not {max_seconds}")
@@ -337,6 +338,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     use_amp = bool(tc["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, wall, last_metrics = 0, 0.0, {}
+    pos0 = pos = 0.0  # where a time-budgeted schedule stands (0-1): a resumed run goes on from there, never back
     init_note = str(init_from) if init_from else ""
     encoder_init: dict = {}
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
@@ -352,6 +354,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
         step, wall, last_metrics = int(ckpt["step"]), float(ckpt["wall_time"]), dict(ckpt.get("metrics", {}))
+        pos0 = float(ckpt.get("schedule_pos", 0.0))
         command = ckpt.get("command", command)
         init_note = ckpt.get("init_from", "")
         encoder_init = dict(ckpt.get("encoder_init") or {})
@@ -405,7 +408,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
             "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
             "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
             "training_data": data_desc, "init_from": init_note, "encoder_init": encoder_init,
-            "max_seconds": max_seconds, "out_of_time": out_of_time,
+            "max_seconds": max_seconds, "out_of_time": out_of_time, "schedule_pos": pos,
         }, ckpt_path)
 
     def run_val() -> dict:
@@ -438,8 +441,9 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     t_start = time.perf_counter()
     try:
         for b in loader:
-            spent = (time.perf_counter() - t_start) / max_seconds if max_seconds else 0.0
-            lr = lr_at(step, tc, spent)
+            spent = min(1.0, (time.perf_counter() - t_start) / max_seconds) if max_seconds else 0.0
+            pos = pos0 + (1.0 - pos0) * spent
+            lr = lr_at(step, tc, pos)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x = b["image"].to(device, non_blocking=True)
@@ -476,7 +480,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
                     save()
                     t_last = time.perf_counter()
             if max_seconds and step < end and over_budget(time.perf_counter() - t_start >= max_seconds):
-                out_of_time = True
+                out_of_time, pos = True, 1.0
                 if main_proc:
                     if val_items and step % val_every != 0:
                         last_metrics = run_val()

@@ -215,6 +215,16 @@ def test_time_budget_compresses_the_schedule_and_stops(data: Path) -> None:
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
     assert len(lrs) == ckpt["step"] and lrs[-1] < 0.5 * lrs[0]  # the cosine ran down with the clock
     assert (data / "run" / f"val_{ckpt['step']:07d}.png").is_file()  # validated where it stopped
+    assert ckpt["schedule_pos"] >= 0.99
+    os.chdir(data)
+    try:  # resumed, the schedule goes on from where it stood instead of climbing back to the top
+        assert tt.main(["--stage", "L", "--config", "pack/config.toml", "--out", "run", "--resume",
+                        "--max-seconds", "2"]) == 0
+    finally:
+        os.chdir(cwd)
+    with open(data / "run" / "losses.csv", newline="") as f:
+        after = [float(r["lr"]) for r in csv.DictReader(f)][len(lrs):]
+    assert after and max(after) <= lrs[-1] + 1e-12
     with pytest.raises(MosError, match="positive"):
         tt.train("L", data / "pack" / "config.toml", data / "run2", max_seconds=0)
 
