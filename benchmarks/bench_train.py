@@ -1,9 +1,12 @@
 """Training throughput: iterations/second of L and H steps (forward + losses + backward + Adam) and data samples/s.
 
     .venv/bin/python benchmarks/bench_train.py [--iters 10] [--cpu-only] [--workers 0]
+    .venv/bin/python benchmarks/bench_train.py --config data/pack_L2/config.toml [--samples 200]
 
 On the CPU it uses the CPU configs' sizes (L 128 px batch 4, H 96 px batch 4); on CUDA additionally the paper's
 (L 336 px batch 20, H 224 px batch 24, AMP). Prints peak RSS (whole process, so it only grows) and CUDA max allocated.
+`--config` times a training config's own samples instead (decode, augment, composite; one process): how many
+DataLoader workers a GPU call needs to keep its steps fed (docs/TRAINING.md, "Training on a lent GPU").
 """
 
 from __future__ import annotations
@@ -71,13 +74,45 @@ def bench(stage: str, size: int, batch: int, iters: int, device: torch.device, a
     return row
 
 
+def bench_config(path: str, samples: int) -> None:
+    """Seconds per sample of a config's dataset, as its DataLoader workers will draw them."""
+    import tomllib
+
+    import numpy as np
+
+    from training.train import load_config, make_dataset
+
+    raw_stage = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("stage", "L")
+    cfg = load_config(path, raw_stage)
+    dataset = make_dataset(cfg, raw_stage)
+    dataset[0]  # the first sample loads texture photos and opens files: not timed
+    times = []
+    for i in range(1, samples + 1):
+        t = time.perf_counter()
+        dataset[i]
+        times.append(time.perf_counter() - t)
+    ms = np.array(times) * 1000
+    per_s = 1000 / ms.mean()
+    batch = int(cfg["train"]["batch"])
+    workers = int(cfg["data"]["num_workers"])
+    print(f"{path}: {samples} samples at {cfg['data']['size']} px: mean {ms.mean():.1f} ms, median "
+          f"{np.median(ms):.1f}, p95 {np.percentile(ms, 95):.1f}: {per_s:.0f} samples/s per process; with the "
+          f"config's {workers} workers about {per_s * workers:.0f} samples/s, {per_s * workers / batch:.1f} steps of "
+          f"{batch} a second if the cores are free; peak RSS {peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--cpu-only", action="store_true")
+    ap.add_argument("--config", help="time this training config's samples instead (e.g. a pack's config.toml)")
+    ap.add_argument("--samples", type=int, default=200)
     args = ap.parse_args()
     print(f"host: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    if args.config:
+        bench_config(args.config, args.samples)
+        return
     runs = [("L", 128, 4, torch.device("cpu"), False), ("H", 96, 4, torch.device("cpu"), False)]
     if torch.cuda.is_available() and not args.cpu_only:
         gpu = torch.device("cuda")
