@@ -60,8 +60,10 @@ class _Plan:
     folders: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # pack folder -> item keys
 
 
-def _label(root: str) -> str:
-    parts = [p for p in Path(root).parts if p not in ("/", "..", ".")]
+def _label(root: str | list) -> str:
+    """A pack folder's name from a source's root (the first of a list: a pack's own config packed again)."""
+    parts = [p for p in Path(str(root[0] if isinstance(root, list) and root else root)).parts
+             if p not in ("/", "..", ".")]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts[-3:])) or "source"
 
 
@@ -313,7 +315,10 @@ class Pack:
                 spec = dict(entry["spec"])
                 kept = [k for k in entry["keys"] if k in chosen]
                 if entry["kind"] != "other":
-                    report["sources"][f"{part}:{entry['spec'].get('root')}"] = {
+                    root = entry["spec"].get("root")
+                    if isinstance(root, list):
+                        root = f"{root[0]} (+{len(root) - 1} more)" if len(root) > 1 else root[0] if root else ""
+                    report["sources"][f"{part}:{root}"] = {
                         "kind": entry["kind"], "photos": len(entry["keys"]), "packed": len(kept)}
                     if not kept:
                         continue  # a source with no photo left is dropped rather than left to fail on load
@@ -483,9 +488,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}: {report['photos']} photos, {_mib(report['bytes'])} (up to {scale:.3g} "
                   f"training photos per unit of weight, {val_scale:.1%} of the validation photos)")
             top = checkout_of(Path(args.out))
+            if top is not None and subprocess.run(["git", "-C", str(top), "check-ignore", "-q",
+                                                   str(Path(args.out).resolve())]).returncode != 0:
+                print(f"note: git does not ignore {args.out}: every device call would send it whole with the tree, "
+                      "and a commit could take it in; build it in an ignored folder (e.g. data/pack_L)")
+            if top is None:
+                print(f"note: {args.out} is not inside a git checkout, so a device call cannot carry it; build it "
+                      "inside the checkout, in a folder git ignores (e.g. data/pack_L)")
             try:
                 for i, call in enumerate(report["calls"], 1):
-                    tr = travel_bytes(call["carry"], top or ".")
+                    if top is None:
+                        break
+                    tr = travel_bytes(call["carry"], top)
                     print(f"call {i}: carry {json.dumps(call['carry'])}: sends {_mib(tr['total'])} of "
                           f"{_mib(tr['limit'])} (tree {_mib(tr['tree'])})")
             except MosError:
