@@ -64,8 +64,16 @@ def _roots(root: str | Path | list, missing_ok: bool) -> tuple[list[Path], list[
     return [r for r in roots if r.is_dir()], missing
 
 
-def _pairs_under(root: Path) -> list[tuple[Path, Path]]:
-    return [(p, p.with_suffix(".png")) for p in sorted(root.rglob("*.jpg")) if p.with_suffix(".png").is_file()]
+def _pairs_in(roots: list[Path], layout: str, first: str, second: str) -> list[tuple[Path, Path]]:
+    """`x.jpg` beside `x.png` anywhere under each root ("pairs"), or same-stem files in root/first and root/second."""
+    pairs: list[tuple[Path, Path]] = []
+    for r in roots:
+        if layout == "pairs":
+            pairs += [(p, p.with_suffix(".png")) for p in sorted(r.rglob("*.jpg")) if p.with_suffix(".png").is_file()]
+        else:
+            a, b = _files(r / first), _files(r / second)
+            pairs += [(a[stem], b[stem]) for stem in sorted(a) if stem in b]
+    return pairs
 
 
 def _name(roots: list[Path]) -> Path:
@@ -103,13 +111,7 @@ class FolderSource(Source):
             if not cdir.is_dir():
                 raise ImageError(cdir, "coarse_dir (L's answers) not found")
             self.coarse = _files(cdir)
-        self.pairs = []
-        for r in roots:
-            if layout == "pairs":
-                self.pairs += _pairs_under(r)
-            else:
-                images, masks = _files(r / image_dir), _files(r / mask_dir)
-                self.pairs += [(images[s], masks[s]) for s in sorted(images) if s in masks]
+        self.pairs = _pairs_in(roots, layout, image_dir, mask_dir)
         if not self.pairs:
             raise ImageError(self.root, "no image/mask pairs with matching names found")
         self.name = f"folder:{self.root}"
@@ -153,13 +155,7 @@ class MatteSource(Source):
         self.colour_match = float(colour_match)
         roots, self.missing = _roots(root, missing_ok)
         self.root = _name(roots)
-        self.pairs = []
-        for r in roots:
-            if layout == "pairs":
-                self.pairs += _pairs_under(r)
-            else:
-                fg, alpha = _files(r / "fg"), _files(r / "alpha")
-                self.pairs += [(fg[s], alpha[s]) for s in sorted(fg) if s in alpha]
+        self.pairs = _pairs_in(roots, layout, "fg", "alpha")
         if not self.pairs:
             raise ImageError(self.root, "no fg/alpha pairs with matching names found")
         self.backgrounds = None
