@@ -258,6 +258,14 @@ def test_device_script_trains_and_brings_back_loadable_weights(data: Path) -> No
     assert missing.returncode == 2 and "nopack/config.toml not found" in missing.stderr
 
 
+def test_the_device_recipe_parses_and_is_sized_for_a_gpu() -> None:
+    cfg = tt.load_config(REPO / "training" / "configs" / "device_L.toml", "L")
+    assert cfg["train"]["batch"] == 32 and cfg["data"]["num_workers"] == 14 and cfg["data"]["size"] == 336
+    assert cfg["train"]["checkpoint_every"] >= 500  # a 39 MB checkpoint every few GPU steps would stall the run
+    kinds = {s["kind"] for s in cfg["data"]["sources"]}
+    assert kinds == {"folder", "synth", "matte"}  # all of which a pack can hold
+
+
 def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
