@@ -30,9 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mos_studio.core.errors import MosError
+from mos_studio.core.errors import ImageError, MosError
 
-from .data.sources import FolderSource, MatteSource, build_source, read_gray, read_rgb
+from .data.sources import FolderSource, MatteSource, read_gray
+from .train import _sources
 
 TRAVEL_LIMIT = 64 * 1024 * 1024  # a device call's working tree and carried paths together
 RETURN_LIMIT = 16 * 1024 * 1024  # one file brought back from a device call
@@ -47,7 +48,6 @@ def keep_share(key: str) -> float:
 class _Item:
     image: Path
     mask: Path | None
-    folder: str  # the pack folder it is written to
     name: str = ""
     sizes: tuple[int, int] = (0, 0)  # encoded bytes of image and mask
     share: float = 0.0  # keep_share of the photo's content
@@ -71,14 +71,17 @@ def _real(p: Path) -> str:
     return os.path.realpath(p)
 
 
-def _encode(image: Path, mask: Path | None, long: int, quality: int) -> tuple[bytes, bytes | None]:
-    img = read_rgb(image)
+def _encode(image: Path, raw: bytes, mask: Path | None, long: int, quality: int) -> tuple[bytes, bytes | None]:
+    """The photo (its file's bytes, already read for the keep hash) and mask, shrunk and re-encoded."""
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # BGR, as imencode wants it
+    if img is None:
+        raise ImageError(image, "not a readable image")
     h, w = img.shape[:2]
     scale = min(1.0, long / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if scale < 1.0:
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise MosError(f"{image}: could not be encoded as JPEG")
     if mask is None:
@@ -114,20 +117,14 @@ class Pack:
         self._sources: dict[str, list[tuple[dict, object]]] = {}
         for part, specs in (("train", self.raw.get("data", {}).get("sources", [])),
                             ("val", self.raw.get("val", {}).get("sources", []))):
-            built = []
-            for i, spec in enumerate(specs, 1):
-                try:
-                    built.append((spec, build_source(spec)))
-                except (ValueError, TypeError, KeyError) as err:
-                    raise MosError(f"{self.config}: [[{'data' if part == 'train' else 'val'}.sources]] {i}: "
-                                   f"{err}") from err
-            self._sources[part] = built
+            built, _ = _sources(specs, f"{self.config}: [[{'data' if part == 'train' else 'val'}.sources]]")
+            self._sources[part] = list(zip(specs, built, strict=True))
         self._lay_out()
 
     def _add(self, folder: str, image: Path, mask: Path | None) -> tuple[str, str, str]:
         key = (folder, _real(image), _real(mask) if mask is not None else "")
         if key not in self.plan.items:
-            self.plan.items[key] = _Item(image, mask, folder)
+            self.plan.items[key] = _Item(image, mask)
             self.plan.folders.setdefault(folder, []).append(key)
         return key
 
@@ -190,9 +187,10 @@ class Pack:
 
     def encode(self, long: int, quality: int, progress: bool = False) -> None:
         for n, item in enumerate(self.plan.items.values(), 1):
-            item.data = _encode(item.image, item.mask, long, quality)
+            raw = item.image.read_bytes()
+            item.share = keep_share(hashlib.sha1(raw).hexdigest())
+            item.data = _encode(item.image, raw, item.mask, long, quality)
             item.sizes = (len(item.data[0]), len(item.data[1] or b""))
-            item.share = keep_share(hashlib.sha1(item.image.read_bytes()).hexdigest())
             if progress and n % 200 == 0:
                 print(f"  encoded {n}/{len(self.plan.items)}", flush=True)
 
