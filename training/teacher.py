@@ -201,7 +201,8 @@ def mask_path(photo: Path, photos_root: Path, out: Path) -> Path:
 
 
 def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | None = None,
-          progress: bool | None = None, interleave: bool = True, first: list[str] | None = None,
+          progress: bool | None = None, interleave: bool = True,
+          first: list[str] | list[list[str]] | None = None,
           shard: tuple[int, int] = (0, 1)) -> dict:
     """Label every photo under `photos` that has no mask in `out` yet; returns the run's summary."""
     from PIL import Image
@@ -217,9 +218,15 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
     if interleave:
         pending = interleave_sources(pending, photos)
     if first:  # e.g. the held-out photos, so the evaluation set is complete before the training pool is
-        wanted = set(first)
+        # Several lists are labelled one after another: the held-out photos, then a chosen training side. One list
+        # holding both would interleave them (stop 36 lost 20 minutes of its evaluation set that way).
+        lists = [first] if isinstance(first[0], str) else first
+        rank: dict[str, int] = {}
+        for k_list, names in enumerate(lists):
+            for name in names:
+                rank.setdefault(name, k_list)
         rel = (lambda p: p.relative_to(photos).as_posix()) if photos.is_dir() else (lambda p: p.name)
-        pending = [p for p in pending if rel(p) in wanted] + [p for p in pending if rel(p) not in wanted]
+        pending = sorted(pending, key=lambda p: rank.get(rel(p), len(lists)))  # stable: keeps the round-robin
     todo = pending[:limit] if limit is not None else pending
     out.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(model, threads=threads)
@@ -307,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--out", type=Path, required=True, help="folder for the masks (same relative paths, .png)")
     lab.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1: training runs beside)")
     lab.add_argument("--limit", type=int, help="label at most this many photos in this run")
-    lab.add_argument("--first", type=Path, help="a file of relative photo paths (one a line) to label before the rest")
+    lab.add_argument("--first", type=Path, action="append",
+                     help="a file of relative photo paths (one a line) to label before the rest; repeat it to "
+                          "label several lists one after another (e.g. the held-out photos, then a training list)")
     lab.add_argument("--shard", default="0/1", help="K/N: label only every N-th photo starting at K (parallel runs)")
     lab.add_argument("--in-order", action="store_true",
                      help="label in path order (default: round-robin over the top-level source folders)")
@@ -320,19 +329,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.threads < 1:
                 raise MosError(f"--threads must be at least 1, not {args.threads}")
-            first = None
-            if args.first is not None:
+            first = []
+            for listing in args.first or []:
                 try:
-                    first = [x.strip() for x in args.first.read_text().splitlines() if x.strip()]
+                    first.append([x.strip() for x in listing.read_text().splitlines() if x.strip()])
                 except OSError as e:
-                    raise MosError(f"{args.first}: cannot read the list of photos to label first ({e})") from e
+                    raise MosError(f"{listing}: cannot read the list of photos to label first ({e})") from e
             try:
                 shard = tuple(int(x) for x in args.shard.split("/"))
                 assert len(shard) == 2
             except (ValueError, AssertionError):
                 raise MosError(f"--shard must look like K/N (e.g. 1/2), not {args.shard!r}") from None
             s = label(args.photos, args.model, args.out, args.threads, args.limit, interleave=not args.in_order,
-                      first=first, shard=shard)
+                      first=first or None, shard=shard)
             print(f"{args.out}: {s['labelled_now']} labelled now ({s['seconds_per_photo_now']} s/photo), "
                   f"{s['failed_now']} failed, {s['labelled_total']} in all")
     except MosError as e:

@@ -270,6 +270,23 @@ def test_held_out_photos_are_labelled_first(tmp_path: Path) -> None:
     assert done == sorted(first)
 
 
+def test_two_first_lists_are_labelled_one_after_the_other(tmp_path: Path) -> None:
+    """The held-out list, then a training list: every held-out photo is done before any of the second list."""
+    photos, out, model = tmp_path / "pool", tmp_path / "labels", _tiny_teacher(tmp_path / "t.onnx")
+    for src in ("a", "b"):
+        for i in range(6):
+            _photo(photos / src / f"{i:02d}.jpg", 32, 32, (4, 4, 20, 20))
+    held, train = ["b/05.jpg", "a/04.jpg"], ["a/00.jpg", "b/01.jpg", "a/02.jpg"]
+    (tmp_path / "held.txt").write_text("\n".join(held) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
+    args = ["label", str(photos), "--model", str(model), "--out", str(out), "--limit", "4",
+            "--first", str(tmp_path / "held.txt"), "--first", str(tmp_path / "train.txt")]
+    assert teacher.main(args) == 0
+    order = [json.loads(line)["photo"] + ".jpg" for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert sorted(order[:2]) == sorted(held)
+    assert set(order[2:]) <= set(train) and len(order) == 4
+
+
 def test_two_shards_share_one_pool(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     photos, out, model = tmp_path / "pool", tmp_path / "labels", _tiny_teacher(tmp_path / "t.onnx")
     for i in range(5):
