@@ -174,7 +174,7 @@ def test_busy_cores_reads_a_background_window_that_sees_neighbours_but_not_us(mo
             time.sleep(0.3)
             t = time.perf_counter()
             vals.append(optimize.busy_cores(0.2))
-            assert time.perf_counter() - t < 0.05  # read from the sampler's window, no sleeping
+            assert time.perf_counter() - t < 0.15  # read from the window: a sampled read sleeps 0.2 s (slack for load)
         return sum(vals) / len(vals)
 
     quiet = window_mean()
