@@ -1,0 +1,99 @@
+"""training.dectrain: the shipped L's encoder cached, its decoder trained on the cache, exported with a full card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mos_studio.core.weights import load_model, read_card, sha256_file, weights_path
+from training import dectrain
+
+
+def _source(root: Path, n: int, seed: int) -> Path:
+    """n real-size photo/mask pairs: a bright disc on noise, the mask the disc."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = rng.integers(0, 120, (90, 120, 3), dtype=np.uint8)
+        mask = np.zeros((90, 120), np.uint8)
+        cv2.circle(mask, (40 + 10 * i, 45), 20, 255, -1)
+        img[mask > 0] = (230, 200, 60)
+        cv2.imwrite(str(root / "images" / f"p{i}.jpg"), img)
+        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
+    return root
+
+
+def test_cache_train_export_keeps_the_encoder_and_changes_the_decoder(tmp_path) -> None:
+    init = weights_path(None, "default", "L")
+    a = _source(tmp_path / "a", 3, 0)
+    b = _source(tmp_path / "b", 2, 1)
+    cache = dectrain.build_cache(tmp_path / "cache", [f"pool:3:{a}::1", f"real:1:{b}"], init, size=64, batch=4,
+                                 log=lambda *_: None)
+    meta = json.loads((cache / "meta.json").read_text())
+    # 3 photos plain/mirrored/box + 2 photos plain/mirrored
+    assert [it["kind"] for it in meta["items"]] == ["plain", "flip", "zoom"] * 3 + ["plain", "flip"] * 2
+    f8 = np.load(cache / "f8.npy")
+    gt = np.load(cache / "gt.npy")
+    assert f8.dtype == np.float16 and f8.shape[0] == 13 and gt.shape == (13, 64, 64)
+    assert np.abs(gt[0].astype(int) - gt[1, :, ::-1].astype(int)).max() <= 1  # the mirrored view is mirrored
+    # The cached features are the encoder's, as L computes them at inference.
+    model = load_model(init)
+    img = cv2.cvtColor(cv2.imread(str(a / "images" / "p0.jpg")), cv2.COLOR_BGR2RGB)
+    x = torch.from_numpy(cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None] / 255
+    with torch.no_grad():
+        want = model.encoder((x - model.mean) / model.std).f8[0].numpy()
+    assert np.allclose(f8[0].astype(np.float32), want, atol=2e-2 * np.abs(want).max())
+
+    with pytest.raises(dectrain.MosError, match="already holds a cache"):
+        dectrain.build_cache(cache, [f"pool:3:{a}"], init, size=64)
+
+    run = tmp_path / "run"
+    assert dectrain.main(["train", str(run), "600", str(cache), "--init", str(init), "--batch", "4",
+                          "--max-steps", "2", "--scale", "real=2", "--threads", "1"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    info = json.loads((run / "run.json").read_text())
+    assert info["scale"] == {"real": 2.0} and info["init_sha256"] == sha256_file(init)
+    assert info["command"].startswith("python -m training.dectrain train ")
+    # Resumes where it stopped.
+    dectrain.train(run, 600, [cache], init, batch=4, max_steps=3, log=lambda *_: None)
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+
+    out = tmp_path / "out"
+    assert dectrain.main(["export", str(run / "last.pt"), "--init", str(init), "--out", str(out), "--fp16",
+                          "--notes", "a test"]) == 0
+    path = out / init.name
+    card = read_card(path)
+    base = read_card(init)
+    assert card["iterations"] == 3 and card["dtype"] == "float16" and card["notes"] == "a test"
+    assert card["inference"] == base["inference"]  # the cascade runs it as it ran the start
+    assert card["initialised_from"]["sha256"] == sha256_file(init)
+    assert card["previous_runs"][-1]["soup"] == base["soup"]
+    assert any("9 cached views of pool" in d for d in card["training_data"])
+    assert any("4 cached views of real" in d for d in card["training_data"])
+    new, old = load_model(path).state_dict(), load_model(init).state_dict()
+    enc = [k for k in old if k.startswith("encoder.")]
+    assert enc and all(torch.equal(new[k], old[k]) for k in enc)
+    assert any(not torch.equal(new[k], old[k]) for k in old if not k.startswith("encoder."))
+    with pytest.raises(dectrain.MosError, match="already exists"):
+        dectrain.export(run / "last.pt", init, out)
+
+
+def test_refusals_name_the_file(tmp_path, capsys) -> None:
+    init = weights_path(None, "default", "L")
+    empty = tmp_path / "empty"
+    assert dectrain.main(["cache", str(tmp_path / "c"), f"x:1:{empty}", "--init", str(init)]) == 2
+    assert f"{empty / 'images'}: not a folder" in capsys.readouterr().err
+    assert dectrain.main(["cache", str(tmp_path / "c"), "x:heavy:/tmp", "--init", str(init)]) == 2
+    assert "WEIGHT must be a number" in capsys.readouterr().err
+    assert dectrain.main(["train", str(tmp_path / "r"), "60", str(empty), "--init", str(init)]) == 2
+    assert f"{empty}: not a feature cache" in capsys.readouterr().err
+    assert dectrain.main(["export", str(tmp_path / "nothing.pt"), "--init", str(init), "--out", str(tmp_path)]) == 2
+    assert "nothing.pt: checkpoint not found" in capsys.readouterr().err
+    with pytest.raises(dectrain.MosError, match="not NAME=FACTOR"):
+        dectrain.parse_scale("humanseg:2")

@@ -1,0 +1,383 @@
+"""Train L's decoder alone on its frozen encoder's cached features (stops 35-37's CPU lever).
+
+    python -m training.dectrain cache OUT NAME:WEIGHT:ROOT[:EVERY[:ZOOM]]... --init L.safetensors [--size 336]
+    python -m training.dectrain train RUN SECONDS CACHE... --init L.safetensors [--lr 2e-4] [--batch 16] [--seed 37]
+                                      [--scale NAME=FACTOR,...] [--threads 2]
+    python -m training.dectrain export RUN/last.pt --init L.safetensors --out DIR [--fp16] [--overwrite]
+                                       [--provenance P.json] [--notes TEXT]
+
+Why: on a 2-core CPU one L step spends about nine tenths of its time in the encoder. Caching the shipped encoder's
+features once (each photo plain, mirrored and, with ZOOM, cropped to the object's box as L's second look sees it)
+lets the decoder take about ten times more steps in the same hour. The encoder and its BatchNorm statistics stay
+exactly as shipped, so the exported L differs from its start only in the decoder. ROOT holds images/ and masks/
+(teacher soft masks or real truth) paired by file stem; WEIGHT is the source's share of each batch, as in the
+training configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from mos_studio.core.errors import MosError
+from mos_studio.core.model import MeticulousNet
+from mos_studio.core.model.encoders import EncoderFeatures
+from mos_studio.core.weights import load_model, read_card, save_weights, sha256_file, weights_filename
+
+from .data.datasets import zoom_crop
+from .data.sources import read_gray, read_rgb
+from .export import read_provenance
+from .losses import stage_losses
+
+FEATURES = ("f2", "f4", "f8")
+RUN_FORMAT = "mos-dectrain-1"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cache source: NAME:WEIGHT:ROOT[:EVERY[:ZOOM]]."""
+
+    name: str
+    weight: float
+    root: Path
+    every: int = 1
+    zoom: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Source:
+        parts = spec.split(":")
+        if len(parts) < 3 or len(parts) > 5:
+            raise MosError(f"{spec!r}: expected NAME:WEIGHT:ROOT[:EVERY[:ZOOM]]")
+        try:
+            weight = float(parts[1])
+            every = int(parts[3]) if len(parts) > 3 and parts[3] else 1
+        except ValueError as err:
+            raise MosError(f"{spec!r}: WEIGHT must be a number and EVERY a whole number") from err
+        if not math.isfinite(weight) or weight <= 0 or every < 1:
+            raise MosError(f"{spec!r}: WEIGHT must be positive and EVERY at least 1")
+        zoom = len(parts) > 4 and parts[4] == "1"
+        root = Path(parts[2])
+        for sub in ("images", "masks"):
+            if not (root / sub).is_dir():
+                raise MosError(f"{root / sub}: not a folder (a source needs images/ and masks/)")
+        return cls(parts[0], weight, root, every, zoom)
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        masks = {p.stem: p for p in (self.root / "masks").iterdir() if p.is_file()}
+        images = sorted(p for p in (self.root / "images").iterdir() if p.stem in masks)[:: self.every]
+        if not images:
+            raise MosError(f"{self.root}: no image in images/ has a mask of the same name in masks/")
+        return [(p, masks[p.stem]) for p in images]
+
+
+def _view(img: np.ndarray, mask: np.ndarray, kind: str, size: int,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The photo and mask as L sees them: squashed to size², plain, mirrored or cropped to the object's box."""
+    if kind == "zoom":
+        img, mask = zoom_crop(img, mask, rng)
+        if rng.random() < 0.5:
+            img, mask = img[:, ::-1], mask[:, ::-1]
+    elif kind == "flip":
+        img, mask = img[:, ::-1], mask[:, ::-1]
+    img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(np.ascontiguousarray(mask), (size, size), interpolation=cv2.INTER_AREA)
+    return img, mask
+
+
+def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int = 336, seed: int = 36,
+                batch: int = 16, log=print) -> Path:
+    """Write f2/f4/f8 (float16), gt (uint8) and meta.json for every view of every source into `out`."""
+    out = Path(out)
+    if (out / "meta.json").exists():
+        raise MosError(f"{out}: already holds a cache (meta.json); choose another folder")
+    sources = [Source.parse(s) for s in specs]
+    model = load_model(init).eval()
+    if model.in_channels != 3:
+        raise MosError(f"{init}: holds an H (4 input channels); the cache is for L")
+    rng = np.random.default_rng(seed)
+    items = [(src, img, msk, kind) for src in sources for img, msk in src.pairs()
+             for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
+    with torch.no_grad():
+        probe = model.encoder((torch.zeros(1, 3, size, size) - model.mean) / model.std)
+    shapes = {k: tuple(getattr(probe, k).shape[1:]) for k in FEATURES}
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(items)
+    arrays = {k: np.lib.format.open_memmap(out / f"{k}.npy", "w+", np.float16, (n, *shapes[k])) for k in FEATURES}
+    gt = np.lib.format.open_memmap(out / "gt.npy", "w+", np.uint8, (n, size, size))
+    meta, t0 = [], time.time()
+    for b0 in range(0, n, batch):
+        xs = []
+        for j, (src, ip, mp, kind) in enumerate(items[b0:b0 + batch]):
+            img, mask = read_rgb(ip), read_gray(mp)
+            if mask.shape != img.shape[:2]:
+                mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            img, mask = _view(img, mask, kind, size, rng)
+            gt[b0 + j] = np.clip(np.round(mask * 255), 0, 255).astype(np.uint8)
+            xs.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
+            meta.append({"name": src.name, "weight": src.weight, "image": str(ip), "kind": kind})
+        with torch.no_grad():
+            feats = model.encoder((torch.stack(xs) - model.mean) / model.std)
+        for k in FEATURES:
+            arrays[k][b0:b0 + len(xs)] = getattr(feats, k).numpy().astype(np.float16)
+        if (b0 // batch) % 20 == 0:
+            log(f"{b0 + len(xs)}/{n} views, {time.time() - t0:.0f} s")
+    for arr in (*arrays.values(), gt):
+        arr.flush()
+    info = {"size": size, "seed": seed, "encoder": {"file": str(init), "sha256": sha256_file(init)},
+            "sources": [{"name": s.name, "weight": s.weight, "root": str(s.root), "every": s.every, "zoom": s.zoom}
+                        for s in sources],
+            "shapes": shapes, "items": meta}
+    (out / "meta.json").write_text(json.dumps(info))
+    log(f"done: {n} views in {time.time() - t0:.0f} s")
+    return out
+
+
+class _Cached(torch.nn.Module):
+    """Stands in for the encoder: hands the decoder the batch's cached features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feats: EncoderFeatures | None = None
+
+    def forward(self, x: torch.Tensor) -> EncoderFeatures:
+        assert self.feats is not None
+        return self.feats
+
+
+def _open_caches(caches: list[str | Path]) -> list[tuple[list[dict], dict[str, np.ndarray]]]:
+    opened = []
+    for c in caches:
+        meta_path = Path(c) / "meta.json"
+        if not meta_path.is_file():
+            raise MosError(f"{c}: not a feature cache (no meta.json); build one with "
+                           "`python -m training.dectrain cache`")
+        meta = json.loads(meta_path.read_text())
+        arrays = {k: np.load(Path(c) / f"{k}.npy", mmap_mode="r") for k in (*FEATURES, "gt")}
+        if any(len(a) != len(meta["items"]) for a in arrays.values()):
+            raise MosError(f"{c}: its arrays and meta.json disagree on the number of views (an interrupted build?)")
+        opened.append((meta["items"], arrays))
+    return opened
+
+
+def parse_scale(text: str) -> dict[str, float]:
+    """NAME=FACTOR,... multiplies a source's weight (e.g. humanseg=1.5)."""
+    scale = {}
+    for part in filter(None, text.split(",")):
+        name, _, factor = part.partition("=")
+        try:
+            scale[name] = float(factor)
+        except ValueError as err:
+            raise MosError(f"--scale {text!r}: {part!r} is not NAME=FACTOR") from err
+    return scale
+
+
+def sampling(names: list[str], weights: dict[str, float]) -> np.ndarray:
+    """Each view's chance: its source's weight shared equally among the source's views."""
+    count = {n: names.count(n) for n in set(names)}
+    p = np.array([weights[n] / count[n] for n in names], dtype=np.float64)
+    return p / p.sum()
+
+
+def train(run: str | Path, seconds: float, caches: list[str | Path], init: str | Path, lr: float = 2e-4,
+          batch: int = 16, seed: int = 37, scale: dict[str, float] | None = None, max_steps: int | None = None,
+          command: str = "", log=print) -> Path:
+    """Train the decoder for `seconds` of wall time (cosine learning rate over them); resumes RUN/last.pt."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    opened = _open_caches(caches)
+    model = load_model(init)
+    model.encoder = _Cached()
+    index = [(ci, i) for ci, (items, _) in enumerate(opened) for i in range(len(items))]
+    names = [opened[ci][0][i]["name"] for ci, i in index]
+    weights = {opened[ci][0][i]["name"]: opened[ci][0][i]["weight"] * (scale or {}).get(names[k], 1.0)
+               for k, (ci, i) in enumerate(index)}
+    p = sampling(names, weights)
+    log(f"{len(index)} views: " + ", ".join(f"{n} {names.count(n)} (weight {weights[n]:g})" for n in sorted(weights)))
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
+    step, wall = 0, 0.0
+    ck = run / "last.pt"
+    if ck.exists():
+        state = torch.load(ck, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["opt"])
+        step, wall = int(state["step"]), float(state["wall"])
+        log(f"resumed at step {step} ({wall:.0f} s)")
+    info_path = run / "run.json"
+    if not info_path.exists():
+        info_path.write_text(json.dumps({
+            "format": RUN_FORMAT, "command": command, "init": str(init), "init_sha256": sha256_file(init),
+            "caches": [str(c) for c in caches], "seconds": seconds, "lr": lr, "batch": batch, "seed": seed,
+            "scale": scale or {}, "hardware": f"{platform.processor() or platform.machine()}, "
+                                              f"{torch.get_num_threads()} threads, no GPU"}, indent=1))
+    rng = np.random.default_rng(seed + step)
+    size = opened[0][1]["gt"].shape[-1]
+    dummy = torch.zeros(batch, 3, size, size)
+    model.train()
+    t_last, losses = time.time(), []
+    with open(run / "log.csv", "a") as csv:
+        while wall < seconds and (max_steps is None or step < max_steps):
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, wall / seconds)))
+            picked = rng.choice(len(index), batch, p=p)
+            arrs = {k: np.stack([np.asarray(opened[index[j][0]][1][k][index[j][1]]) for j in picked])
+                    for k in (*FEATURES, "gt")}
+            model.encoder.feats = EncoderFeatures(*(torch.from_numpy(arrs[k]).float() for k in FEATURES))
+            gt = torch.from_numpy(arrs["gt"]).float().unsqueeze(1) / 255
+            loss = stage_losses(model(dummy), gt, "L", 0.0, 1.0)
+            opt.zero_grad()
+            loss["total"].backward()
+            opt.step()
+            step += 1
+            now = time.time()
+            wall, t_last = wall + now - t_last, now
+            losses.append([loss["total"].item(), loss["iou"].item()])
+            if step % 25 == 0:
+                m = np.mean(losses, 0)
+                losses = []
+                csv.write(f"{step},{wall:.0f},{opt.param_groups[0]['lr']:.2e},{m[0]:.4f},{m[1]:.4f}\n")
+                csv.flush()
+                log(f"step {step} {wall:.0f} s loss {m[0]:.4f} iou {m[1]:.4f}")
+            done = wall >= seconds or (max_steps is not None and step >= max_steps)
+            if step % 50 == 0 or done:
+                decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+                torch.save({"model": decoder, "opt": opt.state_dict(), "step": step, "wall": wall}, f"{ck}.tmp")
+                os.replace(f"{ck}.tmp", ck)
+    return ck
+
+
+def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool = False, overwrite: bool = False,
+           provenance: str | Path | None = None, notes: str | None = None, command: str = "") -> Path:
+    """Shipped weights: `init`'s L with the run's decoder; the card keeps init's inference settings and lineage."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise MosError(f"{ckpt}: checkpoint not found")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        decoder, steps, wall = state["model"], int(state["step"]), float(state["wall"])
+    except Exception as err:  # noqa: BLE001 - any failure to read means a wrong file
+        raise MosError(f"{ckpt}: not a checkpoint written by training.dectrain ({err})") from err
+    info_path = ckpt.parent / "run.json"
+    if not info_path.is_file():
+        raise MosError(f"{info_path}: missing; the card needs the run's settings")
+    info = json.loads(info_path.read_text())
+    base_card = read_card(init)
+    model: MeticulousNet = load_model(init)
+    full = model.state_dict()
+    unknown = [k for k in decoder if k not in full or k.startswith("encoder.")]
+    if unknown:
+        raise MosError(f"{ckpt}: holds tensors {unknown[:3]} that {init}'s decoder does not have")
+    full.update({k: v.to(full[k].dtype) for k, v in decoder.items()})
+    model.load_state_dict(full)
+    path = Path(out_dir) / weights_filename(model.encoder_name, "L")
+    if path.exists() and not overwrite:
+        raise MosError(f"{path}: already exists; pass --overwrite to replace it")
+    data = list(base_card.get("training_data", []))
+    for c in info["caches"]:
+        meta = json.loads((Path(c) / "meta.json").read_text())
+        names = [it["name"] for it in meta["items"]]
+        for s in meta.get("sources", []):
+            data.append(f"{s['root']} ({names.count(s['name'])} cached views of {s['name']}, every {s['every']}, "
+                        f"{'plain/mirrored/box' if s['zoom'] else 'plain/mirrored'}; features of {c})")
+    previous = list(base_card.get("previous_runs", []))
+    previous.append({k: base_card[k] for k in ("command", "soup", "hardware", "notes") if k in base_card}
+                    | {"sha256": sha256_file(init), "source": str(init)})
+    card = {
+        "stage": "L",
+        "training_data": data,
+        "command": info.get("command", ""),
+        "export_command": command,
+        "initialised_from": {"file": str(init), "sha256": sha256_file(init),
+                             "what": "everything; the encoder (with its BatchNorm statistics) kept frozen"},
+        "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale") if k in info}
+                          | {"loss": "L's stage losses with the soft-IoU term (weight 1)", "trained": "decoder only"},
+        "iterations": steps,
+        "wall_time_s": round(wall, 1),
+        "hardware": info.get("hardware", ""),
+        "encoder_init": base_card.get("encoder_init", {}),
+        "inference": base_card.get("inference", {}),
+        "inference_notes": base_card.get("inference_notes", ""),
+        "previous_runs": previous,
+    }
+    if provenance is not None:
+        card["data_provenance"] = read_provenance(provenance)
+    elif "data_provenance" in base_card:
+        card["data_provenance"] = base_card["data_provenance"]
+    if notes:
+        card["notes"] = notes
+    return save_weights(model, path, card, fp16=fp16)
+
+
+def _quoted(argv: list[str]) -> str:
+    words, skip = [], False
+    for word in argv:
+        words.append("TEXT" if skip else shlex.quote(word))
+        skip = word == "--notes"
+    return "python -m training.dectrain " + " ".join(words)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m training.dectrain", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cache", help="cache the encoder's features of every view")
+    c.add_argument("out")
+    c.add_argument("sources", nargs="+", help="NAME:WEIGHT:ROOT[:EVERY[:ZOOM]]")
+    c.add_argument("--init", required=True, help="the L whose encoder is cached")
+    c.add_argument("--size", type=int, default=336)
+    c.add_argument("--seed", type=int, default=36)
+    c.add_argument("--threads", type=int, default=2)
+    t = sub.add_parser("train", help="train the decoder on cached features")
+    t.add_argument("run")
+    t.add_argument("seconds", type=float)
+    t.add_argument("caches", nargs="+")
+    t.add_argument("--init", required=True, help="the L the cache was built from")
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--seed", type=int, default=37)
+    t.add_argument("--scale", default="", help="NAME=FACTOR,... multiplies a source's weight")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--max-steps", type=int, default=None)
+    e = sub.add_parser("export", help="write shipped weights and card")
+    e.add_argument("ckpt")
+    e.add_argument("--init", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--fp16", action="store_true")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--provenance")
+    e.add_argument("--notes")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "cache":
+            torch.set_num_threads(args.threads)
+            build_cache(args.out, args.sources, args.init, args.size, args.seed)
+        elif args.cmd == "train":
+            torch.set_num_threads(args.threads)
+            if args.seconds <= 0:
+                raise MosError(f"SECONDS {args.seconds:g}: must be positive")
+            ck = train(args.run, args.seconds, args.caches, args.init, args.lr, args.batch, args.seed,
+                       parse_scale(args.scale), args.max_steps, command=_quoted(argv))
+            print(f"wrote {ck}")
+        else:
+            path = export(args.ckpt, args.init, args.out, args.fp16, args.overwrite, args.provenance, args.notes,
+                          command=_quoted(argv))
+            print(f"wrote {path} and {path.with_suffix('.json').name}")
+    except MosError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
