@@ -19,6 +19,7 @@ from mos_studio.core.metrics import iou
 from mos_studio.core.weights import default_encoders, find_models_dir, read_card, sha256_file, weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
+STOP29_L = "ce976f010504cc85065211bb2f63e3fcabf546776584601fcb5ac778c2a6ea6b"  # the L shipped at stops 29-36
 SAMPLE = ROOT / "resources" / "samples" / "sample.jpg"
 
 
@@ -74,9 +75,9 @@ def _check_lineage(card: dict) -> None:
 
 
 def test_l_card_holds_the_whole_lineage():
-    """Stop 29's L is a weight average (training.soup) of stop 26's L, itself an average (half the L of stops 20-25,
-    half stop 24's run f), and run i, trained on from it with a soft-IoU term. The card lists every input with its
-    run and checksum, the inputs of the inner average, and the runs before them."""
+    """Stop 37's L is stop 29's L (a weight average, training.soup, of stop 26's L and a run trained on from it with a
+    soft-IoU term) with its decoder trained on alone (training.dectrain) over cached encoder features. The card keeps
+    the start's whole card among the previous runs, the decoder run's settings and the data it saw."""
     path = weights_path(None, "default", "L")
     card = read_card(path)
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
@@ -85,27 +86,30 @@ def test_l_card_holds_the_whole_lineage():
     assert card["inference"] == {"l_size": 336, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15,
                                  "l_zoom_max": 0.8, "l_zoom_mix": 0.5}
     assert "l_zoom (stop 32)" in card["inference_notes"]
-    assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
-    inner, tuned = card["soup"]
+    assert "training.dectrain train" in card["command"] and card["export_command"].startswith(
+        "python -m training.dectrain export ")
+    assert card["iterations"] == 690 and card["wall_time_s"] > 4000 and card["hardware"]
+    assert card["train_settings"]["trained"] == "decoder only" and card["train_settings"]["scale"] == {"humanseg": 1.5}
+    # The start: stop 29's L, as shipped then.
+    assert card["initialised_from"]["sha256"] == STOP29_L
+    start = card["previous_runs"][-1]
+    assert start["sha256"] == STOP29_L and start["command"].startswith("python -m training.soup ")
+    inner, tuned = start["soup"]
     assert inner["weight"] == tuned["weight"] == 0.5
-    assert inner["command"].startswith("python -m training.soup ")  # stop 26's average
     assert inner["sha256"] == "ee2e2e5911e4fa96f50f5e1a3c8707e14d72b1f004b0f165d28e6a641799ce62"
     _check_run(tuned)
-    assert tuned["config_name"] == "teacher_L336i" and tuned["iterations"] == 200
-    assert tuned["train_settings"]["iou_weight"] == 1.0
-    assert tuned["initialised_from"] == "main/models/meticulousnet_effl0_L.safetensors"  # the start, as shipped
-    start, run_f = inner["soup"]
-    assert start["weight"] == run_f["weight"] == 0.5
-    _check_run(start)
+    assert tuned["config_name"] == "teacher_L336i" and tuned["train_settings"]["iou_weight"] == 1.0
+    run_start, run_f = inner["soup"]
+    _check_run(run_start)
     _check_run(run_f)
-    assert start["config_name"] == "teacher_L336c" and start["initialised_from"] == "runs/teacher_L336/last.pt"
-    assert run_f["config_name"] == "teacher_L336f" and run_f["iterations"] == 200
-    assert start["sha256"] == "5c705b822b9f279d8c3156f2053c5380f75c2c8791aaeab0a096799cbe913fa4"
-    # The 256 px run and its continuation at 336 px (stop 17), newest first.
-    assert [r["config_name"] for r in card["previous_runs"]] == ["teacher_L336", "teacher_L"]
-    assert [d["split"]["train"] for d in card["data_provenance"][:2]] == [1212, 1939]  # split2, then split3
+    assert run_start["sha256"] == "5c705b822b9f279d8c3156f2053c5380f75c2c8791aaeab0a096799cbe913fa4"
+    # The 256 px run and its continuation at 336 px (stop 17), then the start.
+    assert [r.get("config_name") for r in card["previous_runs"][:2]] == ["teacher_L336", "teacher_L"]
+    # split_b (stop 36's rebuild), then split2 and split3.
+    assert [d["split"]["train"] for d in card["data_provenance"][:3]] == [1323, 1212, 1939]
+    assert any("cached views of davis" in d for d in card["training_data"])
+    assert any("split_b/train/imagenet_sample" in d for d in card["training_data"])
     assert any("data/small3/train" in d for d in card["training_data"])
-    assert any("data/small2/train" in d for d in card["training_data"])
     _check_lineage(card)
 
 

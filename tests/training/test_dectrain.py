@@ -73,7 +73,10 @@ def test_cache_train_export_keeps_the_encoder_and_changes_the_decoder(tmp_path) 
     assert card["iterations"] == 3 and card["dtype"] == "float16" and card["notes"] == "a test"
     assert card["inference"] == base["inference"]  # the cascade runs it as it ran the start
     assert card["initialised_from"]["sha256"] == sha256_file(init)
-    assert card["previous_runs"][-1]["soup"] == base["soup"]
+    # The start's own run closes the lineage, after the runs before it.
+    assert card["previous_runs"][:-1] == base.get("previous_runs", [])
+    assert card["previous_runs"][-1]["sha256"] == sha256_file(init)
+    assert card["previous_runs"][-1]["command"] == base["command"]
     assert any("9 cached views of pool" in d for d in card["training_data"])
     assert any("4 cached views of real" in d for d in card["training_data"])
     new, old = load_model(path).state_dict(), load_model(init).state_dict()
