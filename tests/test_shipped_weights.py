@@ -20,6 +20,7 @@ from mos_studio.core.weights import default_encoders, find_models_dir, read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP29_L = "ce976f010504cc85065211bb2f63e3fcabf546776584601fcb5ac778c2a6ea6b"  # the L shipped at stops 29-36
+STOP37_DEC = "cb4ed1dfadf62354bec30eaaa2b0b12378bc83ec859e1b4efd0b4d28c8d50d80"  # its decoder-only run
 SAMPLE = ROOT / "resources" / "samples" / "sample.jpg"
 
 
@@ -75,9 +76,10 @@ def _check_lineage(card: dict) -> None:
 
 
 def test_l_card_holds_the_whole_lineage():
-    """Stop 37's L is stop 29's L (a weight average, training.soup, of stop 26's L and a run trained on from it with a
-    soft-IoU term) with its decoder trained on alone (training.dectrain) over cached encoder features. The card keeps
-    the start's whole card among the previous runs, the decoder run's settings and the data it saw."""
+    """Stop 37's L averages (training.soup, half and half) stop 29's L with a copy of it whose decoder was trained on
+    alone (training.dectrain) over cached encoder features. Stop 29's L is itself an average of stop 26's L and a run
+    trained on from it with a soft-IoU term. The card lists every input with its run and checksum, the inputs of the
+    inner averages, and the runs before them."""
     path = weights_path(None, "default", "L")
     card = read_card(path)
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
@@ -86,13 +88,15 @@ def test_l_card_holds_the_whole_lineage():
     assert card["inference"] == {"l_size": 336, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15,
                                  "l_zoom_max": 0.8, "l_zoom_mix": 0.5}
     assert "l_zoom (stop 32)" in card["inference_notes"]
-    assert "training.dectrain train" in card["command"] and card["export_command"].startswith(
-        "python -m training.dectrain export ")
-    assert card["iterations"] == 690 and card["wall_time_s"] > 4000 and card["hardware"]
-    assert card["train_settings"]["trained"] == "decoder only" and card["train_settings"]["scale"] == {"humanseg": 1.5}
-    # The start: stop 29's L, as shipped then.
-    assert card["initialised_from"]["sha256"] == STOP29_L
-    start = card["previous_runs"][-1]
+    assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
+    start, dec = card["soup"]
+    assert start["weight"] == dec["weight"] == 0.5
+    # The decoder-only run: 690 steps from stop 29's L, the encoder frozen.
+    assert dec["sha256"] == STOP37_DEC and "training.dectrain train" in dec["command"]
+    assert dec["iterations"] == 690 and dec["wall_time_s"] > 4000 and dec["hardware"]
+    assert dec["train_settings"]["trained"] == "decoder only" and dec["train_settings"]["scale"] == {"humanseg": 1.5}
+    assert dec["initialised_from"]["sha256"] == STOP29_L
+    # Stop 29's L, as shipped at stops 29-36.
     assert start["sha256"] == STOP29_L and start["command"].startswith("python -m training.soup ")
     inner, tuned = start["soup"]
     assert inner["weight"] == tuned["weight"] == 0.5
@@ -103,7 +107,7 @@ def test_l_card_holds_the_whole_lineage():
     _check_run(run_start)
     _check_run(run_f)
     assert run_start["sha256"] == "5c705b822b9f279d8c3156f2053c5380f75c2c8791aaeab0a096799cbe913fa4"
-    # The 256 px run and its continuation at 336 px (stop 17), then the start.
+    # The 256 px run and its continuation at 336 px (stop 17), then stop 29's L.
     assert [r.get("config_name") for r in card["previous_runs"][:2]] == ["teacher_L336", "teacher_L"]
     # split_b (stop 36's rebuild), then split2 and split3.
     assert [d["split"]["train"] for d in card["data_provenance"][:3]] == [1323, 1212, 1939]
