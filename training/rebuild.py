@@ -12,6 +12,14 @@ in prose until stop 23, when the data had to be rebuilt and the held-out numbers
 path order), only JPEG/PNG (and MPO, a JPEG variant some cameras write) with a short side of 256 px or more, each
 at POOL/SLUG/<basename>. The name matters: a photo's held-out side is a hash of SLUG/<basename> (training.pool).
 
+`all` does the whole rebuild of a new machine in one command, from the recipes below (stop 32's commands, as run):
+every pool source, the four real-truth sets with their held-out splits, the held-out list and the teacher, each
+skipped when already there; with `--label-held-out N` it also labels the held-out photos with N processes and runs
+the filter and the split, so the held-out numbers can be measured at once. It first checks that every repository
+has been fetched and names those that have not:
+
+    python -m training.rebuild all --mirrors /work/.mirror --out DATA [--label-held-out 2] [--no-teacher]
+
 `realsets` expects SRC/humanseg (VikramShenoy97/Human-Segmentation-Dataset), SRC/davis (MathLee/EOR-VOS),
 SRC/horse (shenshutao/image_segmentation) and SRC/cats (pcashman21/feral-cat-segmentation-dataset-and-model),
 each the repository's tree at the commit the cards name, and writes RAW/<set>/{images,masks}; then `training.split`
@@ -26,8 +34,11 @@ import argparse
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +50,10 @@ MIN_SHORT_SIDE = 256
 
 
 def extract_pool_source(git_dir: Path, commit: str, slug: str, pattern: str, out: Path,
-                        exclude: str | None = None) -> dict:
-    """Write one pool source's photos to out/slug; returns counts (matched, absent, dup, notimg, small, kept)."""
+                        exclude: str | None = None, take: Callable[[list[str]], list[str]] | None = None) -> dict:
+    """Write one pool source's photos to out/slug; returns counts (matched, absent, dup, notimg, small, kept).
+
+    `take`: given the matching paths in sorted order, the ones to keep (clothing takes a recorded subset)."""
     git = ["git", f"--git-dir={git_dir}"]
     listing = subprocess.run(git + ["ls-tree", "-r", "-z", commit], capture_output=True)
     if listing.returncode != 0:
@@ -54,6 +67,9 @@ def extract_pool_source(git_dir: Path, commit: str, slug: str, pattern: str, out
         if kind == "blob" and re.fullmatch(pattern, path) and not (exclude and re.search(exclude, path)):
             entries.append((path, sha))
     entries.sort()
+    if take is not None:
+        chosen = set(take([path for path, _ in entries]))
+        entries = [e for e in entries if e[0] in chosen]
     dest = out / slug
     dest.mkdir(parents=True, exist_ok=True)
     stats = dict(matched=len(entries), absent=0, dup=0, notimg=0, small=0, kept=0)
@@ -215,6 +231,217 @@ def build_cats(src: Path, raw: Path) -> int:
 BUILDERS = {"humanseg": build_humanseg, "davis": build_davis, "horse": build_horse, "cats": build_cats}
 
 
+# ------------------------------------------------------------------------------------------- the whole rebuild
+def _clothing_take(paths: list[str]) -> list[str]:
+    """Stop 32's clothing subset: every third photo from the first in sorted order, then the first 1,700 of the rest."""
+    rest = [p for i, p in enumerate(paths) if i % 3]
+    return paths[::3] + rest[:1700]
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    """One pool source as stop 32 rebuilt it (docs/DATA_ENGINE.md, "Stop 32"); `count` is the photos it kept."""
+    slug: str
+    repo: str
+    commit: str
+    pattern: str
+    count: int
+    exclude: str | None = None
+    take: Callable[[list[str]], list[str]] | None = None
+    # BSDS500 leaves out the photos that the denoising sets' CBSD68 also holds: (repo, commit, folder) listed then.
+    exclude_stems_of: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RealSet:
+    """One round-1 real-truth set: its repository tree at a commit (only `paths`), then training.split's settings."""
+    name: str
+    repo: str
+    commit: str
+    paths: tuple[str, ...]
+    val_fraction: float
+    group: str | None = None
+
+
+DENOISE = ("majedelhelou/denoising_datasets", "58234876fef6f1b56306705c78dfd40cdb837b86")
+POOL_RECIPE: tuple[PoolSource, ...] = (
+    PoolSource("imagenet_sample", "EliSchwartz/imagenet-sample-images", "bc69043e2862758a1906c6a24a792bb28c6bb2ff",
+               r"[^/]*\.JPEG", 903),
+    PoolSource("sr_denoise_benchmarks", *DENOISE, r"(CUrban100|CBSD68|CSun_Hays80|CSet14|CSet5)/[^/]+", 264,
+               exclude=r"CSet14/(comic|ppt3)"),
+    PoolSource("imagenet_det200_imagen", "ajschumacher/imagen", "2e8718956e", r"imagen/[^/]*\.jpg", 906),
+    PoolSource("bsds500", "BIDS/BSDS500", "a04b7c6c3a", r"BSDS500/data/images/(train|val|test)/[^/]*\.jpg", 432,
+               exclude_stems_of=(*DENOISE, "CBSD68")),
+    PoolSource("hymenoptera_ants_bees", "zhangtao7750/syn", "f050309148",
+               r"hymenoptera_data/(train|val)/(ants|bees)/[^/]*\.jpg", 384),
+    PoolSource("unsplash_nature_wallpapers", "xiwenc/nature-wallpapers", "35b5449f1e", r"src/[^/]*-unsplash\.jpg", 19),
+    PoolSource("camera_samples_metadata_extractor", "drewnoakes/metadata-extractor-images", "4beba64048",
+               r"jpg/[^/]*\.jpg", 223),
+    PoolSource("exif_samples_ianare", "ianare/exif-samples", "5332a9cf02", r"jpg/.*\.jpg", 45,
+               exclude=r"^jpg/(invalid|orientation)/"),
+    PoolSource("immich_test_assets", "immich-app/test-assets", "ec56cc6c1d", r"(albums|nature|metadata)/.*\.jpg", 16,
+               exclude=r"handwritten|Solvay"),
+    PoolSource("clothing_cc0", "alexeygrigorev/clothing-dataset", "7ed86a9cc5", r"images/[^/]*\.jpg", 3619,
+               take=_clothing_take),
+)
+REAL_RECIPE: tuple[RealSet, ...] = (
+    RealSet("davis", "MathLee/EOR-VOS", "1bde4d5f9363", ("DAVIS",), 0.15, r"^(.+)_\d+$"),
+    RealSet("cats", "pcashman21/feral-cat-segmentation-dataset-and-model", "c7cdfa43c095",
+            ("feral-cat-segmentation.v1i.yolov8",), 0.10, r"^(group\d+)_"),
+    RealSet("humanseg", "VikramShenoy97/Human-Segmentation-Dataset", "fe4efc560030",
+            ("Training_Images", "Ground_Truth"), 0.15),
+    RealSet("horse", "shenshutao/image_segmentation", "2653401d6ea6", ("weizmann_horse_db",), 0.15),
+)
+
+
+def mirror_git_dir(mirrors: Path, repo: str) -> Path | None:
+    """The git dir the search tool's fetch left for owner/name (`<owner>+<name>/repo`, bare or with a .git)."""
+    base = mirrors / repo.replace("/", "+") / "repo"
+    for d in (base / ".git", base):
+        if (d / "HEAD").is_file() and (d / "objects").is_dir():
+            return d
+    return None
+
+
+def needed_repos(pool: tuple[PoolSource, ...] = POOL_RECIPE, real: tuple[RealSet, ...] = REAL_RECIPE) -> list[str]:
+    names = [s.repo for s in pool] + [s.exclude_stems_of[0] for s in pool if s.exclude_stems_of]
+    return list(dict.fromkeys(names + [r.repo for r in real]))
+
+
+def _git_dirs(mirrors: Path, repos: list[str]) -> dict[str, Path]:
+    found = {r: mirror_git_dir(mirrors, r) for r in repos}
+    missing = [r for r, d in found.items() if d is None]
+    if missing:
+        raise MosError(f"{mirrors}: {len(missing)} of {len(repos)} repositories have not been fetched; fetch them "
+                       "with the search tool, then run this again:\n" + "\n".join(f"  github:{r}" for r in missing))
+    return {r: d for r, d in found.items() if d is not None}
+
+
+def _stems_exclude(git_dir: Path, commit: str, folder: str) -> str:
+    listing = subprocess.run(["git", f"--git-dir={git_dir}", "ls-tree", "--name-only", commit, f"{folder}/"],
+                             capture_output=True, text=True)
+    stems = [Path(n).stem for n in listing.stdout.split("\n") if n]
+    if listing.returncode != 0 or not stems:
+        raise MosError(f"{git_dir}: cannot list {folder}/ at {commit} ({listing.stderr.strip()})")
+    return "/(" + "|".join(re.escape(s) for s in stems) + r")\.jpg$"
+
+
+def _archive(git_dir: Path, commit: str, paths: tuple[str, ...], dest: Path) -> None:
+    """`git archive COMMIT PATHS | tar -x`: the tree as the cards name it, without a work tree."""
+    dest.mkdir(parents=True, exist_ok=True)
+    arch = subprocess.Popen(["git", f"--git-dir={git_dir}", "archive", commit, *paths], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    tar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=arch.stdout, capture_output=True)
+    assert arch.stdout is not None
+    arch.stdout.close()
+    err = arch.stderr.read().decode() if arch.stderr else ""
+    if arch.wait() != 0 or tar.returncode != 0:
+        raise MosError(f"{git_dir}: git archive {commit} {' '.join(paths)} failed ({err.strip()}"
+                       f"{tar.stderr.decode().strip()})")
+
+
+def _filled(d: Path) -> bool:
+    return d.is_dir() and any(d.iterdir())
+
+
+def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RECIPE,
+                real: tuple[RealSet, ...] = REAL_RECIPE, teacher: bool = True, teacher_package: Path | None = None,
+                teacher_model: Path | None = None, label_workers: int = 0,
+                log: Callable[[str], None] = print) -> dict:
+    """Bring a new machine's data to where the held-out numbers can be measured; what is already there is kept.
+
+    Writes out/pool/<slug>, out/src/<set> (the trees), out/raw/<set>, out/realgt/split/{train,val}/<set>,
+    out/held_out.txt, out/teacher/isnet_medium.onnx, and with `label_workers` out/labels, out/filter.json and
+    out/split/{train,val}/<source>."""
+    from .pool import held_out_photos, make_split, run_filter
+    from .split import make_split as make_real_split
+
+    if label_workers < 0:
+        raise MosError(f"--label-held-out must be 0 or more processes, not {label_workers}")
+    if label_workers and not teacher and teacher_model is None:
+        raise MosError("labelling needs the teacher: drop --no-teacher or give --teacher-model")
+    git = _git_dirs(mirrors, needed_repos(pool, real))
+    summary: dict = {"pool": {}, "real": {}}
+    partial = out / "pool" / ".partial"
+    for src in pool:
+        dest = out / "pool" / src.slug
+        if _filled(dest):
+            summary["pool"][src.slug] = {"kept": len(list(dest.iterdir())), "present": True}
+            log(f"pool {src.slug}: {summary['pool'][src.slug]['kept']} photos already there")
+            continue
+        exclude = src.exclude
+        if src.exclude_stems_of:
+            repo, commit, folder = src.exclude_stems_of
+            exclude = _stems_exclude(git[repo], commit, folder)
+        if partial.exists():  # what an interrupted run left
+            shutil.rmtree(partial)
+        stats = extract_pool_source(git[src.repo], src.commit, src.slug, src.pattern, partial, exclude, src.take)
+        (partial / src.slug).rename(dest)  # whole sources only: an interrupted one is redone, not taken half
+        summary["pool"][src.slug] = stats
+        note = "" if stats["kept"] == src.count else f" (stop 32 kept {src.count})"
+        log(f"pool {src.slug}: {json.dumps(stats)}{note}")
+    if partial.exists():
+        partial.rmdir()
+    for rs in real:
+        if _filled(out / "realgt" / "split" / "val" / rs.name):
+            summary["real"][rs.name] = {"present": True}
+            log(f"real set {rs.name}: split already there")
+            continue
+        tree = out / "src" / rs.name
+        if not _filled(tree):
+            _archive(git[rs.repo], rs.commit, rs.paths, tree)
+        raw = out / "raw"
+        if not _filled(raw / rs.name / "images"):
+            n = BUILDERS[rs.name](tree, raw)
+        else:
+            n = len(list((raw / rs.name / "images").iterdir()))
+        rec = make_real_split(raw / rs.name, out / "realgt" / "split", rs.val_fraction, rs.group, rs.name)
+        summary["real"][rs.name] = {"pairs": n, "train": len(rec["train"]), "val": len(rec["val"])}
+        log(f"real set {rs.name}: {n} pairs, {len(rec['train'])} train, {len(rec['val'])} held out")
+    held = held_out_photos(out / "pool", 0.07)
+    (out / "held_out.txt").write_text("\n".join(held) + "\n", encoding="utf-8")
+    summary["held_out"] = len(held)
+    log(f"{out / 'held_out.txt'}: {len(held)} held-out photos (label these first)")
+    model = teacher_model
+    if model is None and teacher:
+        model = out / "teacher" / "isnet_medium.onnx"
+        if not model.is_file():
+            from .teacher import fetch
+
+            model = fetch(out / "teacher", teacher_package)
+        log(f"teacher: {model}")
+    summary["teacher"] = str(model) if model else None
+    if label_workers:
+        assert model is not None
+        # The held-out photos alone, linked under their pool paths: the shards share exactly them (no training
+        # photo is labelled on the way) and each mask lands where labelling the whole pool would put it.
+        view = out / ".held_out_view"
+        if view.exists():
+            shutil.rmtree(view)
+        for rel in held:
+            (view / rel).parent.mkdir(parents=True, exist_ok=True)
+            (view / rel).symlink_to((out / "pool" / rel).resolve())
+        cmd = [sys.executable, "-m", "training.teacher", "label", str(view), "--model", str(model),
+               "--out", str(out / "labels")]
+        procs = [subprocess.Popen(cmd + ["--shard", f"{k}/{label_workers}"], stdout=subprocess.DEVNULL)
+                 for k in range(label_workers)]
+        failed = [p.wait() != 0 for p in procs]
+        shutil.rmtree(view)
+        if any(failed):
+            raise MosError(f"{out / 'labels'}: a labelling process failed (its error is above)")
+        rec = run_filter(out / "pool", out / "labels", out / "filter.json")
+        log(f"{out / 'filter.json'}: kept {rec['kept']}, dropped {rec['dropped']}")
+        if (out / "split").exists():
+            log(f"{out / 'split'}: already there, left as it is (a split is never changed in place)")
+        else:
+            split = make_split(out / "pool", out / "labels", out / "filter.json", out / "split")
+            summary["split"] = {"train": split["n_train"], "val": split["n_val"], "val_counts": split["counts"]["val"]}
+            log(f"{out / 'split'}: {split['n_train']} train, {split['n_val']} held out "
+                f"({json.dumps(split['counts']['val'])})")
+        summary["kept"] = rec["kept"]
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.rebuild", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -229,9 +456,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("src", type=Path)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--sets", nargs="+", choices=sorted(BUILDERS), default=sorted(BUILDERS))
+    w = sub.add_parser("all", help="the whole rebuild of a new machine: pool, real sets and splits, held-out list, "
+                                   "teacher (and optionally the held-out labels, filter and split)")
+    w.add_argument("--mirrors", type=Path, required=True,
+                   help="where the search tool's fetch put the repositories (<owner>+<name>/repo)")
+    w.add_argument("--out", type=Path, required=True, help="the data folder (outside the checkout)")
+    w.add_argument("--no-teacher", action="store_true", help="do not fetch the teacher (npm pack)")
+    w.add_argument("--teacher-package", type=Path, help="the teacher's npm tarball or unpacked folder, if at hand")
+    w.add_argument("--teacher-model", type=Path, help="an ONNX teacher file already assembled (no fetch)")
+    w.add_argument("--label-held-out", type=int, default=0, metavar="N",
+                   help="also label the held-out photos with N processes, then filter and split")
     args = ap.parse_args(argv)
     try:
-        if args.cmd == "pool":
+        if args.cmd == "all":
+            rebuild_all(args.mirrors, args.out, teacher=not args.no_teacher, teacher_package=args.teacher_package,
+                        teacher_model=args.teacher_model, label_workers=args.label_held_out)
+        elif args.cmd == "pool":
             stats = extract_pool_source(args.git_dir, args.commit, args.slug, args.pattern, args.out, args.exclude)
             print(args.slug, json.dumps(stats))
         else:

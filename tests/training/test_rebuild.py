@@ -104,3 +104,125 @@ def test_horse_pairs_meet_at_the_smaller_size_and_a_different_shape_is_refused(t
     Image.new("L", (100, 60)).save(root / "figure_ground" / "c.jpg")  # 5:3 against 1:1
     with pytest.raises(MosError, match="c.jpg: image .* differ in aspect ratio"):
         build_horse(tmp_path / "src", tmp_path / "raw2")
+
+
+# ----------------------------------------------------------------------------------------- the whole rebuild (all)
+def _repo(path, files: dict[str, bytes], bare: bool = False) -> str:
+    """A git repository holding `files` in one commit, as fetch leaves it (<owner>+<name>/repo); returns the commit."""
+    work = path.parent / (path.parent.name + "_work") if bare else path
+    for rel, data in files.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_bytes(data)
+    git = ["git", "-C", str(work), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "files"], check=True)
+    if bare:
+        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(path)], check=True)
+    return subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+_SHADE = iter(range(1000))
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    """A dark photo with a bright box (what the tiny teacher, brightness, labels as a crisp object); each one
+    differs, since the pool takes one blob once."""
+    import io as _io
+
+    a = np.full((h, w, 3), 15, np.uint8)
+    a[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 235
+    a[0, 0] = next(_SHADE) % 256
+    buf = _io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_all_names_every_repository_not_fetched(tmp_path, capsys):
+    from training.rebuild import needed_repos
+
+    assert main(["all", "--mirrors", str(tmp_path), "--out", str(tmp_path / "data"), "--no-teacher"]) == 2
+    err = capsys.readouterr().err
+    repos = needed_repos()
+    assert len(repos) == 14 and f"{len(repos)} of {len(repos)} repositories have not been fetched" in err
+    assert all(f"github:{r}\n" in err + "\n" for r in repos)
+    assert not (tmp_path / "data").exists()  # nothing is written before every repository is there
+
+
+def test_all_rebuilds_labels_the_held_out_side_and_keeps_what_is_there(tmp_path):
+    from test_teacher import _tiny_teacher  # noqa: I001  (tests/training is on sys.path under pytest)
+
+    from training.rebuild import PoolSource, RealSet, rebuild_all
+
+    mirrors = tmp_path / "mirrors"
+    # Names on both sides of the pool's stable split, so the held-out labelling has something to do.
+    names = [f"p{i}" for i in range(400)]
+    held = [n for n in names if held_out("cams", f"{n}.jpg", 0.07)][:3]
+    train = [n for n in names if not held_out("cams", f"{n}.jpg", 0.07)][:3]
+    files = {f"jpg/{n}.jpg": _jpeg(320, 260) for n in held + train}
+    files["jpg/drop.jpg"] = _jpeg(320, 260)  # not taken by the source's `take` rule
+    files["jpg/small.jpg"] = _jpeg(300, 200)  # short side under 256
+    files["other/x.jpg"] = _jpeg(320, 260)  # outside the pattern
+    c_photos = _repo(mirrors / "o+photos" / "repo", files)  # a work tree with .git, like one fetched repository
+    c_stems = _repo(mirrors / "o+stems" / "repo", {f"CB/{train[0]}.png": b"x"}, bare=True)  # the rest are bare
+    people = {}
+    for k in range(10):
+        people[f"Training_Images/a{k}.jpg"] = _jpeg(64, 48)
+        buf = __import__("io").BytesIO()
+        Image.fromarray(np.full((48, 64), 255 * (k % 2), np.uint8)).save(buf, "PNG")
+        people[f"Ground_Truth/a{k}.png"] = buf.getvalue()
+    people["README.md"] = b"not taken"
+    c_people = _repo(mirrors / "o+people" / "repo", people, bare=True)
+    seen: list[list[str]] = []
+
+    def take(paths: list[str]) -> list[str]:
+        seen.append(paths)
+        return [p for p in paths if "drop" not in p]
+
+    pool = (PoolSource("cams", "o/photos", c_photos, r"jpg/[^/]*\.jpg", 5, take=take,
+                       exclude_stems_of=("o/stems", c_stems, "CB")),)
+    real = (RealSet("humanseg", "o/people", c_people, ("Training_Images", "Ground_Truth"), 0.15),)
+    out = tmp_path / "data"
+    (out / "pool" / ".partial" / "cams").mkdir(parents=True)  # what an interrupted run left
+    (out / "pool" / ".partial" / "cams" / "half.jpg").write_bytes(b"half")
+    lines: list[str] = []
+    s = rebuild_all(mirrors, out, pool, real, teacher_model=_tiny_teacher(tmp_path / "t.onnx"), label_workers=2,
+                    log=lines.append)
+    # The pool: the pattern, minus CB's stems, as `take` chose from the sorted paths; small photos left out.
+    assert seen[0] == sorted(seen[0]) and f"jpg/{train[0]}.jpg" not in seen[0]
+    assert s["pool"]["cams"]["kept"] == 5 and s["pool"]["cams"]["small"] == 1
+    assert sorted(p.name for p in (out / "pool" / "cams").iterdir()) == sorted(f"{n}.jpg" for n in held + train[1:])
+    assert not (out / "pool" / ".partial").exists()
+    # The real set: only the named paths of the tree, built and split as training.split does.
+    assert sorted(p.name for p in (out / "src" / "humanseg").iterdir()) == ["Ground_Truth", "Training_Images"]
+    assert s["real"]["humanseg"]["pairs"] == 10
+    val = sorted(p.name for p in (out / "realgt" / "split" / "val" / "humanseg" / "images").iterdir())
+    assert len(val) == s["real"]["humanseg"]["val"] >= 1
+    # The held-out list, its labels, the filter and the split.
+    assert (out / "held_out.txt").read_text().split() == sorted(f"cams/{n}.jpg" for n in held)
+    labelled = sorted(p.name for p in (out / "labels" / "cams").iterdir())
+    assert labelled == sorted(f"{n}.png" for n in held)  # the held-out photos, and no training photo
+    assert s["split"]["val"] == 3 and s["split"]["val_counts"] == {"cams": 3}
+    assert sorted(p.name for p in (out / "split" / "val" / "cams" / "images").iterdir()) == sorted(
+        f"{n}.jpg" for n in held)
+    # Run again: everything is found and kept, nothing is redone or changed.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and not p.is_symlink()}
+    lines.clear()
+    s2 = rebuild_all(mirrors, out, pool, real, teacher_model=tmp_path / "t.onnx", label_workers=2, log=lines.append)
+    assert s2["pool"]["cams"] == {"kept": 5, "present": True} and s2["real"]["humanseg"] == {"present": True}
+    assert any("already there, left as it is" in line for line in lines)
+    assert sorted(p.name for p in (out / "labels" / "cams").iterdir()) == labelled
+    assert not (out / ".held_out_view").exists()
+    after = {p: p.stat().st_mtime_ns for p in before}
+    changed = {p.name for p in before if after[p] != before[p]}
+    assert changed <= {"held_out.txt", "filter.json", "labels.jsonl", "manifest.json"}, changed  # no photo or mask
+
+
+def test_all_refuses_to_label_without_a_teacher(tmp_path):
+    from mos_studio.core.errors import MosError
+    from training.rebuild import rebuild_all
+
+    with pytest.raises(MosError, match="labelling needs the teacher"):
+        rebuild_all(tmp_path, tmp_path / "d", (), (), teacher=False, label_workers=2)
+    with pytest.raises(MosError, match="0 or more processes"):
+        rebuild_all(tmp_path, tmp_path / "d", (), (), label_workers=-1)
