@@ -2,6 +2,7 @@
 
     python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
                                       [--min-side 0] [--seed 0] [--save DIR] [--global-only-too] [--error-split]
+                                      [--stage-split]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
 IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
@@ -9,7 +10,9 @@ side is at least --min-side, so two runs with the same arguments see the same ph
 same photos in the same process: L bilinearly upsampled (what H must beat) and the whole cascade (L+H). Prints one
 line per photo, then means overall and per source; `--save DIR` writes each L+H mask for a look at 1:1.
 `--error-split` also says how much of L+H's lost IoU and mBA lies in thin errors (an edge a pixel or two off) and how
-much in thick ones (a part taken or missed): `mos_studio.core.metrics.error_split`.
+much in thick ones (a part taken or missed): `mos_studio.core.metrics.error_split`. `--stage-split` says how much of
+it is L's (both stages wrong) and how much H's (H overruling a right L), and what L+H would score with H's wrong
+overrulings undone: `mos_studio.core.metrics.stage_split`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from bench_refine import pairs, set_config_field  # noqa: E402  (this folder is 
 
 from mos_studio.core import Cascade  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
-from mos_studio.core.metrics import error_split, iou, mba  # noqa: E402
+from mos_studio.core.metrics import error_split, iou, mba, stage_split  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
 
@@ -54,6 +57,8 @@ def main() -> int:
                     help="also run each weight set with these CascadeConfig fields changed (e.g. cut_band=0.02)")
     ap.add_argument("--error-split", action="store_true",
                     help="also split L+H's lost IoU and mBA into thin (edge placement) and thick (missed part) errors")
+    ap.add_argument("--stage-split", action="store_true",
+                    help="also split L+H's lost IoU into L's errors that H kept and H's wrong overrulings of L")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -99,6 +104,8 @@ def main() -> int:
             row[k] = (iou(low, truth), mba(low, truth), iou(full, truth), mba(full, truth), dt)
             if args.error_split:
                 row[("split", k)] = error_split(full, truth)
+            if args.stage_split:
+                row[("stage", k)] = stage_split(low, full, truth)
             parts.append(f"[{k}] L-up {row[k][0]:.3f}/{row[k][1]:.3f} LH {row[k][2]:.3f}/{row[k][3]:.3f} {dt:5.1f}s")
             if args.save:
                 from PIL import Image
@@ -122,6 +129,8 @@ def main() -> int:
         print(f"{g[:30]:30s} n={len(rs):3d}  " + "  ".join(cells))
     if args.error_split:
         print_error_split(rows, len(cascades))
+    if args.stage_split:
+        print_stage_split(rows, len(cascades))
     return 0
 
 
@@ -141,6 +150,21 @@ def print_error_split(rows: list[dict], n_sets: int) -> None:
         worst = sorted(zip(rows, sp, strict=True), key=lambda rs: rs[1]["iou"] - rs[1]["iou_without_thick"])[:5]
         print("       most lost to thick errors: " + ", ".join(
             f"{r['name']} {d['iou']:.2f}→{d['iou_without_thick']:.2f}" for r, d in worst))
+
+
+def print_stage_split(rows: list[dict], n_sets: int) -> None:
+    """Per weight set: L+H's lost IoU split into L's errors H left alone and H's wrong overrulings, as mean shares of
+    each photo's union; then H's right overrulings and the IoU with its wrong ones undone."""
+    print("\nwho loses L+H's IoU (mean share of each photo's union of L+H and the teacher):")
+    for k in range(n_sets):
+        sp = [r[("stage", k)] for r in rows]
+        m = {key: float(np.mean([d[key] for d in sp])) for key in sp[0]}
+        print(f"  [{k}] IoU {m['iou']:.4f} (L alone {m['iou_low']:.4f}); lost where both are wrong "
+              f"{m['both_missed'] + m['both_kept']:.4f} (missed {m['both_missed']:.4f}, kept "
+              f"{m['both_kept']:.4f}); lost to H overruling a right L {m['h_dropped'] + m['h_added']:.4f} "
+              f"(dropped {m['h_dropped']:.4f}, added {m['h_added']:.4f}); won by H overruling a wrong L "
+              f"{m['h_found'] + m['h_cleared']:.4f}; with H's wrong overrulings undone IoU "
+              f"{m['iou_if_h_right']:.4f}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,30 @@ def test_error_split_tells_edge_placement_from_missed_parts():
     assert s["iou"] < s["iou_without_thick"] < 1.0
 
 
+def test_stage_split_tells_l_errors_from_h_overrulings():
+    g = np.zeros((100, 100), bool)
+    g[20:80, 20:80] = True  # the object: 3,600 px
+    low = g.copy()
+    low[20:30, 20:80] = False  # L misses a strip (600 px) ...
+    low[0:10, 0:10] = True  # ... and keeps a corner of background (100 px)
+    full = low.copy()
+    full[20:25, 20:80] = True  # H finds half the strip (300 px), still missing 300 px with L
+    full[0:10, 0:10] = False  # H clears the corner
+    full[70:80, 20:80] = False  # but drops a right strip of L's (600 px)
+    full[90:95, 0:20] = True  # and adds background L had left out (100 px)
+    s = M.stage_split(low.astype(np.float32), full.astype(np.float32), g.astype(np.float32))
+    union = np.count_nonzero(full | g)
+    assert s["both_missed"] == 300 / union and s["both_kept"] == 0.0
+    assert s["h_dropped"] == 600 / union and s["h_added"] == 100 / union
+    assert s["h_found"] == 300 / union and s["h_cleared"] == 100 / union
+    assert s["both_missed"] + s["both_kept"] + s["h_dropped"] + s["h_added"] == pytest.approx(1 - s["iou"])
+    assert s["iou"] == M.iou(full, g) and s["iou_low"] == M.iou(low, g)
+    # H's wrong overrulings undone, its right ones kept: only the strip both missed is left.
+    assert s["iou_if_h_right"] == pytest.approx(3300 / 3600)
+    with pytest.raises(ValueError, match="ground truth"):
+        M.stage_split(low[:50], full, g)
+
+
 def test_error_split_checks_sizes():
     with pytest.raises(ValueError, match="ground truth"):
         M.error_split(np.zeros((4, 5), bool), np.zeros((5, 4), bool))

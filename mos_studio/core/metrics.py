@@ -142,6 +142,26 @@ def error_split(pred: np.ndarray, gt: np.ndarray, width: int = 2) -> dict[str, f
             "thin_px": float(np.count_nonzero(thin)), "thick_px": float(np.count_nonzero(thick))}
 
 
+def stage_split(low: np.ndarray, full: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Who lost L+H's IoU: L (both stages wrong on a pixel, so H did not mend L's error) or H (H overruled a right L).
+    Each count is a share of the union of L+H's mask and the truth, so the four wrong kinds add up to 1 − IoU.
+    `iou_if_h_right` is what L+H would score with H's wrong overrulings undone and its right ones kept: the most a
+    rule deciding where H may overrule L could reach, which tells whether to work on that rule or on L."""
+    _check_same(full, gt)
+    _check_same(low, gt)
+    lo, hi, g = binarize(low), binarize(full), binarize(gt)
+    union = max(1, int(np.count_nonzero(hi | g)))
+
+    def share(m: np.ndarray) -> float:
+        return np.count_nonzero(m) / union
+
+    undone = np.where((lo != hi) & (lo == g), lo, hi)
+    return {"iou": iou(hi, g), "iou_low": iou(lo, g), "iou_if_h_right": iou(undone, g),
+            "both_missed": share(~lo & ~hi & g), "both_kept": share(lo & hi & ~g),
+            "h_dropped": share(lo & ~hi & g), "h_added": share(~lo & hi & ~g),
+            "h_found": share(~lo & hi & g), "h_cleared": share(lo & ~hi & ~g)}
+
+
 # ------------------------------------------------------------------------------------------------------ S-measure
 def _object_score(x: np.ndarray) -> float:
     if x.size == 0:

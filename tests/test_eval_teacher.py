@@ -1,0 +1,39 @@
+"""benchmarks/eval_teacher.py, the held-out check against the teacher: a real cut of the bundled photo, scored with
+its committed good mask standing in for the teacher's, and both loss splits printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> None:
+    root = tmp_path / "val" / "cup"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    shutil.copy(REPO / "resources" / "samples" / "sample.jpg", root / "images" / "sample.jpg")
+    shutil.copy(REPO / "tests" / "data" / "refine_good" / "sample_mask.png", root / "masks" / "sample.png")
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_teacher.py"), str(tmp_path / "val"),
+                          "--max-images", "0", "--stage-split", "--error-split"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "MOS_THREADS": "2"})
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    row = re.search(r"L-up ([\d.]+)/[\d.]+ LH ([\d.]+)/", out)
+    assert row is not None, out
+    line = next(x for x in out.splitlines() if "lost where both are wrong" in x)
+    num = {k: float(v) for k, v in re.findall(r"(IoU|alone|wrong|H overruling a right L|undone IoU) ([\d.]+)",
+                                                line.replace("L alone", "alone"))}
+    assert num["IoU"] == pytest.approx(float(row.group(2)), abs=6e-4)
+    assert num["alone"] == pytest.approx(float(row.group(1)), abs=6e-4)
+    # The two kinds of loss make up all of it, and undoing H's wrong overrulings can only help.
+    assert num["wrong"] + num["H overruling a right L"] == pytest.approx(1 - num["IoU"], abs=2e-4)
+    assert num["undone IoU"] >= num["IoU"]
+    assert "where L+H loses against the teacher" in out
