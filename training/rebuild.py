@@ -344,6 +344,22 @@ def _filled(d: Path) -> bool:
     return d.is_dir() and any(d.iterdir())
 
 
+def _fresh(d: Path) -> Path:
+    """An empty folder at `d`, removing what an interrupted run left there."""
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+def _move_in(done: Path, dest: Path) -> None:
+    """Put a finished folder in place of `dest`, which holds at most an unfinished, and so unused, attempt."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    done.rename(dest)
+
+
 def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RECIPE,
                 real: tuple[RealSet, ...] = REAL_RECIPE, teacher: bool = True, teacher_package: Path | None = None,
                 teacher_model: Path | None = None, label_workers: int = 0,
@@ -373,10 +389,9 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
         if src.exclude_stems_of:
             repo, commit, folder = src.exclude_stems_of
             exclude = _stems_exclude(git[repo], commit, folder)
-        if partial.exists():  # what an interrupted run left
-            shutil.rmtree(partial)
-        stats = extract_pool_source(git[src.repo], src.commit, src.slug, src.pattern, partial, exclude, src.take)
-        (partial / src.slug).rename(dest)  # whole sources only: an interrupted one is redone, not taken half
+        stats = extract_pool_source(git[src.repo], src.commit, src.slug, src.pattern, _fresh(partial), exclude,
+                                    src.take)
+        _move_in(partial / src.slug, dest)  # whole sources only: an interrupted one is redone, not taken half
         summary["pool"][src.slug] = stats
         note = "" if stats["kept"] == src.count else f" (stop 32 kept {src.count})"
         log(f"pool {src.slug}: {json.dumps(stats)}{note}")
@@ -387,12 +402,19 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
             summary["real"][rs.name] = {"present": True}
             log(f"real set {rs.name}: split already there")
             continue
+        # The tree and the built set are written aside and moved in whole, as a pool source is: a run cut off
+        # half way leaves nothing that a later run would take for done.
         tree = out / "src" / rs.name
         if not _filled(tree):
-            _archive(git[rs.repo], rs.commit, rs.paths, tree)
+            part = _fresh(out / "src" / f".{rs.name}.partial")
+            _archive(git[rs.repo], rs.commit, rs.paths, part)
+            _move_in(part, tree)
         raw = out / "raw"
         if not _filled(raw / rs.name / "images"):
-            n = BUILDERS[rs.name](tree, raw)
+            part = _fresh(out / ".raw.partial")
+            n = BUILDERS[rs.name](tree, part)
+            _move_in(part / rs.name, raw / rs.name)
+            part.rmdir()
         else:
             n = len(list((raw / rs.name / "images").iterdir()))
         rec = make_real_split(raw / rs.name, out / "realgt" / "split", rs.val_fraction, rs.group, rs.name)
@@ -423,8 +445,8 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
             (view / rel).symlink_to((out / "pool" / rel).resolve())
         cmd = [sys.executable, "-m", "training.teacher", "label", str(view), "--model", str(model),
                "--out", str(out / "labels")]
-        procs = [subprocess.Popen(cmd + ["--shard", f"{k}/{label_workers}"], stdout=subprocess.DEVNULL)
-                 for k in range(label_workers)]
+        # Their progress lines go to this run's output: labelling the held-out side takes minutes.
+        procs = [subprocess.Popen(cmd + ["--shard", f"{k}/{label_workers}"]) for k in range(label_workers)]
         failed = [p.wait() != 0 for p in procs]
         shutil.rmtree(view)
         if any(failed):

@@ -185,6 +185,10 @@ def test_all_rebuilds_labels_the_held_out_side_and_keeps_what_is_there(tmp_path)
     out = tmp_path / "data"
     (out / "pool" / ".partial" / "cams").mkdir(parents=True)  # what an interrupted run left
     (out / "pool" / ".partial" / "cams" / "half.jpg").write_bytes(b"half")
+    (out / "src" / ".humanseg.partial" / "Ground_Truth").mkdir(parents=True)  # an archive cut off
+    (out / "src" / ".humanseg.partial" / "Ground_Truth" / "a0.png").write_bytes(b"half")
+    (out / ".raw.partial" / "humanseg" / "masks").mkdir(parents=True)  # a build cut off
+    (out / ".raw.partial" / "humanseg" / "masks" / "a0.png").write_bytes(b"half")
     lines: list[str] = []
     s = rebuild_all(mirrors, out, pool, real, teacher_model=_tiny_teacher(tmp_path / "t.onnx"), label_workers=2,
                     log=lines.append)
@@ -193,6 +197,7 @@ def test_all_rebuilds_labels_the_held_out_side_and_keeps_what_is_there(tmp_path)
     assert s["pool"]["cams"]["kept"] == 5 and s["pool"]["cams"]["small"] == 1
     assert sorted(p.name for p in (out / "pool" / "cams").iterdir()) == sorted(f"{n}.jpg" for n in held + train[1:])
     assert not (out / "pool" / ".partial").exists()
+    assert not (out / "src" / ".humanseg.partial").exists() and not (out / ".raw.partial").exists()
     # The real set: only the named paths of the tree, built and split as training.split does.
     assert sorted(p.name for p in (out / "src" / "humanseg").iterdir()) == ["Ground_Truth", "Training_Images"]
     assert s["real"]["humanseg"]["pairs"] == 10
