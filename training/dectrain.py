@@ -280,7 +280,8 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
         raise MosError(f"{ckpt}: holds tensors {unknown[:3]} that {init}'s decoder does not have")
     full.update({k: v.to(full[k].dtype) for k, v in decoder.items()})
     model.load_state_dict(full)
-    path = Path(out_dir) / weights_filename(model.encoder_name, "L")
+    stage = base_card.get("stage", "L")  # an H's decoder (training.hdectrain) exports the same way
+    path = Path(out_dir) / weights_filename(model.encoder_name, stage)
     if path.exists() and not overwrite:
         raise MosError(f"{path}: already exists; pass --overwrite to replace it")
     data = list(base_card.get("training_data", []))
@@ -294,14 +295,18 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
     previous.append({k: base_card[k] for k in ("command", "soup", "hardware", "notes") if k in base_card}
                     | {"sha256": sha256_file(init), "source": str(init)})
     card = {
-        "stage": "L",
+        "stage": stage,
         "training_data": data,
         "command": info.get("command", ""),
         "export_command": command,
         "initialised_from": {"file": str(init), "sha256": sha256_file(init),
                              "what": "everything; the encoder (with its BatchNorm statistics) kept frozen"},
         "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale") if k in info}
-                          | {"loss": "L's stage losses with the soft-IoU term (weight 1)", "trained": "decoder only"},
+                          | {"loss": f"{stage}'s stage losses" + (
+                              " with the soft-IoU term (weight 1)" if stage == "L" else
+                              f" (gradient weight {info.get('grad_weight', 5.0):g}, soft-IoU weight "
+                              f"{info.get('iou_weight', 0.0):g}); input mask: L's own answer"),
+                              "trained": "decoder only"},
         "iterations": steps,
         "wall_time_s": round(wall, 1),
         "hardware": info.get("hardware", ""),
@@ -314,6 +319,8 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
         card["data_provenance"] = read_provenance(provenance)
     elif "data_provenance" in base_card:
         card["data_provenance"] = base_card["data_provenance"]
+    if "used_for" in base_card:
+        card["used_for"] = base_card["used_for"]  # e.g. the small-photo H's scope
     if notes:
         card["notes"] = notes
     return save_weights(model, path, card, fp16=fp16)

@@ -1,0 +1,96 @@
+"""training.hdectrain: H's encoder features of L's own answers cached, H's decoder trained on them and exported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mos_studio.core import Cascade
+from mos_studio.core.weights import load_model, read_card, sha256_file, weights_path
+from training import hdectrain
+from training.data.sources import read_rgb
+
+
+def _source(root: Path, n: int, seed: int) -> Path:
+    """n photo/mask pairs of 90×120: a bright disc on noise, the mask the disc."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = rng.integers(0, 120, (90, 120, 3), dtype=np.uint8)
+        mask = np.zeros((90, 120), np.uint8)
+        cv2.circle(mask, (40 + 10 * i, 45), 20, 255, -1)
+        img[mask > 0] = (230, 200, 60)
+        cv2.imwrite(str(root / "images" / f"p{i}.jpg"), img)
+        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
+    return root
+
+
+def test_cache_holds_what_h_sees_at_inference_and_a_trained_decoder_exports(tmp_path) -> None:
+    init = weights_path(None, "default", "Hs")
+    a = _source(tmp_path / "a", 2, 0)
+    b = _source(tmp_path / "b", 1, 1)
+    cache = hdectrain.build_cache(tmp_path / "cache", [f"pool:3:{a}", f"real:1:{b}"], init, max_side=64,
+                                  log=lambda *_: None)
+    meta = json.loads((cache / "meta.json").read_text())
+    assert [it["kind"] for it in meta["items"]] == ["plain", "flip"] * 3
+    assert meta["l"]["sha256"] == sha256_file(weights_path(None, "default", "L"))
+    assert all(it["size"] == [48, 64] for it in meta["items"])  # 90×120 shrunk to a long side of 64
+
+    # L's answer is the shipped cascade's, shrunk to the view; the mirrored view is the plain one mirrored.
+    rgb = read_rgb(a / "images" / "p0.jpg")
+    want, _ = Cascade.from_pretrained(None).run_low(rgb)
+    want = cv2.resize(want, (64, 48), interpolation=cv2.INTER_AREA)
+    plain, flip = (np.load(cache / "views" / meta["items"][k]["file"]) for k in (0, 1))
+    assert np.abs(plain["coarse"] / 255.0 - want).max() < 0.01
+    assert np.array_equal(plain["coarse"][:, ::-1], flip["coarse"])
+    assert plain["gt"].shape == (48, 64) and plain["gt"].max() == 255
+
+    # The cached features are those H's encoder computes inside a real forward pass on that photo and mask.
+    model = load_model(init).eval()
+    seen = {}
+    model.encoder.register_forward_hook(lambda m, i, o: seen.update(f=o))
+    x = torch.from_numpy(cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_AREA)).permute(2, 0, 1).float() / 255
+    m = torch.from_numpy(plain["coarse"]).float()[None] / 255
+    with torch.no_grad():
+        model(torch.cat([x, m])[None])
+    for k in ("f2", "f4", "f8"):
+        got, ref = plain[k].astype(np.float32), getattr(seen["f"], k)[0].numpy()
+        assert got.shape == ref.shape
+        assert np.allclose(got, ref, atol=2e-2 * np.abs(ref).max(), rtol=0.02)
+
+    with pytest.raises(hdectrain.MosError, match="already holds a cache"):
+        hdectrain.build_cache(cache, [f"pool:3:{a}"], init)
+    with pytest.raises(hdectrain.MosError, match="holds an L"):
+        hdectrain.build_cache(tmp_path / "c2", [f"pool:3:{a}"], weights_path(None, "default", "L"))
+
+    run = tmp_path / "run"
+    assert hdectrain.main(["train", str(run), "600", str(cache), "--init", str(init), "--batch", "2",
+                           "--max-steps", "2", "--threads", "1"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    hdectrain.train(run, 600, [cache], init, batch=2, max_steps=3, log=lambda *_: None)  # resumes
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+    assert json.loads((run / "run.json").read_text())["command"].startswith("python -m training.hdectrain train ")
+
+    out = tmp_path / "out"
+    assert hdectrain.main(["export", str(run / "last.pt"), "--init", str(init), "--out", str(out)]) == 0
+    path = out / init.name
+    card, base = read_card(path), read_card(init)
+    assert card["stage"] == "Hs" and card["used_for"] == base["used_for"] and card["iterations"] == 3
+    assert "L's own answer" in card["train_settings"]["loss"]
+    new, old = load_model(path).state_dict(), load_model(init).state_dict()
+    enc = [k for k in old if k.startswith("encoder.")]
+    assert enc and all(torch.equal(new[k], old[k]) for k in enc)  # the encoder is the start's, exactly
+    assert any(not torch.equal(new[k], old[k]) for k in old if not k.startswith("encoder."))
+
+
+def test_cache_rejects_a_missing_folder_and_an_empty_cache(tmp_path) -> None:
+    init = weights_path(None, "default", "Hs")
+    with pytest.raises(hdectrain.MosError, match="not a folder"):
+        hdectrain.build_cache(tmp_path / "c", [f"x:1:{tmp_path / 'nowhere'}"], init)
+    assert hdectrain.main(["train", str(tmp_path / "r"), "10", str(tmp_path / "nocache"), "--init", str(init)]) == 2
