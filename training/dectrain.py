@@ -190,6 +190,25 @@ def sampling(names: list[str], weights: dict[str, float]) -> np.ndarray:
     return p / p.sum()
 
 
+def resume(ck: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, log=print) -> tuple[int, float]:
+    """Step and wall time a decoder run stopped at (0, 0 for a new run), with its decoder and Adam state loaded."""
+    if not ck.exists():
+        return 0, 0.0
+    state = torch.load(ck, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"], strict=False)
+    opt.load_state_dict(state["opt"])
+    step, wall = int(state["step"]), float(state["wall"])
+    log(f"resumed at step {step} ({wall:.0f} s)")
+    return step, wall
+
+
+def checkpoint(ck: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, wall: float) -> None:
+    """The decoder (the encoder is the start's, frozen) and Adam's state, replaced whole so a kill leaves the last."""
+    decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    torch.save({"model": decoder, "opt": opt.state_dict(), "step": step, "wall": wall}, f"{ck}.tmp")
+    os.replace(f"{ck}.tmp", ck)
+
+
 def train(run: str | Path, seconds: float, caches: list[str | Path], init: str | Path, lr: float = 2e-4,
           batch: int = 16, seed: int = 37, scale: dict[str, float] | None = None, max_steps: int | None = None,
           command: str = "", log=print) -> Path:
@@ -206,14 +225,8 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     p = sampling(names, weights)
     log(f"{len(index)} views: " + ", ".join(f"{n} {names.count(n)} (weight {weights[n]:g})" for n in sorted(weights)))
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
-    step, wall = 0, 0.0
     ck = run / "last.pt"
-    if ck.exists():
-        state = torch.load(ck, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["opt"])
-        step, wall = int(state["step"]), float(state["wall"])
-        log(f"resumed at step {step} ({wall:.0f} s)")
+    step, wall = resume(ck, model, opt, log)
     info_path = run / "run.json"
     if not info_path.exists():
         info_path.write_text(json.dumps({
@@ -251,9 +264,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
                 log(f"step {step} {wall:.0f} s loss {m[0]:.4f} iou {m[1]:.4f}")
             done = wall >= seconds or (max_steps is not None and step >= max_steps)
             if step % 50 == 0 or done:
-                decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-                torch.save({"model": decoder, "opt": opt.state_dict(), "step": step, "wall": wall}, f"{ck}.tmp")
-                os.replace(f"{ck}.tmp", ck)
+                checkpoint(ck, model, opt, step, wall)
     return ck
 
 
@@ -326,12 +337,26 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
     return save_weights(model, path, card, fp16=fp16)
 
 
-def _quoted(argv: list[str]) -> str:
+def quoted(argv: list[str], module: str = "training.dectrain") -> str:
+    """The command line for the card, with --notes' free text left out."""
     words, skip = [], False
     for word in argv:
         words.append("TEXT" if skip else shlex.quote(word))
         skip = word == "--notes"
-    return "python -m training.dectrain " + " ".join(words)
+    return f"python -m {module} " + " ".join(words)
+
+
+def add_export_parser(sub) -> argparse.ArgumentParser:
+    """The `export` subcommand, shared with training.hdectrain (the same export serves L and H)."""
+    e = sub.add_parser("export", help="write shipped weights and card")
+    e.add_argument("ckpt")
+    e.add_argument("--init", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--fp16", action="store_true")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--provenance")
+    e.add_argument("--notes")
+    return e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,14 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--scale", default="", help="NAME=FACTOR,... multiplies a source's weight")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--max-steps", type=int, default=None)
-    e = sub.add_parser("export", help="write shipped weights and card")
-    e.add_argument("ckpt")
-    e.add_argument("--init", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--fp16", action="store_true")
-    e.add_argument("--overwrite", action="store_true")
-    e.add_argument("--provenance")
-    e.add_argument("--notes")
+    add_export_parser(sub)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "cache":
@@ -374,11 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.seconds <= 0:
                 raise MosError(f"SECONDS {args.seconds:g}: must be positive")
             ck = train(args.run, args.seconds, args.caches, args.init, args.lr, args.batch, args.seed,
-                       parse_scale(args.scale), args.max_steps, command=_quoted(argv))
+                       parse_scale(args.scale), args.max_steps, command=quoted(argv))
             print(f"wrote {ck}")
         else:
             path = export(args.ckpt, args.init, args.out, args.fp16, args.overwrite, args.provenance, args.notes,
-                          command=_quoted(argv))
+                          command=quoted(argv))
             print(f"wrote {path} and {path.with_suffix('.json').name}")
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -145,14 +143,8 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     p = dectrain.sampling(names, weights)
     log(f"{len(views)} views: " + ", ".join(f"{n} {names.count(n)} (weight {weights[n]:g})" for n in sorted(weights)))
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
-    step, wall = 0, 0.0
     ck = run / "last.pt"
-    if ck.exists():
-        state = torch.load(ck, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["opt"])
-        step, wall = int(state["step"]), float(state["wall"])
-        log(f"resumed at step {step} ({wall:.0f} s)")
+    step, wall = dectrain.resume(ck, model, opt, log)
     info_path = run / "run.json"
     if not info_path.exists():
         info_path.write_text(json.dumps({
@@ -193,18 +185,8 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
                 log(f"step {step} {wall:.0f} s loss {m[0]:.4f}")
             done = wall >= seconds or (max_steps is not None and step >= max_steps)
             if step % 20 == 0 or done:
-                decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-                torch.save({"model": decoder, "opt": opt.state_dict(), "step": step, "wall": wall}, f"{ck}.tmp")
-                os.replace(f"{ck}.tmp", ck)
+                dectrain.checkpoint(ck, model, opt, step, wall)
     return ck
-
-
-def _quoted(argv: list[str]) -> str:
-    words, skip = [], False
-    for word in argv:
-        words.append("TEXT" if skip else shlex.quote(word))
-        skip = word == "--notes"
-    return "python -m training.hdectrain " + " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,14 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--iou-weight", type=float, default=0.0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--max-steps", type=int, default=None)
-    e = sub.add_parser("export", help="write shipped weights and card (training.dectrain's export)")
-    e.add_argument("ckpt")
-    e.add_argument("--init", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--fp16", action="store_true")
-    e.add_argument("--overwrite", action="store_true")
-    e.add_argument("--provenance")
-    e.add_argument("--notes")
+    dectrain.add_export_parser(sub)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "cache":
@@ -252,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise MosError(f"SECONDS {args.seconds:g}: must be positive")
             ck = train(args.run, args.seconds, args.caches, args.init, args.lr, args.batch, args.seed,
                        dectrain.parse_scale(args.scale), args.max_steps, args.grad_weight, args.iou_weight,
-                       command=_quoted(argv))
+                       command=dectrain.quoted(argv, "training.hdectrain"))
             print(f"wrote {ck}")
         else:
             path = dectrain.export(args.ckpt, args.init, args.out, args.fp16, args.overwrite, args.provenance,
-                                   args.notes, command=_quoted(argv))
+                                   args.notes, command=dectrain.quoted(argv, "training.hdectrain"))
             print(f"wrote {path} and {path.with_suffix('.json').name}")
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)

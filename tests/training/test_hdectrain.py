@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,25 +15,10 @@ from training import hdectrain
 from training.data.sources import read_rgb
 
 
-def _source(root: Path, n: int, seed: int) -> Path:
-    """n photo/mask pairs of 90×120: a bright disc on noise, the mask the disc."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(n):
-        img = rng.integers(0, 120, (90, 120, 3), dtype=np.uint8)
-        mask = np.zeros((90, 120), np.uint8)
-        cv2.circle(mask, (40 + 10 * i, 45), 20, 255, -1)
-        img[mask > 0] = (230, 200, 60)
-        cv2.imwrite(str(root / "images" / f"p{i}.jpg"), img)
-        cv2.imwrite(str(root / "masks" / f"p{i}.png"), mask)
-    return root
-
-
-def test_cache_holds_what_h_sees_at_inference_and_a_trained_decoder_exports(tmp_path) -> None:
+def test_cache_holds_what_h_sees_at_inference_and_a_trained_decoder_exports(tmp_path, disc_source) -> None:
     init = weights_path(None, "default", "Hs")
-    a = _source(tmp_path / "a", 2, 0)
-    b = _source(tmp_path / "b", 1, 1)
+    a = disc_source(tmp_path / "a", 2, 0)
+    b = disc_source(tmp_path / "b", 1, 1)
     cache = hdectrain.build_cache(tmp_path / "cache", [f"pool:3:{a}", f"real:1:{b}"], init, max_side=64,
                                   log=lambda *_: None)
     meta = json.loads((cache / "meta.json").read_text())
