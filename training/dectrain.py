@@ -110,7 +110,7 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int =
     items = [(src, img, msk, kind) for src in sources for img, msk in src.pairs()
              for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
     with torch.no_grad():
-        probe = model.encoder((torch.zeros(1, 3, size, size) - model.mean) / model.std)
+        probe = model.encoder(model.encoder_input(torch.zeros(1, 3, size, size)))
     shapes = {k: tuple(getattr(probe, k).shape[1:]) for k in FEATURES}
     out.mkdir(parents=True, exist_ok=True)
     n = len(items)
@@ -128,7 +128,7 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int =
             xs.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
             meta.append({"name": src.name, "weight": src.weight, "image": str(ip), "kind": kind})
         with torch.no_grad():
-            feats = model.encoder((torch.stack(xs) - model.mean) / model.std)
+            feats = model.encoder(model.encoder_input(torch.stack(xs)))
         for k in FEATURES:
             arrays[k][b0:b0 + len(xs)] = getattr(feats, k).numpy().astype(np.float16)
         if (b0 // batch) % 20 == 0:

@@ -48,16 +48,11 @@ def _fit(a: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def h_features(model, rgb: np.ndarray, coarse: np.ndarray) -> EncoderFeatures:
-    """H's encoder features exactly as MeticulousNet.forward computes them (normalised, mask channel, padded)."""
+    """H's encoder features of a photo (uint8 H×W×3) and mask (H×W in [0, 1]), as H's forward pass computes them."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
     m = torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32))[None, None]
-    h, w = rgb.shape[:2]
-    z = torch.cat([(x - model.mean) / model.std, m * 2 - 1], 1)
-    ph, pw = (-h) % 8, (-w) % 8
-    if ph or pw:
-        z = torch.nn.functional.pad(z, (0, pw, 0, ph), mode="replicate")
     with torch.no_grad():
-        return model.encoder(z)
+        return model.encoder(model.encoder_input(torch.cat([x, m], 1)))
 
 
 def build_cache(out: str | Path, specs: list[str], init: str | Path, models_dir: str | Path | None = None,
@@ -75,7 +70,7 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, models_dir:
     model = load_model(init).eval()
     if model.in_channels != 4:
         raise MosError(f"{init}: holds an L (3 input channels); this cache is for H")
-    cascade = Cascade.from_pretrained(models_dir)
+    cascade = Cascade.from_pretrained(models_dir, stages="L")
     l_path = weights_path(models_dir, "default", "L")
     views = out / "views"
     views.mkdir(parents=True, exist_ok=True)

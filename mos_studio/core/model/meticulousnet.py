@@ -342,7 +342,9 @@ class MeticulousNet(nn.Module):
         stride = STAGE_STRIDES[STAGE_NAMES.index(name)]
         return StageOutput(name, stride, uncertainty, flat.reshape(b, 1, h, w))
 
-    def forward(self, x: torch.Tensor) -> MeticulousOutput:
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder is fed for input `x`: ImageNet-normalised RGB (and the mask in [−1, 1]), padded to a
+        multiple of 8. Public so that training can cache the encoder's features exactly as inference computes them."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected B×{self.in_channels}×H×W input, got {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -353,7 +355,11 @@ class MeticulousNet(nn.Module):
             rgb = torch.cat([rgb, x[:, 3:4] * 2 - 1], 1)
         if ph or pw:
             rgb = F.pad(rgb, (0, pw, 0, ph), mode="replicate")
-        feats = self.encoder(rgb)
+        return rgb
+
+    def forward(self, x: torch.Tensor) -> MeticulousOutput:
+        h, w = x.shape[-2:]
+        feats = self.encoder(self.encoder_input(x))
         fine = feats.f4
         p8 = self.psp(feats.f8)
 
@@ -374,7 +380,7 @@ class MeticulousNet(nn.Module):
         s2_3 = self._hierpr("S2_3", self.head2, f2, fine, s4_3.prediction)
 
         stages = [s8_0, s8_1, s8_2, s4_2, s8_3, s4_3, s2_3]
-        if ph or pw:
+        if not torch.onnx.is_in_onnx_export() and (h % 8 or w % 8):  # encoder_input padded: crop back
             for s in stages:
                 sh, sw = math.ceil(h / s.stride), math.ceil(w / s.stride)
                 s.uncertainty = s.uncertainty[..., :sh, :sw]
