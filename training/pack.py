@@ -357,9 +357,13 @@ class Pack:
 
 
 def checkout_of(out: Path) -> Path | None:
-    """The root of the git checkout that holds `out`, or None."""
+    """The root of the git checkout that holds `out`, or None. `out` and its parents may not exist yet (a first
+    pack into `data/`): git is asked from the nearest folder that does."""
+    here = out.resolve().parent
+    while not here.is_dir() and here != here.parent:
+        here = here.parent
     try:
-        top = subprocess.run(["git", "-C", str(out.resolve().parent), "rev-parse", "--show-toplevel"], check=True,
+        top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], check=True,
                              capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -19,7 +19,7 @@ import training.train as tt
 from mos_studio.core.errors import MosError
 from mos_studio.core.weights import load_model
 from training.export import export
-from training.pack import Pack, dump_toml, keep_share, main, slim, travel_bytes
+from training.pack import Pack, checkout_of, dump_toml, keep_share, main, repo_relative, slim, travel_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -285,3 +285,16 @@ def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: P
     assert tr["total"] == tr["tree"] + 300 and tr["limit"] == 64 * 2**20
     with pytest.raises(MosError, match="carried path not found"):
         travel_bytes(["data/none"], repo)
+
+
+def test_a_pack_into_a_folder_not_yet_made_is_named_from_the_checkout_root(tmp_path: Path) -> None:
+    """Stop 40's first pack went into a `data/` that did not exist yet: git was asked from a missing folder, failed,
+    and the config's roots kept the builder's prefix (`main/data/...`), which the device call could not find."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    out = repo / "data" / "nested" / "pack"
+    assert repo_relative(out) == Path("data/nested/pack")
+    assert checkout_of(out) == repo.resolve()
+    outside = tmp_path / "elsewhere" / "pack"
+    assert checkout_of(outside) is None and repo_relative(outside) == outside
