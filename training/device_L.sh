@@ -7,8 +7,9 @@
 # the last part, val/, config.toml and pack.json (pack.json's "calls" lists them) and runs this script.
 # Arguments: the pack folder, the training budget in seconds (the schedule is compressed to fit it), the weights L
 # starts from ("none": the config's own start). Writes into $OUT (./out/device when unset): train.log, losses.csv,
-# val.csv, the last validation grid and run.pt (the checkpoint without optimizer state, under the 16 MiB a device
-# call brings back), which `python -m training.export run.pt --stage L` turns into shipped weights here.
+# val.csv, the last validation grid, gpu.csv (the GPU's load, where nvidia-smi exists) and run.pt (the checkpoint
+# without optimizer state, under the 16 MiB a device call brings back), which `python -m training.export run.pt
+# --stage L` turns into shipped weights here.
 set -uo pipefail
 PACK=${1:-data/pack_L}
 BUDGET=${2:-420}
@@ -28,9 +29,17 @@ fi
 echo "pack parts here: $(cd "$PACK" && ls -d part* 2>/dev/null | tr '\n' ' ')(a part a staging call left on a machine that went cold is missing; training goes on without it)" | tee -a "$OUT/train.log"
 init=()
 [ "$INIT" = none ] || init=(--init-from "$INIT")
+# the GPU's load every 5 s: whether the DataLoader keeps it fed (stop 40's run reached 7.3 steps a second, a third
+# of what the samples' CPU cost allowed, and nothing said which side waited)
+sampler=
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$OUT/gpu.csv" 2>/dev/null &
+  sampler=$!
+fi
 "$PY" -m training.train --stage L --config "$PACK/config.toml" "${init[@]}" --out "$RUN" \
   --max-seconds "$BUDGET" 2>&1 | tee -a "$OUT/train.log"
 status=${PIPESTATUS[0]}
+[ -z "$sampler" ] || kill "$sampler" 2>/dev/null
 if [ -f "$RUN/last.pt" ]; then
   "$PY" -m training.pack slim "$RUN/last.pt" "$OUT/run.pt" | tee -a "$OUT/train.log"
   cp "$RUN/losses.csv" "$OUT/" 2>/dev/null

@@ -20,6 +20,12 @@ has been fetched and names those that have not:
 
     python -m training.rebuild all --mirrors /work/.mirror --out DATA [--label-held-out 2] [--no-teacher]
 
+With `--label-train COUNT` the same processes then label the first COUNT photos of the training list (stop 33's:
+every pool photo not held out, clothing only every eighth, round-robin over the sources; DATA/train_list.txt) and
+write L's training copies (DATA/small/{train,val} at 512 px, DATA/matte and DATA/bg for composites), what
+training/configs/device_L7.toml and `training.pack` read. Until stop 40 those last steps were typed by hand on each
+new machine, which is the hour a session lent a GPU cannot spare.
+
 `realsets` expects SRC/humanseg (VikramShenoy97/Human-Segmentation-Dataset), SRC/davis (MathLee/EOR-VOS),
 SRC/horse (shenshutao/image_segmentation) and SRC/cats (pcashman21/feral-cat-segmentation-dataset-and-model),
 each the repository's tree at the commit the cards name, and writes RAW/<set>/{images,masks}; then `training.split`
@@ -238,6 +244,71 @@ def _clothing_take(paths: list[str]) -> list[str]:
     return paths[::3] + rest[:1700]
 
 
+CLOTHING = "clothing_cc0"
+
+
+def training_list(pool: Path, held: list[str], clothing: str = CLOTHING, clothing_every: int = 8) -> list[str]:
+    """Stop 33's training side in labelling order: every pool photo not held out, only every eighth clothing photo
+    (3,619 near-alike product shots would crowd out the rest), round-robin over the sources so that any first part
+    of the list is as diverse as the whole."""
+    from .teacher import list_photos
+
+    skip = set(held)
+    groups: dict[str, list[str]] = {}
+    for photo in list_photos(pool):
+        rel = photo.relative_to(pool).as_posix()
+        if rel not in skip and "/" in rel:
+            groups.setdefault(rel.split("/", 1)[0], []).append(rel)
+    if clothing in groups:
+        groups[clothing] = groups[clothing][::clothing_every]
+    lists = [groups[k] for k in sorted(groups)]
+    return [lst[i] for i in range(max((len(x) for x in lists), default=0)) for lst in lists if i < len(lst)]
+
+
+def device_data(out: Path, max_side: int = 512, clothing: str = CLOTHING,
+                log: Callable[[str], None] = print) -> dict:
+    """L's training copies of the split: out/small/{train,val} shrunk to `max_side` (L sees 336 px; decoding full
+    photos per sample would spend the CPU on pixels it throws away), out/matte/{fg,alpha} (every kept training photo,
+    named <source>__<stem>, cut out by its mask) and out/bg (the training photos that are not clothing, as
+    backgrounds for those cut-outs). The two link folders are remade whole each run; the shrunk copies resume."""
+    from .pool import shrink
+
+    counts: dict = {}
+    for side in ("train", "val"):
+        if (out / "split" / side).is_dir():
+            counts[side] = shrink(out / "split" / side, out / "small" / side, max_side)
+            log(f"{out / 'small' / side}: {sum(counts[side].values())} photos at {max_side} px "
+                f"({json.dumps(counts[side])})")
+    train = out / "small" / "train"
+    if not train.is_dir():
+        log(f"{train}: no training photos kept yet, so no composites")
+        return counts
+    matte, bg = _fresh(out / ".matte.partial"), _fresh(out / ".bg.partial")
+    for d in (matte / "fg", matte / "alpha"):
+        d.mkdir()
+    n_fg = n_bg = 0
+    for images in sorted(train.glob("*/images")):
+        source = images.parent.name
+        for photo in sorted(images.glob("*.jpg")):
+            mask = images.parent / "masks" / f"{photo.stem}.png"
+            if not mask.is_file():
+                continue
+            name = f"{source}__{photo.stem}"
+            (matte / "fg" / f"{name}.jpg").symlink_to(photo.resolve())
+            (matte / "alpha" / f"{name}.png").symlink_to(mask.resolve())
+            n_fg += 1
+            if source != clothing:
+                (bg / f"{name}.jpg").symlink_to(photo.resolve())
+                n_bg += 1
+    for tmp, dest in ((matte, out / "matte"), (bg, out / "bg")):
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    counts["matte"], counts["bg"] = n_fg, n_bg
+    log(f"{out / 'matte'}: {n_fg} cut-outs; {out / 'bg'}: {n_bg} backgrounds")
+    return counts
+
+
 @dataclass(frozen=True)
 class PoolSource:
     """One pool source as stop 32 rebuilt it (docs/DATA_ENGINE.md, "Stop 32"); `count` is the photos it kept."""
@@ -362,18 +433,24 @@ def _move_in(done: Path, dest: Path) -> None:
 
 def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RECIPE,
                 real: tuple[RealSet, ...] = REAL_RECIPE, teacher: bool = True, teacher_package: Path | None = None,
-                teacher_model: Path | None = None, label_workers: int = 0,
+                teacher_model: Path | None = None, label_workers: int = 0, label_train: int = 0,
                 log: Callable[[str], None] = print) -> dict:
     """Bring a new machine's data to where the held-out numbers can be measured; what is already there is kept.
 
     Writes out/pool/<slug>, out/src/<set> (the trees), out/raw/<set>, out/realgt/split/{train,val}/<set>,
-    out/held_out.txt, out/teacher/isnet_medium.onnx, and with `label_workers` out/labels, out/filter.json and
-    out/split/{train,val}/<source>."""
+    out/held_out.txt, out/train_list.txt, out/teacher/isnet_medium.onnx, and with `label_workers` out/labels,
+    out/filter.json and out/split/{train,val}/<source>; with `label_train` as well the first that many photos of the
+    training list are labelled and `device_data` writes L's training copies."""
     from .pool import held_out_photos, make_split, run_filter
     from .split import make_split as make_real_split
 
     if label_workers < 0:
         raise MosError(f"--label-held-out must be 0 or more processes, not {label_workers}")
+    if label_train < 0:
+        raise MosError(f"--label-train must be 0 or more photos, not {label_train}")
+    if label_train and not label_workers:
+        raise MosError("--label-train needs --label-held-out N: the held-out photos are labelled first, by the same "
+                       "N processes")
     if label_workers and not teacher and teacher_model is None:
         raise MosError("labelling needs the teacher: drop --no-teacher or give --teacher-model")
     git = _git_dirs(mirrors, needed_repos(pool, real))
@@ -424,6 +501,10 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
     (out / "held_out.txt").write_text("\n".join(held) + "\n", encoding="utf-8")
     summary["held_out"] = len(held)
     log(f"{out / 'held_out.txt'}: {len(held)} held-out photos (label these first)")
+    train_list = training_list(out / "pool", held)
+    (out / "train_list.txt").write_text("\n".join(train_list) + "\n", encoding="utf-8")
+    summary["train_list"] = len(train_list)
+    log(f"{out / 'train_list.txt'}: {len(train_list)} training-side photos in labelling order")
     model = teacher_model
     if model is None and teacher:
         model = out / "teacher" / "isnet_medium.onnx"
@@ -435,16 +516,18 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
     summary["teacher"] = str(model) if model else None
     if label_workers:
         assert model is not None
-        # The held-out photos alone, linked under their pool paths: the shards share exactly them (no training
-        # photo is labelled on the way) and each mask lands where labelling the whole pool would put it.
+        # The held-out photos (and the first `label_train` of the training list) alone, linked under their pool
+        # paths: the shards share exactly them and each mask lands where labelling the whole pool would put it.
+        # `--first` twice: every held-out photo before any training photo, the training list in its own order.
         view = out / ".held_out_view"
         if view.exists():
             shutil.rmtree(view)
-        for rel in held:
+        for rel in held + train_list[:label_train]:
             (view / rel).parent.mkdir(parents=True, exist_ok=True)
             (view / rel).symlink_to((out / "pool" / rel).resolve())
         cmd = [sys.executable, "-m", "training.teacher", "label", str(view), "--model", str(model),
-               "--out", str(out / "labels")]
+               "--out", str(out / "labels"), "--first", str(out / "held_out.txt"),
+               "--first", str(out / "train_list.txt")]
         # Their progress lines go to this run's output: labelling the held-out side takes minutes.
         procs = [subprocess.Popen(cmd + ["--shard", f"{k}/{label_workers}"]) for k in range(label_workers)]
         failed = [p.wait() != 0 for p in procs]
@@ -453,14 +536,28 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
             raise MosError(f"{out / 'labels'}: a labelling process failed (its error is above)")
         rec = run_filter(out / "pool", out / "labels", out / "filter.json")
         log(f"{out / 'filter.json'}: kept {rec['kept']}, dropped {rec['dropped']}")
-        if (out / "split").exists():
-            log(f"{out / 'split'}: already there, left as it is (a split is never changed in place)")
+        old = out / "split" / "split.json"
+        n_old = None
+        if old.is_file():
+            o = json.loads(old.read_text())
+            n_old = o.get("n_train", 0) + o.get("n_val", 0)
+        if n_old == rec["kept"]:
+            log(f"{out / 'split'}: already there, left as it is (the {n_old} photos the filter keeps)")
         else:
-            split = make_split(out / "pool", out / "labels", out / "filter.json", out / "split")
+            # More labels, more kept photos: a new split is written aside and swapped in whole. Each photo's side
+            # is a hash of its name, so no photo changes side; the split only grows.
+            part = _fresh(out / ".split.partial")
+            part.rmdir()
+            split = make_split(out / "pool", out / "labels", out / "filter.json", part)
+            if (out / "split").exists():
+                shutil.rmtree(out / "split")
+            part.rename(out / "split")
             summary["split"] = {"train": split["n_train"], "val": split["n_val"], "val_counts": split["counts"]["val"]}
             log(f"{out / 'split'}: {split['n_train']} train, {split['n_val']} held out "
-                f"({json.dumps(split['counts']['val'])})")
+                f"({json.dumps(split['counts']['val'])})" + (f"; replaced the split of {n_old}" if n_old else ""))
         summary["kept"] = rec["kept"]
+        if label_train:
+            summary["device_data"] = device_data(out, log=log)
     return summary
 
 
@@ -488,11 +585,15 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--teacher-model", type=Path, help="an ONNX teacher file already assembled (no fetch)")
     w.add_argument("--label-held-out", type=int, default=0, metavar="N",
                    help="also label the held-out photos with N processes, then filter and split")
+    w.add_argument("--label-train", type=int, default=0, metavar="COUNT",
+                   help="then label the first COUNT photos of train_list.txt too (with --label-held-out's processes) "
+                        "and write L's training copies (small/, matte/, bg/)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "all":
             rebuild_all(args.mirrors, args.out, teacher=not args.no_teacher, teacher_package=args.teacher_package,
-                        teacher_model=args.teacher_model, label_workers=args.label_held_out)
+                        teacher_model=args.teacher_model, label_workers=args.label_held_out,
+                        label_train=args.label_train)
         elif args.cmd == "pool":
             stats = extract_pool_source(args.git_dir, args.commit, args.slug, args.pattern, args.out, args.exclude)
             print(args.slug, json.dumps(stats))

@@ -51,21 +51,21 @@ DEFAULTS: dict[str, dict] = {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "sources": [{"kind": "synth", "size": 512,
                                                                     "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 20, "lr": 2.5e-3, "schedule": "cosine", "milestones": [0.375, 0.625],
                   "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "iou_weight": 0.0, "amp": True,
-                  "checkpoint_every": 2000, "log_every": 20, "seed": 0},
+                  "checkpoint_every": 2000, "log_every": 20, "seed": 0, "warmup": 0},
     },
     "H": {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "sources": [{"kind": "synth", "size": 512,
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "sources": [{"kind": "synth", "size": 512,
                                                                     "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 24, "lr": 2.25e-4, "schedule": "multistep",
                   "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0,
-                  "iou_weight": 0.0, "amp": True, "checkpoint_every": 2000, "log_every": 20, "seed": 0},
+                  "iou_weight": 0.0, "amp": True, "checkpoint_every": 2000, "log_every": 20, "seed": 0, "warmup": 0},
     },
 }
 
@@ -100,8 +100,14 @@ def lr_at(step: int, train_cfg: dict, time_fraction: float = 0.0) -> float:
     A pure function of the step, unless the run has a time budget: then the schedule follows whichever is further on,
     the steps or the share of the budget spent (`time_fraction`), so a run cut short by its budget still ends with a
     decayed learning rate rather than at the top of its cosine.
+
+    `warmup = N` ramps the rate linearly over the first N steps: Adam's first steps move every weight by about the
+    full rate whatever its gradient, a jolt for weights that are already good (stop 40's fine-tuning of L).
     """
     base, total = float(train_cfg["lr"]), int(train_cfg["iterations"])
+    warm = int(train_cfg.get("warmup", 0))
+    if 0 < warm and step < warm:
+        base *= (step + 1) / warm
     pos = max(min(step, total), min(max(time_fraction, 0.0), 1.0) * total)
     if train_cfg["schedule"] == "cosine":
         return base * 0.5 * (1.0 + math.cos(math.pi * pos / total))
@@ -438,6 +444,10 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     if main_proc:
         print(f"[{stage}] {cfg['name']}: steps {step}..{end} of {total}, batch {batch}, {device.type}"
               f"{' AMP' if use_amp else ''}, world {world}; data: {'; '.join(data_desc)}", flush=True)
+    if val_items and bool(cfg["val"].get("at_start", False)) and step == 0 and main_proc:
+        # the starting weights' own score: a fine-tuning run's curve then shows whether it ever got past its start
+        last_metrics = run_val()
+        t_window = t_last = time.perf_counter()
     t_start = time.perf_counter()
     try:
         for b in loader:

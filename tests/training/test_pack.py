@@ -266,6 +266,24 @@ def test_the_device_recipe_parses_and_is_sized_for_a_gpu() -> None:
     assert kinds == {"folder", "synth", "matte"}  # all of which a pack can hold
 
 
+def test_the_next_device_recipe_fine_tunes_gently_on_what_the_rebuild_writes() -> None:
+    """Stop 40's lesson: 3e-4 from the shipped L cost 4 IoU points at once. device_L7 starts lower, ramps in, scores
+    the shipped L first, and reads the folders `training.rebuild all --label-train` makes on a new machine."""
+    from training.rebuild import POOL_RECIPE
+
+    cfg = tt.load_config(REPO / "training" / "configs" / "device_L7.toml", "L")
+    assert cfg["train"]["lr"] <= 5e-5 and cfg["train"]["warmup"] >= 100 and cfg["val"]["at_start"] is True
+    assert tt.lr_at(0, cfg["train"]) < tt.lr_at(cfg["train"]["warmup"], cfg["train"])
+    slugs = {src.slug for src in POOL_RECIPE}
+    pool_roots = [s["root"] for s in cfg["data"]["sources"] if s.get("root", "").startswith("data/small/")]
+    assert {r.rsplit("/", 1)[1] for r in pool_roots} == slugs
+    assert all(r.startswith("data/small/train/") for r in pool_roots)
+    matte = [s for s in cfg["data"]["sources"] if s["kind"] == "matte"]
+    assert [(m["root"], m["backgrounds"]) for m in matte] == [("data/matte", "data/bg")]
+    val_roots = [s["root"] for s in cfg["val"]["sources"]]
+    assert val_roots and all(r.startswith("data/small/val/") and r.rsplit("/", 1)[1] in slugs for r in val_roots)
+
+
 def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -132,7 +132,7 @@ def _jpeg(w: int, h: int) -> bytes:
 
     a = np.full((h, w, 3), 15, np.uint8)
     a[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 235
-    a[0, 0] = next(_SHADE) % 256
+    a[:8, :8] = next(_SHADE) % 256  # a whole JPEG block: one pixel can vanish in the compression
     buf = _io.BytesIO()
     Image.fromarray(a).save(buf, "JPEG", quality=95)
     return buf.getvalue()
@@ -220,7 +220,7 @@ def test_all_rebuilds_labels_the_held_out_side_and_keeps_what_is_there(tmp_path)
     assert not (out / ".held_out_view").exists()
     after = {p: p.stat().st_mtime_ns for p in before}
     changed = {p.name for p in before if after[p] != before[p]}
-    assert changed <= {"held_out.txt", "filter.json", "labels.jsonl", "manifest.json"}, changed  # no photo or mask
+    assert changed <= {"held_out.txt", "train_list.txt", "filter.json", "labels.jsonl", "manifest.json"}, changed
 
 
 def test_all_refuses_to_label_without_a_teacher(tmp_path):
@@ -231,3 +231,67 @@ def test_all_refuses_to_label_without_a_teacher(tmp_path):
         rebuild_all(tmp_path, tmp_path / "d", (), (), teacher=False, label_workers=2)
     with pytest.raises(MosError, match="0 or more processes"):
         rebuild_all(tmp_path, tmp_path / "d", (), (), label_workers=-1)
+
+
+def test_training_list_takes_every_eighth_clothing_photo_round_robin_and_skips_the_held_out(tmp_path):
+    from training.rebuild import training_list
+
+    pool = tmp_path / "pool"
+    for source, n in (("ants", 3), ("clothing_cc0", 17), ("zebra", 1)):
+        (pool / source).mkdir(parents=True)
+        for i in range(n):
+            (pool / source / f"{i:02d}.jpg").write_bytes(b"x")
+    got = training_list(pool, held=["ants/01.jpg"])
+    # clothing 00, 08, 16 of 17; ants without its held-out photo; one from each source in turn
+    assert got == ["ants/00.jpg", "clothing_cc0/00.jpg", "zebra/00.jpg", "ants/02.jpg", "clothing_cc0/08.jpg",
+                   "clothing_cc0/16.jpg"]
+
+
+def test_all_labels_the_first_of_the_training_list_and_writes_l_copies(tmp_path):
+    """`--label-train`: a GPU session on a new machine goes from fetched repositories to what a pack reads in one
+    command (stop 40 typed the shrink and the composite links by hand)."""
+    from test_teacher import _tiny_teacher  # noqa: I001
+
+    from mos_studio.core.errors import MosError
+    from training.rebuild import PoolSource, rebuild_all
+
+    mirrors = tmp_path / "mirrors"
+    names = [f"p{i}" for i in range(300)]
+    held = {s: [n for n in names if held_out(s, f"{n}.jpg", 0.07)][:2] for s in ("cams", "clothing_cc0")}
+    train = {s: [n for n in names if not held_out(s, f"{n}.jpg", 0.07)][:9] for s in ("cams", "clothing_cc0")}
+    files = {f"{s}/{n}.jpg": _jpeg(640, 520) for s in held for n in held[s] + train[s]}
+    commit = _repo(mirrors / "o+photos" / "repo", files)
+    pool = (PoolSource("cams", "o/photos", commit, r"cams/[^/]*\.jpg", 11),
+            PoolSource("clothing_cc0", "o/photos", commit, r"clothing_cc0/[^/]*\.jpg", 11))
+    out = tmp_path / "data"
+    teacher = _tiny_teacher(tmp_path / "t.onnx")
+    with pytest.raises(MosError, match="needs --label-held-out"):
+        rebuild_all(mirrors, out, pool, (), teacher_model=teacher, label_train=3)
+    lines: list[str] = []
+    s = rebuild_all(mirrors, out, pool, (), teacher_model=teacher, label_workers=2, label_train=3, log=lines.append)
+    listed = (out / "train_list.txt").read_text().split()
+    # 9 cams photos and clothing's every eighth of its 9 (the first and the ninth), cams first in each round
+    assert len(listed) == s["train_list"] == 11 and listed[:3] == [f"cams/{train['cams'][0]}.jpg",
+                                                                     f"clothing_cc0/{train['clothing_cc0'][0]}.jpg",
+                                                                     f"cams/{train['cams'][1]}.jpg"]
+    labelled = sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.png"))
+    expect = [f"{s}/{n}.png" for s in held for n in held[s]] + [x.replace(".jpg", ".png") for x in listed[:3]]
+    assert labelled == sorted(expect)  # the held-out photos and the list's first three, nothing else
+    assert s["split"]["train"] == 3 and s["split"]["val"] == 4
+    # L's copies: shrunk to 512 px, every training photo a cut-out, the non-clothing ones backgrounds too
+    small = sorted(p.relative_to(out / "small").as_posix() for p in (out / "small").rglob("*.jpg"))
+    assert len(small) == 7 and all(max(Image.open(out / "small" / p).size) == 512 for p in small)
+    assert sorted(p.name for p in (out / "matte" / "fg").iterdir()) == sorted(
+        x.replace("/", "__") for x in listed[:3])
+    assert sorted(p.stem for p in (out / "matte" / "alpha").iterdir()) == sorted(
+        p.stem for p in (out / "matte" / "fg").iterdir())
+    assert sorted(p.name for p in (out / "bg").iterdir()) == sorted(
+        x.replace("/", "__") for x in listed[:3] if x.startswith("cams/"))
+    # Two more: the labels resume, the split is replaced by a larger one, the links are remade whole.
+    lines.clear()
+    s2 = rebuild_all(mirrors, out, pool, (), teacher_model=teacher, label_workers=2, label_train=5, log=lines.append)
+    assert s2["split"]["train"] == 5 and any("replaced the split of 7" in line for line in lines)
+    assert len(list((out / "split" / "train").rglob("*.jpg"))) == 5
+    assert len(list((out / "matte" / "fg").iterdir())) == 5 and not (out / ".split.partial").exists()
+    s3 = rebuild_all(mirrors, out, pool, (), teacher_model=teacher, label_workers=2, label_train=5, log=lines.append)
+    assert "split" not in s3 and s3["kept"] == 9

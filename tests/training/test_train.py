@@ -255,3 +255,26 @@ def test_hs4_config_pairs_every_photo_folder_with_ls_answers() -> None:
     assert cfg["data"]["given_p"] == 0.5
     folders = [s for s in cfg["data"]["sources"] if s.get("kind", "folder") == "folder"]
     assert folders and all(s["coarse_dir"] == f"data/lpred/{Path(s['root']).name}" for s in folders)
+
+
+def test_warmup_ramps_the_rate_and_at_start_scores_the_starting_weights(tmp_path: Path) -> None:
+    """A fine-tuning run (stop 40's L on the GPU) needs to see its start: the curve begins with the starting weights'
+    own validation, and `warmup` spares good weights Adam's full-rate first steps."""
+    cos = {"lr": 1.0, "iterations": 100, "schedule": "cosine", "warmup": 4}
+    assert [tt.lr_at(s, cos) for s in range(3)] == pytest.approx([0.25 * tt.lr_at(0, {**cos, "warmup": 0}),
+                                                                  0.5 * tt.lr_at(1, {**cos, "warmup": 0}),
+                                                                  0.75 * tt.lr_at(2, {**cos, "warmup": 0})])
+    assert tt.lr_at(4, cos) == tt.lr_at(4, {**cos, "warmup": 0})  # after the ramp, the schedule as before
+    cfg = _config(tmp_path, "L", "warm_L", iterations=4, lr=1e-3, schedule="constant", warmup=4)
+    cfg.write_text(cfg.read_text().replace("grid = 2\n", "grid = 2\nat_start = true\n"))
+    tt.train("L", cfg, tmp_path / "run", stop_at=2)
+    with open(tmp_path / "run" / "losses.csv", newline="") as f:
+        assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([2.5e-4, 5e-4])
+    tt.train("L", cfg, tmp_path / "run", resume=True)
+    with open(tmp_path / "run" / "losses.csv", newline="") as f:
+        assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    with open(tmp_path / "run" / "val.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # step 0 once (a resumed run does not score its start again), then the run's last step
+    assert [int(r["step"]) for r in rows] == [0, 2, 4] and all(0.0 <= float(r["iou"]) <= 1.0 for r in rows)
+    assert (tmp_path / "run" / "val_0000000.png").is_file()
