@@ -7,9 +7,9 @@
 # the last part, val/, config.toml and pack.json (pack.json's "calls" lists them) and runs this script.
 # Arguments: the pack folder, the training budget in seconds (the schedule is compressed to fit it), the weights L
 # starts from ("none": the config's own start). Writes into $OUT (./out/device when unset): train.log, losses.csv,
-# val.csv, the last validation grid, gpu.csv (the GPU's load, where nvidia-smi exists) and run.pt (the checkpoint
-# without optimizer state, under the 16 MiB a device call brings back), which `python -m training.export run.pt
-# --stage L` turns into shipped weights here.
+# val.csv, the last validation grid, gpu.csv (the GPU's load, where nvidia-smi exists), run.pt (the checkpoint
+# without optimizer state, under the 16 MiB a device call brings back) and, with [val] keep_best, best.pt (the
+# best-validating weights, likewise), which `python -m training.export run.pt --stage L` turns into shipped weights.
 set -uo pipefail
 PACK=${1:-data/pack_L}
 BUDGET=${2:-420}
@@ -44,6 +44,8 @@ if [ -f "$RUN/last.pt" ]; then
   "$PY" -m training.pack slim "$RUN/last.pt" "$OUT/run.pt" | tee -a "$OUT/train.log"
   cp "$RUN/losses.csv" "$OUT/" 2>/dev/null
   cp "$RUN/val.csv" "$OUT/" 2>/dev/null
+  # with [val] keep_best: the weights of the best validation, the start included (already without Adam's state)
+  [ ! -f "$RUN/best.pt" ] || cp "$RUN/best.pt" "$OUT/best.pt"
   last_png=$(ls "$RUN"/val_*.png 2>/dev/null | tail -1)
   [ -z "$last_png" ] || cp "$last_png" "$OUT/val_last.png"
 fi

@@ -51,8 +51,8 @@ DEFAULTS: dict[str, dict] = {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "sources": [{"kind": "synth", "size": 512,
-                                                                    "seed_offset": 1_000_000_000}]},
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False,
+                "sources": [{"kind": "synth", "size": 512, "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 20, "lr": 2.5e-3, "schedule": "cosine", "milestones": [0.375, 0.625],
                   "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "iou_weight": 0.0, "amp": True,
                   "checkpoint_every": 2000, "log_every": 20, "seed": 0, "warmup": 0},
@@ -61,8 +61,8 @@ DEFAULTS: dict[str, dict] = {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "sources": [{"kind": "synth", "size": 512,
-                                                                    "seed_offset": 1_000_000_000}]},
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False,
+                "sources": [{"kind": "synth", "size": 512, "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 24, "lr": 2.25e-4, "schedule": "multistep",
                   "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0,
                   "iou_weight": 0.0, "amp": True, "checkpoint_every": 2000, "log_every": 20, "seed": 0, "warmup": 0},
@@ -344,6 +344,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     use_amp = bool(tc["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, wall, last_metrics = 0, 0.0, {}
+    best: dict = {}  # with [val] keep_best: the step and score of best.pt
     pos0 = pos = 0.0  # where a time-budgeted schedule stands (0-1): a resumed run goes on from there, never back
     init_note = str(init_from) if init_from else ""
     encoder_init: dict = {}
@@ -364,6 +365,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         command = ckpt.get("command", command)
         init_note = ckpt.get("init_from", "")
         encoder_init = dict(ckpt.get("encoder_init") or {})
+        best = dict(ckpt.get("best") or {})
     elif stage == "H" and not init_from and main_proc:
         print("[H] note: starting from random weights; the paper starts H from L (--init-from)", flush=True)
     if cfg["model"].get("encoder_init") and not resume and not init_from:
@@ -405,22 +407,36 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         val_items = [vset[i] for i in range(int(cfg["val"]["count"]))]
     data_desc = [s.describe() for s in dataset.sources]
 
-    def save() -> None:
-        if not main_proc:
-            return
-        _atomic_save({
-            "format": CKPT_FORMAT, "stage": stage, "step": step, "iterations": total,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "rng": _rng_state(), "config": cfg, "model_config": model.config(), "wall_time": wall,
+    def record(full: bool) -> dict:
+        rec = {
+            "format": CKPT_FORMAT, "stage": stage, "step": step, "iterations": total, "model": model.state_dict(),
+            "config": cfg, "model_config": model.config(), "wall_time": wall,
             "command": command, "hardware": hardware_description(device, world), "metrics": last_metrics,
             "training_data": data_desc, "init_from": init_note, "encoder_init": encoder_init,
-            "max_seconds": max_seconds, "out_of_time": out_of_time, "schedule_pos": pos,
-        }, ckpt_path)
+            "max_seconds": max_seconds, "out_of_time": out_of_time, "schedule_pos": pos, "best": best,
+        }
+        if full:
+            rec.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=_rng_state())
+        return rec
+
+    def save() -> None:
+        if main_proc:
+            _atomic_save(record(True), ckpt_path)
 
     def run_val() -> dict:
+        nonlocal best
         metrics = validate(model, val_items, device, stage, out / f"val_{step:07d}.png", int(cfg["val"]["grid"]))
         _append_csv(val_csv, ["step", *metrics], {"step": step, **{k: f"{v:.5f}" for k, v in metrics.items()}})
         print(f"[{stage}] val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+        if keep_best:
+            # IoU and mBA summed: a fine-tuning run that trades whole objects for edges (stop 40's) does not win
+            score = float(metrics.get("iou", 0.0)) + float(metrics.get("mba", 0.0))
+            if not best or score > float(best["score"]):
+                best = {"step": step, "score": score, "metrics": metrics}
+                rec = record(False)
+                rec.update(metrics=metrics, slim=True)
+                _atomic_save(rec, out / "best.pt")
+                print(f"[{stage}] best so far (iou + mba {score:.4f}): {out / 'best.pt'}", flush=True)
         return metrics
 
     def over_budget(mine: bool) -> bool:
@@ -438,6 +454,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         _truncate_csv(loss_csv, step, fields)
         _truncate_csv(val_csv, step)
     log_every, val_every, ck_every = int(tc["log_every"]), int(cfg["val"]["every"]), int(tc["checkpoint_every"])
+    keep_best = bool(cfg["val"].get("keep_best", False))
     interrupted = out_of_time = False
     net.train()
     t_window, n_window, t_last = time.perf_counter(), 0, time.perf_counter()

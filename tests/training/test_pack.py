@@ -231,6 +231,9 @@ def test_time_budget_compresses_the_schedule_and_stops(data: Path) -> None:
 
 def test_device_script_trains_and_brings_back_loadable_weights(data: Path) -> None:
     _build(data, "pack", "--long", "64")
+    cfg = data / "pack" / "config.toml"
+    assert "\n[val]\n" in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace("\n[val]\n", "\n[val]\nkeep_best = true\n"))
     out = data / "device_out"
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "RUN_DIR": str(data / "devrun"),
            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -239,7 +242,9 @@ def test_device_script_trains_and_brings_back_loadable_weights(data: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = (out / "train.log").read_text()
     assert "device cpu (no CUDA)" in log and "time budget of 3 s spent" in log
-    assert {p.name for p in out.iterdir()} >= {"run.pt", "losses.csv", "val.csv", "val_last.png", "train.log"}
+    assert {p.name for p in out.iterdir()} >= {"run.pt", "best.pt", "losses.csv", "val.csv", "val_last.png",
+                                               "train.log"}
+    assert export(out / "best.pt", "L", data / "best_models").is_file()  # the best weights export like run.pt
     full = (data / "devrun" / "last.pt").stat().st_size
     assert (out / "run.pt").stat().st_size < full  # no optimizer state
     path = export(out / "run.pt", "L", data / "models")

@@ -15,7 +15,7 @@ import training.train as tt
 from mos_studio.core.cascade import Cascade
 from mos_studio.core.model import MeticulousNet
 from mos_studio.core.weights import load_model
-from training.export import export
+from training.export import export, read_checkpoint
 from training.losses import gradient_loss, soft_iou_loss, stage_losses
 
 
@@ -266,7 +266,7 @@ def test_warmup_ramps_the_rate_and_at_start_scores_the_starting_weights(tmp_path
                                                                   0.75 * tt.lr_at(2, {**cos, "warmup": 0})])
     assert tt.lr_at(4, cos) == tt.lr_at(4, {**cos, "warmup": 0})  # after the ramp, the schedule as before
     cfg = _config(tmp_path, "L", "warm_L", iterations=4, lr=1e-3, schedule="constant", warmup=4)
-    cfg.write_text(cfg.read_text().replace("grid = 2\n", "grid = 2\nat_start = true\n"))
+    cfg.write_text(cfg.read_text().replace("grid = 2\n", "grid = 2\nat_start = true\nkeep_best = true\n"))
     tt.train("L", cfg, tmp_path / "run", stop_at=2)
     with open(tmp_path / "run" / "losses.csv", newline="") as f:
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([2.5e-4, 5e-4])
@@ -278,3 +278,13 @@ def test_warmup_ramps_the_rate_and_at_start_scores_the_starting_weights(tmp_path
     # step 0 once (a resumed run does not score its start again), then the run's last step
     assert [int(r["step"]) for r in rows] == [0, 2, 4] and all(0.0 <= float(r["iou"]) <= 1.0 for r in rows)
     assert (tmp_path / "run" / "val_0000000.png").is_file()
+    # keep_best: best.pt holds the weights of the best-scoring validation (IoU + mBA), the start included, and is
+    # read like any checkpoint (soup, export)
+    score = {int(r["step"]): float(r["iou"]) + float(r["mba"]) for r in rows}
+    top = max(score, key=lambda k: (score[k], -k))
+    model, best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["step"] == top and best["best"]["step"] == top and "optimizer" not in best
+    assert best["metrics"]["iou"] + best["metrics"]["mba"] == pytest.approx(score[top], abs=1e-4)
+    assert isinstance(model, MeticulousNet)
+    last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["best"]["step"] == top  # a resumed run compares against it, not against nothing
