@@ -1,5 +1,6 @@
 """The optimised cascade computes the same masks as the reference path; threads and runtime fallback behave."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -178,6 +179,9 @@ def test_busy_cores_reads_a_background_window_that_sees_neighbours_but_not_us(mo
         return sum(vals) / len(vals)
 
     quiet = window_mean()
+    cores = os.cpu_count() or 1
+    if quiet > cores - 0.7:  # e.g. labelling on both cores of a 2-core machine: one more neighbour cannot show
+        pytest.skip(f"other programs already keep {quiet:.1f} of {cores} cores busy: no room to see one more")
     stop = threading.Event()
 
     def spin() -> None:  # our own work (like a pass on another thread) must not count as a neighbour
