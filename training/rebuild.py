@@ -251,7 +251,7 @@ def training_list(pool: Path, held: list[str], clothing: str = CLOTHING, clothin
     """Stop 33's training side in labelling order: every pool photo not held out, only every eighth clothing photo
     (3,619 near-alike product shots would crowd out the rest), round-robin over the sources so that any first part
     of the list is as diverse as the whole."""
-    from .teacher import list_photos
+    from .teacher import list_photos, round_robin
 
     skip = set(held)
     groups: dict[str, list[str]] = {}
@@ -261,8 +261,7 @@ def training_list(pool: Path, held: list[str], clothing: str = CLOTHING, clothin
             groups.setdefault(rel.split("/", 1)[0], []).append(rel)
     if clothing in groups:
         groups[clothing] = groups[clothing][::clothing_every]
-    lists = [groups[k] for k in sorted(groups)]
-    return [lst[i] for i in range(max((len(x) for x in lists), default=0)) for lst in lists if i < len(lst)]
+    return round_robin(groups)
 
 
 def device_data(out: Path, max_side: int = 512, clothing: str = CLOTHING,

@@ -191,6 +191,11 @@ def interleave_sources(photos: list[Path], root: Path) -> list[Path]:
     for p in photos:
         rel = p.relative_to(root) if root.is_dir() else Path(p.name)
         groups.setdefault(rel.parts[0] if len(rel.parts) > 1 else "", []).append(p)
+    return round_robin(groups)
+
+
+def round_robin(groups: dict) -> list:
+    """One item from each group in turn (groups in sorted key order) until all are used up."""
     lists = [groups[k] for k in sorted(groups)]
     return [lst[i] for i in range(max((len(x) for x in lists), default=0)) for lst in lists if i < len(lst)]
 
