@@ -438,7 +438,8 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
 
     Writes out/pool/<slug>, out/src/<set> (the trees), out/raw/<set>, out/realgt/split/{train,val}/<set>,
     out/held_out.txt, out/train_list.txt, out/teacher/isnet_medium.onnx, and with `label_workers` out/labels,
-    out/filter.json and out/split/{train,val}/<source>; with `label_train` as well the first that many photos of the
+    out/filter.json, out/split/{train,val}/<source> and out/val_nc (links to the held-out sources other than
+    clothing); with `label_train` as well the first that many photos of the
     training list are labelled and `device_data` writes L's training copies."""
     from .pool import held_out_photos, make_split, run_filter
     from .split import make_split as make_real_split
@@ -555,6 +556,14 @@ def rebuild_all(mirrors: Path, out: Path, pool: tuple[PoolSource, ...] = POOL_RE
             log(f"{out / 'split'}: {split['n_train']} train, {split['n_val']} held out "
                 f"({json.dumps(split['counts']['val'])})" + (f"; replaced the split of {n_old}" if n_old else ""))
         summary["kept"] = rec["kept"]
+        # The held-out photos that are not clothing: the set every held-out number since stop 32 is measured on
+        # (benchmarks/eval_teacher.py out/val_nc), remade as links each run.
+        nc = _fresh(out / "val_nc")
+        for side in sorted((out / "split" / "val").iterdir()):
+            if side.is_dir() and side.name != CLOTHING:
+                (nc / side.name).symlink_to(side.resolve())
+        summary["val_nc"] = sum(len(list((d / "images").iterdir())) for d in nc.iterdir())
+        log(f"{nc}: {summary['val_nc']} held-out photos that are not clothing")
         if label_train:
             summary["device_data"] = device_data(out, log=log)
     return summary

@@ -278,6 +278,7 @@ def test_all_labels_the_first_of_the_training_list_and_writes_l_copies(tmp_path)
     expect = [f"{s}/{n}.png" for s in held for n in held[s]] + [x.replace(".jpg", ".png") for x in listed[:3]]
     assert labelled == sorted(expect)  # the held-out photos and the list's first three, nothing else
     assert s["split"]["train"] == 3 and s["split"]["val"] == 4
+    assert [p.name for p in (out / "val_nc").iterdir()] == ["cams"] and s["val_nc"] == 2  # clothing left out
     # L's copies: shrunk to 512 px, every training photo a cut-out, the non-clothing ones backgrounds too
     small = sorted(p.relative_to(out / "small").as_posix() for p in (out / "small").rglob("*.jpg"))
     assert len(small) == 7 and all(max(Image.open(out / "small" / p).size) == 512 for p in small)
