@@ -289,6 +289,23 @@ def test_the_next_device_recipe_fine_tunes_gently_on_what_the_rebuild_writes() -
     assert val_roots and all(r.startswith("data/small/val/") and r.rsplit("/", 1)[1] in slugs for r in val_roots)
 
 
+def test_the_pool_only_device_recipe_trains_on_the_teachers_photos_alone() -> None:
+    """Stop 42: from the shipped L, device_L7's mix (a third hand-drawn sets, a fifth composites) lost IoU on the
+    held-out photos within 60 CPU steps where the teacher's photos alone gained; device_L8 keeps only those, gently."""
+    from training.rebuild import POOL_RECIPE
+
+    cfg = tt.load_config(REPO / "training" / "configs" / "device_L8.toml", "L")
+    slugs = {src.slug for src in POOL_RECIPE}
+    sources = cfg["data"]["sources"]
+    assert sources and all(s["kind"] == "folder" and s["root"].startswith("data/small/train/") for s in sources)
+    assert {s["root"].rsplit("/", 1)[1] for s in sources} == slugs
+    assert cfg["train"]["lr"] <= 5e-5 and cfg["train"]["warmup"] >= 100
+    assert cfg["val"]["at_start"] is True and cfg["val"]["keep_best"] is True
+    val_roots = [s["root"] for s in cfg["val"]["sources"]]
+    assert val_roots and all(r.startswith("data/small/val/") and r.rsplit("/", 1)[1] in slugs for r in val_roots)
+    assert not any("clothing" in r for r in val_roots)
+
+
 def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
