@@ -23,8 +23,8 @@ has been fetched and names those that have not:
 With `--label-train COUNT` the same processes then label the first COUNT photos of the training list (stop 33's:
 every pool photo not held out, clothing only every eighth, round-robin over the sources; DATA/train_list.txt) and
 write L's training copies (DATA/small/{train,val} at 512 px, DATA/matte and DATA/bg for composites), what
-training/configs/device_L7.toml and `training.pack` read. Until stop 40 those last steps were typed by hand on each
-new machine, which is the hour a session lent a GPU cannot spare.
+training/configs/device_L7.toml, device_L8.toml (small/ alone) and `training.pack` read. Until stop 40 those last
+steps were typed by hand on each new machine, which is the hour a session lent a GPU cannot spare.
 
 `realsets` expects SRC/humanseg (VikramShenoy97/Human-Segmentation-Dataset), SRC/davis (MathLee/EOR-VOS),
 SRC/horse (shenshutao/image_segmentation) and SRC/cats (pcashman21/feral-cat-segmentation-dataset-and-model),
