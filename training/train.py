@@ -51,7 +51,7 @@ DEFAULTS: dict[str, dict] = {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False,
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False, "each_photo": False,
                 "sources": [{"kind": "synth", "size": 512, "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 20, "lr": 2.5e-3, "schedule": "cosine", "milestones": [0.375, 0.625],
                   "gamma": 0.1, "weight_decay": 0.0, "grad_weight": 0.0, "iou_weight": 0.0, "amp": True,
@@ -61,7 +61,7 @@ DEFAULTS: dict[str, dict] = {
         "model": {"encoder": "mobilenetv3", "point_fraction": 0.1},
         "data": {"seed": 0, "size": 336, "patch": 224, "iou_range": [0.8, 1.0], "fixed_samples": 0,
                  "num_workers": 4, "sources": [{"kind": "synth", "size": 512}]},
-        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False,
+        "val": {"every": 2000, "count": 16, "grid": 6, "at_start": False, "keep_best": False, "each_photo": False,
                 "sources": [{"kind": "synth", "size": 512, "seed_offset": 1_000_000_000}]},
         "train": {"iterations": 60000, "batch": 24, "lr": 2.25e-4, "schedule": "multistep",
                   "milestones": [0.375, 0.625], "gamma": 0.1, "weight_decay": 1e-4, "grad_weight": 5.0,
@@ -404,7 +404,10 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     val_items: list[dict] = []
     if main_proc and int(cfg["val"]["count"]) > 0:
         vset = make_dataset(cfg, stage, val=True)
-        val_items = [vset[i] for i in range(int(cfg["val"]["count"]))]
+        if cfg["val"]["each_photo"]:  # every validation photo once, up to count
+            val_items = vset.each_photo(int(cfg["val"]["count"]))
+        else:
+            val_items = [vset[i] for i in range(int(cfg["val"]["count"]))]
     data_desc = [s.describe() for s in dataset.sources]
 
     def record(full: bool) -> dict:

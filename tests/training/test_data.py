@@ -95,6 +95,26 @@ def test_folder_and_matte_sources_mix_with_weights(tmp_path) -> None:
     assert h["coarse"].shape == (1, 32, 32)
 
 
+def test_validation_can_see_every_photo_once(tmp_path) -> None:
+    """Stop 42: 48 drawn validation samples over eight sources held 36 photos, the small sources' photos several
+    times each; `each_photo` walks every photo of every source once, in order, the same on every call."""
+    _write_pairs(tmp_path / "big", 5)
+    _write_pairs(tmp_path / "small", 1, size=(40, 48))
+    big, small = FolderSource(tmp_path / "big"), FolderSource(tmp_path / "small")
+    ds = SampleDataset([big, small], None, "L", seed=7, size=32, augment=False)
+    drawn = [ds[i]["image"] for i in range(6)]
+    items = ds.each_photo()
+    assert len(items) == 6 and all(it["image"].shape == (3, 32, 32) for it in items)
+    # five different photos of the big source, then the small source's one photo, each once
+    assert all(not torch.equal(items[a]["image"], items[b]["image"]) for a in range(6) for b in range(a))
+    assert torch.equal(items[5]["image"], ds._item(small, 0, np.random.default_rng(0))["image"])
+    assert all(torch.equal(a["gt"], b["gt"]) for a, b in zip(items, ds.each_photo(), strict=True))
+    assert [it["gt"].sum() for it in ds.each_photo(limit=2)] == [it["gt"].sum() for it in items[:2]]
+    # drawing the same number of samples repeats photos (here the small source's one photo is half the draws)
+    repeats = sum(any(torch.equal(d, e) for e in drawn[:k]) for k, d in enumerate(drawn))
+    assert repeats >= 1
+
+
 def test_matte_colour_match_gives_the_background_the_objects_colour(tmp_path) -> None:
     """A red object composited on a blue photo: matched, the background turns the object's colour, texture kept."""
     (tmp_path / "m" / "fg").mkdir(parents=True)

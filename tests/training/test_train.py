@@ -266,7 +266,9 @@ def test_warmup_ramps_the_rate_and_at_start_scores_the_starting_weights(tmp_path
                                                                   0.75 * tt.lr_at(2, {**cos, "warmup": 0})])
     assert tt.lr_at(4, cos) == tt.lr_at(4, {**cos, "warmup": 0})  # after the ramp, the schedule as before
     cfg = _config(tmp_path, "L", "warm_L", iterations=4, lr=1e-3, schedule="constant", warmup=4)
-    cfg.write_text(cfg.read_text().replace("grid = 2\n", "grid = 2\nat_start = true\nkeep_best = true\n"))
+    # each_photo (stop 42): the validation set is the sources' photos in order, capped at count
+    val = "grid = 2\nat_start = true\nkeep_best = true\neach_photo = true\n"
+    cfg.write_text(cfg.read_text().replace("grid = 2\n", val))
     tt.train("L", cfg, tmp_path / "run", stop_at=2)
     with open(tmp_path / "run" / "losses.csv", newline="") as f:
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([2.5e-4, 5e-4])
