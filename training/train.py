@@ -304,13 +304,19 @@ def validate(model: torch.nn.Module, items: list[dict], device: torch.device, st
 # --------------------------------------------------------------------------------------------------------- train
 def train(stage: str, config: str | Path, out: str | Path | None = None, resume: bool = False,
           init_from: str | Path | None = None, stop_at: int | None = None, command: str | None = None,
-          max_seconds: float | None = None) -> dict:
+          max_seconds: float | None = None, reset_best: bool = False) -> dict:
     """Run (or continue) a training run; returns {"step", "out", "interrupted", "out_of_time", "metrics"}.
+
+    `reset_best` (with `resume`): the run's validation changed (stop 43 went from 48 drawn samples to every photo
+    once), so the kept best score is not comparable any more; it is forgotten and the resumed weights are scored
+    first under the new validation, as `at_start` scores a run's start.
 
     `max_seconds` bounds this invocation's training loop (a lent GPU is held for minutes, not hours): the schedule
     is compressed to fit it and the run checkpoints and ends when it is spent. Resumed, a time-budgeted run goes on
     from where its schedule stood and fits the rest into the new budget.
     """
+    if reset_best and not resume:
+        raise MosError("--reset-best forgets a resumed run's kept best; it needs --resume")
     if max_seconds is not None and max_seconds <= 0:
         raise MosError(f"--max-seconds must be positive, not {max_seconds}")
     if stage not in ("L", "H"):
@@ -365,7 +371,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
         command = ckpt.get("command", command)
         init_note = ckpt.get("init_from", "")
         encoder_init = dict(ckpt.get("encoder_init") or {})
-        best = dict(ckpt.get("best") or {})
+        best = {} if reset_best else dict(ckpt.get("best") or {})
     elif stage == "H" and not init_from and main_proc:
         print("[H] note: starting from random weights; the paper starts H from L (--init-from)", flush=True)
     if cfg["model"].get("encoder_init") and not resume and not init_from:
@@ -464,7 +470,8 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     if main_proc:
         print(f"[{stage}] {cfg['name']}: steps {step}..{end} of {total}, batch {batch}, {device.type}"
               f"{' AMP' if use_amp else ''}, world {world}; data: {'; '.join(data_desc)}", flush=True)
-    if val_items and bool(cfg["val"].get("at_start", False)) and step == 0 and main_proc:
+    rescore = resume and reset_best and step > 0
+    if val_items and main_proc and (rescore or (bool(cfg["val"].get("at_start", False)) and step == 0)):
         # the starting weights' own score: a fine-tuning run's curve then shows whether it ever got past its start
         last_metrics = run_val()
         t_window = t_last = time.perf_counter()
@@ -573,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     ap.add_argument("--init-from", help="H: L checkpoint (.pt) or L weights (.safetensors) to start from")
     ap.add_argument("--stop-at", type=int, help="stop (and checkpoint) after this step; the schedule is unchanged")
+    ap.add_argument("--reset-best", action="store_true",
+                    help="with --resume: forget the kept best validation (the validation settings changed) and "
+                         "score the resumed weights first")
     ap.add_argument("--max-seconds", type=float,
                     help="train for at most this long (this invocation); the schedule is compressed to fit")
     args = ap.parse_args(argv)
@@ -583,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = train(args.stage, args.config, args.out, args.resume, args.init_from, args.stop_at, command,
-                       args.max_seconds)
+                       args.max_seconds, args.reset_best)
     except MosError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

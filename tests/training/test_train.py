@@ -290,3 +290,27 @@ def test_warmup_ramps_the_rate_and_at_start_scores_the_starting_weights(tmp_path
     assert isinstance(model, MeticulousNet)
     last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert last["best"]["step"] == top  # a resumed run compares against it, not against nothing
+
+
+def test_reset_best_rescores_a_resumed_run_under_its_new_validation(tmp_path: Path) -> None:
+    """Stop 43 resumed a run with a changed validation: the old best score (on other photos) must not block every
+    new best, and the resumed weights are scored first under the new validation."""
+    cfg = _config(tmp_path, "L", "reset_L", iterations=4, lr=1e-3, schedule="constant")
+    cfg.write_text(cfg.read_text().replace("grid = 2\n", "grid = 2\nat_start = true\nkeep_best = true\n"))
+    with pytest.raises(tt.MosError, match="--resume"):
+        tt.train("L", cfg, tmp_path / "run", reset_best=True)
+    tt.train("L", cfg, tmp_path / "run", stop_at=2)
+    ck_path = tmp_path / "run" / "last.pt"
+    ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    ck["best"] = {"step": 0, "score": 99.0, "metrics": {}}  # a score no validation here can beat
+    torch.save(ck, ck_path)
+    cfg.write_text(cfg.read_text().replace("keep_best = true\n", "keep_best = true\neach_photo = true\n"))
+    assert tt.main(["--stage", "L", "--config", str(cfg), "--out", str(tmp_path / "run"), "--resume",
+                    "--reset-best"]) == 0
+    with open(tmp_path / "run" / "val.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [0, 2, 2, 4]  # the old validation at 0 and 2, the new one at the resumed step 2 and at 4
+    last = torch.load(ck_path, map_location="cpu", weights_only=True)
+    assert last["best"]["step"] in (2, 4) and last["best"]["score"] < 99.0
+    _, best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["step"] == last["best"]["step"]
