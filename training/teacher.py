@@ -247,7 +247,9 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
     def write_manifest(extra: dict) -> dict:
         summary = {**head, "photos_found": len(todo_all), "skipped_already_done": len(todo_all) - len(pending),
                    **extra, **_log_totals(log)}
-        tmp = manifest.with_name("manifest.json.part")
+        # one temporary file per process: rebuild's labelling shards share this folder and its manifest, and a
+        # shared name let one shard move another's file away before that one's own os.replace (a flaky make test)
+        tmp = manifest.with_name(f"manifest.json.{os.getpid()}.part")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, manifest)
         return summary
