@@ -470,7 +470,7 @@ def train(stage: str, config: str | Path, out: str | Path | None = None, resume:
     if main_proc:
         print(f"[{stage}] {cfg['name']}: steps {step}..{end} of {total}, batch {batch}, {device.type}"
               f"{' AMP' if use_amp else ''}, world {world}; data: {'; '.join(data_desc)}", flush=True)
-    rescore = resume and reset_best and step > 0
+    rescore = reset_best and step > 0  # reset_best implies resume (checked above)
     if val_items and main_proc and (rescore or (bool(cfg["val"].get("at_start", False)) and step == 0)):
         # the starting weights' own score: a fine-tuning run's curve then shows whether it ever got past its start
         last_metrics = run_val()
