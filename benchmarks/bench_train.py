@@ -76,13 +76,11 @@ def bench(stage: str, size: int, batch: int, iters: int, device: torch.device, a
 
 def bench_config(path: str, samples: int) -> None:
     """Seconds per sample of a config's dataset, as its DataLoader workers will draw them."""
-    import tomllib
-
     import numpy as np
 
-    from training.train import load_config, make_dataset
+    from training.train import load_config, make_dataset, read_config
 
-    raw_stage = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("stage", "L")
+    raw_stage = read_config(path)[0].get("stage", "L")  # a config may take its stage from its base
     cfg = load_config(path, raw_stage)
     dataset = make_dataset(cfg, raw_stage)
     dataset[0]  # the first sample loads texture photos and opens files: not timed

@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 from mos_studio.core.errors import ImageError, MosError
 
 from .data.sources import FolderSource, MatteSource, read_gray
-from .train import _sources
+from .train import _sources, read_config
 
 TRAVEL_LIMIT = 64 * 1024 * 1024  # a device call's working tree and carried paths together
 RETURN_LIMIT = 16 * 1024 * 1024  # one file brought back from a device call
@@ -103,12 +102,7 @@ class Pack:
 
     def __init__(self, config: str | Path):
         self.config = Path(config)
-        try:
-            self.raw = tomllib.loads(self.config.read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise MosError(f"{self.config}: training config not found") from err
-        except tomllib.TOMLDecodeError as err:
-            raise MosError(f"{self.config}: not valid TOML ({err})") from err
+        self.raw, _ = read_config(self.config)  # its base chain merged: the packed config stands alone
         if self.raw.get("stage", "L") != "L":
             raise MosError(f"{self.config}: a pack holds L's data only (H learns from full-resolution crops, "
                            "which a shrunk photo no longer holds)")

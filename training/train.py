@@ -78,19 +78,54 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def read_config(path: str | Path) -> tuple[dict, list[str]]:
+    """A config file's TOML with the chain of configs it names as `base` merged under it, and that chain.
+
+    A run that differs from another in a few settings says `base = "other.toml"` (a path relative to this file's
+    folder) and only what differs: tables merge key by key, anything else (arrays of sources included) is replaced
+    whole. Without it every config was a near-copy of the one before. Paths inside a config (data roots) stay
+    relative to the folder training runs from."""
+    chain: list[Path] = []
+    layers: list[dict] = []
+    here = Path(path)
+    while True:
+        if any(here.resolve() == seen.resolve() for seen in chain):
+            loop = " -> ".join(str(p) for p in [*chain, here])
+            raise MosError(f"{chain[0]}: its base configs loop ({loop})")
+        try:
+            raw = tomllib.loads(here.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            what = "training config" if not chain else f"base config of {chain[-1]}"
+            raise MosError(f"{here}: {what} not found") from err
+        except tomllib.TOMLDecodeError as err:
+            raise MosError(f"{here}: not valid TOML ({err})") from err
+        chain.append(here)
+        layers.append(raw)
+        base = raw.get("base")
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise MosError(f"{here}: base must be the file name of another config, got {base!r}")
+        here = Path(os.path.normpath(here.parent / base))
+    merged: dict = {}
+    for raw, at in zip(reversed(layers), reversed(chain), strict=True):
+        stage = raw.get("stage")
+        if stage is not None and merged.get("stage", stage) != stage:
+            raise MosError(f"{at}: this config is for stage {stage}, but its base is for stage {merged['stage']}")
+        merged = _merge(merged, {k: v for k, v in raw.items() if k != "base"})
+    return merged, [str(p) for p in chain[1:]]
+
+
 def load_config(path: str | Path, stage: str) -> dict:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise MosError(f"{path}: training config not found") from err
-    except tomllib.TOMLDecodeError as err:
-        raise MosError(f"{path}: not valid TOML ({err})") from err
+    raw, bases = read_config(path)
     if raw.get("stage", stage) != stage:
         raise MosError(f"{path}: this config is for stage {raw['stage']}, not {stage}")
     cfg = _merge(DEFAULTS[stage], {k: v for k, v in raw.items() if k != "stage"})
     cfg["name"] = path.stem
     cfg["path"] = str(path)
+    if bases:
+        cfg["bases"] = bases
     return cfg
 
 

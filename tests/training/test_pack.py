@@ -125,6 +125,22 @@ def test_a_full_pack_shares_photos_and_loads_as_the_config_did(data: Path) -> No
         assert 0 < (mask > 127).mean() < 1  # the disc survived the shrink
 
 
+def test_a_config_with_a_base_packs_its_whole_chain(data: Path) -> None:
+    (data / "configs").mkdir()
+    (data / "configs" / "cpu.toml").write_text('base = "../cfg.toml"\n[data]\nsize = 48\n[train]\nbatch = 1\n')
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        assert main(["build", "configs/cpu.toml", "--out", "pack"]) == 0
+    finally:
+        os.chdir(cwd)
+    text = (data / "pack" / "config.toml").read_text()
+    assert "\nbase =" not in "\n" + text  # the packed config stands alone on the device machine
+    cfg = tt.load_config(data / "pack" / "config.toml", "L")
+    assert cfg["data"]["size"] == 48 and cfg["train"]["batch"] == 1 and cfg["train"]["iterations"] == 100000
+    assert [s["kind"] for s in cfg["data"]["sources"]] == ["folder", "folder", "synth", "matte"]
+
+
 def test_a_budget_keeps_photos_by_weight_and_a_larger_one_a_superset(data: Path) -> None:
     full = _build(data, "full", "--long", "64")["bytes"]
     small = _build(data, "small", "--long", "64", "--max-mb", str(full * 0.5 / 2**20), "--val-share", "0.3")

@@ -207,6 +207,58 @@ def test_paper_and_cpu_configs_parse() -> None:
         tt.load_config(root / "paper_L.toml", "H")
 
 
+def test_a_config_names_a_base_and_says_only_what_differs(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(
+        'stage = "L"\n[data]\nseed = 1\nsize = 320\n[[data.sources]]\nkind = "synth"\nweight = 3\n'
+        '[[data.sources]]\nkind = "synth"\nsize = 256\n[train]\nlr = 1e-4\nbatch = 8\n')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.toml").write_text(  # a base path is relative to the file that names it
+        'base = "../a.toml"\n[data]\nseed = 2\n[[data.sources]]\nkind = "synth"\nsize = 640\n[train]\nlr = 5e-5\n')
+    (tmp_path / "c.toml").write_text('base = "sub/b.toml"\n[train]\nbatch = 4\n')
+    cfg = tt.load_config(tmp_path / "c.toml", "L")
+    assert cfg["data"]["seed"] == 2 and cfg["data"]["size"] == 320  # tables merge key by key, down the chain
+    assert cfg["data"]["sources"] == [{"kind": "synth", "size": 640}]  # arrays of sources are replaced whole
+    assert cfg["train"]["lr"] == 5e-5 and cfg["train"]["batch"] == 4
+    assert cfg["train"]["schedule"] == "cosine"  # what no file sets still comes from the stage's defaults
+    assert cfg["name"] == "c" and cfg["bases"] == [str(tmp_path / "sub" / "b.toml"), str(tmp_path / "a.toml")]
+    raw, _ = tt.read_config(tmp_path / "c.toml")
+    assert "base" not in raw and raw["stage"] == "L"  # what pack writes stands alone
+    with pytest.raises(tt.MosError, match="stage L"):
+        tt.load_config(tmp_path / "c.toml", "H")
+
+
+@pytest.mark.parametrize("files, says", [
+    ({"c.toml": 'base = "gone.toml"\n'}, r"gone.toml: base config of .*c.toml not found"),
+    ({"c.toml": 'base = "d.toml"\n', "d.toml": 'base = "c.toml"\n'},
+     r"c.toml: its base configs loop \(.*c.toml -> .*d.toml -> .*c.toml\)"),
+    ({"c.toml": "base = 3\n"}, "base must be the file name of another config, got 3"),
+    ({"c.toml": 'base = "d.toml"\nstage = "L"\n', "d.toml": 'stage = "H"\n'},
+     "for stage L, but its base is for stage H"),
+    ({"c.toml": 'base = "d.toml"\n', "d.toml": "stage = \n"}, r"d.toml: not valid TOML"),
+])
+def test_a_broken_base_chain_is_a_clear_error(tmp_path: Path, capsys, files: dict, says: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(tt.MosError, match=says):
+        tt.read_config(tmp_path / "c.toml")
+    assert tt.main(["--stage", "L", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_every_shipped_config_resolves_and_names_an_earlier_base() -> None:
+    root = Path(tt.__file__).parent / "configs"
+    for path in sorted(root.glob("*.toml")):
+        raw, bases = tt.read_config(path)
+        assert raw.get("stage") in ("L", "H"), path
+        for b in bases:  # bases stay inside this folder, so a packed or copied set of configs keeps them
+            assert Path(b).resolve().parent == root.resolve(), (path, b)
+    # teacher_L336n is device_L8's recipe with a CPU's batch, workers and validation
+    n, gpu = tt.load_config(root / "teacher_L336n.toml", "L"), tt.load_config(root / "device_L8.toml", "L")
+    assert n["data"]["sources"] == gpu["data"]["sources"] and n["val"]["sources"] == gpu["val"]["sources"]
+    assert (n["train"]["batch"], n["train"]["amp"], n["val"]["each_photo"]) == (8, False, False)
+    assert (gpu["train"]["batch"], gpu["train"]["amp"], gpu["val"]["each_photo"]) == (32, True, True)
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('stage = "L"\n[[data.sources]]\nkind = "folder"\nroot = "%s"\n' % (tmp_path / "DUTS-TR"))
