@@ -45,7 +45,7 @@ def _bright(crop: np.ndarray) -> np.ndarray:
 def test_tiles_redraw_the_edge_band_and_keep_the_whole_photo_choice_of_parts() -> None:
     rgb, truth = _scene()
     glob = _whole_photo_label(truth)
-    sharp, rec = tiles.sharpen(_bright, rgb, glob, tile=512)
+    sharp, rec = tiles.sharpen(_bright, rgb, glob, tiles=(512,))
     t, g, s = truth > 127, glob > 127, sharp > 127
     assert rec["used"] >= 2 and rec["used"] + rec["refused"] == len(rec["tiles"])
     assert (s != t).sum() < (g != t).sum() / 10  # the whole-photo label is off along the whole edge
@@ -58,12 +58,27 @@ def test_tiles_redraw_the_edge_band_and_keep_the_whole_photo_choice_of_parts() -
     assert (sharp[150:350, 1450:1650] == glob[150:350, 1450:1650]).all() and not s[250, 1550]
 
 
+def test_a_finer_tile_wins_where_it_agrees_and_a_coarser_one_fills_in_where_it_does_not() -> None:
+    rgb, truth = _scene()
+    glob = _whole_photo_label(truth)
+
+    def picky(crop: np.ndarray) -> np.ndarray:  # crisp on large tiles; on small ones only where the tile is dark left
+        out = _bright(crop)
+        return out if crop.shape[0] > 512 or crop[:, :8].mean() < 128 else 255 - out
+
+    sharp, rec = tiles.sharpen(picky, rgb, glob, tiles=(512, 1024, 4096))  # any order; 4096 > the photo: skipped
+    assert {r["size"] for r in rec["tiles"]} == {1024, 512}
+    assert any(r["size"] == 512 and "refused" in r for r in rec["tiles"])
+    assert any(r["size"] == 512 and "refused" not in r for r in rec["tiles"])
+    assert ((sharp > 127) != (truth > 127)).sum() < ((glob > 127) != (truth > 127)).sum() / 10
+
+
 def test_a_tile_that_disagrees_away_from_the_edge_is_refused() -> None:
     rgb, truth = _scene()
     glob = _whole_photo_label(truth)
-    blind, rec = tiles.sharpen(lambda c: np.zeros(c.shape[:2], np.uint8), rgb, glob, tile=512)
+    blind, rec = tiles.sharpen(lambda c: np.zeros(c.shape[:2], np.uint8), rgb, glob, tiles=(512,))
     assert rec["used"] == 0 and rec["refused"] > 0 and (blind == glob).all()
-    grey, rec = tiles.sharpen(lambda c: np.where(c.mean(-1) > 128, 128, 0).astype(np.uint8), rgb, glob, tile=512)
+    grey, rec = tiles.sharpen(lambda c: np.where(c.mean(-1) > 128, 128, 0).astype(np.uint8), rgb, glob, tiles=(512,))
     assert rec["used"] == 0 and (grey == glob).all()
     assert all("refused" in r for r in rec["tiles"])
     with pytest.raises(MosError, match="differ in size"):
@@ -92,7 +107,7 @@ def test_the_cli_sharpens_large_photos_with_the_real_teacher_resumably(tmp_path:
     rec = [json.loads(x) for x in (out / "tiles.jsonl").read_text().splitlines()]
     assert rec[0]["photo"] == "cam/big.png" and rec[0]["used"] >= 1
     man = json.loads((out / "manifest.json").read_text())
-    assert man["sharpened_now"] == 1 and man["options"] == {"band": 3.0, "min_gap": 0.8}
+    assert man["sharpened_now"] == 1 and man["options"] == {"band": 3.0, "min_gap": 0.8, "tiles": [2048, 1024]}
     # resumable: nothing is redone; another teacher's run into the same folder is refused
     before = (out / "cam" / "big.png").stat().st_mtime_ns
     assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(out)]) == 0
@@ -105,3 +120,11 @@ def test_the_cli_sharpens_large_photos_with_the_real_teacher_resumably(tmp_path:
     assert "none: no folder of teacher labels" in capsys.readouterr().err
     assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(out), "--min-gap", "2"]) == 2
     assert "--min-gap must be in (0, 1]" in capsys.readouterr().err
+    assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(out), "--tiles", "big"]) == 2
+    assert "--tiles must be tile sides" in capsys.readouterr().err
+    # shards: two runs side by side share the photos (path order, every second one)
+    assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(tmp_path / "s1"),
+                       "--shard", "1/2"]) == 0
+    assert "0 sharpened now, 1 smaller than 1500 px, 0 without a label" in capsys.readouterr().out
+    assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(out), "--shard", "2/2"]) == 2
+    assert "--shard must look like K/N" in capsys.readouterr().err
