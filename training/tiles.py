@@ -81,8 +81,14 @@ def sharpen(labeller: Labeller, rgb: np.ndarray, soft: np.ndarray, tiles: Sequen
     px = band * max(h, w) / INPUT_SIZE  # `band` of the teacher's own pixels, in the photo's
     inside = cv2.distanceTransform(obj, cv2.DIST_L2, 5)
     outside = cv2.distanceTransform(1 - obj, cv2.DIST_L2, 5)
-    near = np.maximum(inside, outside) <= px
-    sure_obj, sure_bg = inside > 2 * px, outside > 2 * px
+    # Redrawn: the edge band and wherever the whole-photo label itself hedges (its ramp can be wider than the
+    # band; a band that stopped inside the ramp left a grey ring round the object, stop 44), faded in over a
+    # teacher pixel so the border of what was redrawn does not show.
+    unsure = (g > 0.02) & (g < 0.98)
+    k = 2 * max(1, round(px / 2)) + 1
+    near = cv2.blur(((np.maximum(inside, outside) <= px) | unsure).astype(np.float32), (k, k))
+    # Sure: far from the edge and sure of itself (a label that hedges everywhere, a facade at 0.5, has no such part)
+    sure_obj, sure_bg = (inside > 2 * px) & (g > 0.9), (outside > 2 * px) & (g < 0.1)
     record: dict = {"tiles": [], "used": 0, "refused": 0}
     out = g.copy()
     for tile in sorted({int(t) for t in tiles}, reverse=True):
@@ -93,7 +99,7 @@ def sharpen(labeller: Labeller, rgb: np.ndarray, soft: np.ndarray, tiles: Sequen
         for y in _starts(h, tile):
             for x in _starts(w, tile):
                 sl = np.s_[y:y + tile, x:x + tile]
-                if not near[sl].any():
+                if not (near[sl] > 0).any():
                     continue
                 rec: dict = {"size": tile, "x": x, "y": y}
                 f, b = sure_obj[sl], sure_bg[sl]

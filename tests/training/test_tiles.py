@@ -58,6 +58,16 @@ def test_tiles_redraw_the_edge_band_and_keep_the_whole_photo_choice_of_parts() -
     assert (sharp[150:350, 1450:1650] == glob[150:350, 1450:1650]).all() and not s[250, 1550]
 
 
+def test_a_ramp_wider_than_the_band_is_redrawn_whole_and_leaves_no_ring() -> None:
+    rgb, truth = _scene()
+    glob = cv2.GaussianBlur(truth, (0, 0), 12)  # a teacher unsure over 30 px or more; the band is 5 px here
+    sharp, _ = tiles.sharpen(_bright, rgb, glob, tiles=(512,))
+    edge = cv2.morphologyEx((truth > 127).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
+    grey = (sharp > 25) & (sharp < 230)
+    assert not (grey & ~edge).any()  # half-sure only right at the edge: no ring where the old ramp ended
+    assert ((glob > 25) & (glob < 230) & ~edge).sum() > 10000
+
+
 def test_a_finer_tile_wins_where_it_agrees_and_a_coarser_one_fills_in_where_it_does_not() -> None:
     rgb, truth = _scene()
     glob = _whole_photo_label(truth)
