@@ -200,6 +200,24 @@ def round_robin(groups: dict) -> list:
     return [lst[i] for i in range(max((len(x) for x in lists), default=0)) for lst in lists if i < len(lst)]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard K/N` as (K, N): shard K of N takes every N-th photo starting at K."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        raise MosError(f"--shard must look like K/N with 0 <= K < N (e.g. 1/2), not {text!r}") from None
+    return k, n
+
+
+def write_manifest_file(manifest: Path, summary: dict) -> None:
+    """`summary` as JSON to `manifest`, through a temporary file of this process's own: parallel shards share the
+    folder, and a shared temporary name let one shard move another's file away before its own os.replace."""
+    tmp = manifest.with_name(f"{manifest.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, manifest)
+
+
 def mask_path(photo: Path, photos_root: Path, out: Path) -> Path:
     rel = photo.relative_to(photos_root) if photos_root.is_dir() else Path(photo.name)
     return out / rel.with_suffix(".png")
@@ -247,11 +265,7 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
     def write_manifest(extra: dict) -> dict:
         summary = {**head, "photos_found": len(todo_all), "skipped_already_done": len(todo_all) - len(pending),
                    **extra, **_log_totals(log)}
-        # one temporary file per process: rebuild's labelling shards share this folder and its manifest, and a
-        # shared name let one shard move another's file away before that one's own os.replace (a flaky make test)
-        tmp = manifest.with_name(f"manifest.json.{os.getpid()}.part")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, manifest)
+        write_manifest_file(manifest, summary)  # rebuild's labelling shards share this folder and its manifest
         return summary
 
     bar = ProgressBar(len(todo), "teacher", enabled=progress)
@@ -342,11 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     first.append([x.strip() for x in listing.read_text().splitlines() if x.strip()])
                 except OSError as e:
                     raise MosError(f"{listing}: cannot read the list of photos to label first ({e})") from e
-            try:
-                shard = tuple(int(x) for x in args.shard.split("/"))
-                assert len(shard) == 2
-            except (ValueError, AssertionError):
-                raise MosError(f"--shard must look like K/N (e.g. 1/2), not {args.shard!r}") from None
+            shard = parse_shard(args.shard)
             s = label(args.photos, args.model, args.out, args.threads, args.limit, interleave=not args.in_order,
                       first=first or None, shard=shard)
             print(f"{args.out}: {s['labelled_now']} labelled now ({s['seconds_per_photo_now']} s/photo), "

@@ -39,7 +39,7 @@ import numpy as np
 
 from mos_studio.core.errors import MosError
 
-from .teacher import INPUT_SIZE, LICENCES, Teacher, list_photos
+from .teacher import INPUT_SIZE, LICENCES, Teacher, list_photos, mask_path, parse_shard, write_manifest_file
 
 Labeller = Callable[[np.ndarray], np.ndarray]  # H×W×3 uint8 → H×W uint8 soft mask, as Teacher.__call__
 # Tile sides, coarse to fine: a 2048-px tile is seen at half its resolution but holds enough of the object for the
@@ -145,8 +145,8 @@ def sharpen_folder(photos: Path, labels: Path, model: Path, out: Path, min_side:
         for photo in list_photos(photos)[shard[0]::shard[1]]:  # shard K of N: every N-th photo from K
             if limit is not None and done >= limit:
                 break
-            rel = photo.relative_to(photos).with_suffix(".png") if photos.is_dir() else Path(photo.stem + ".png")
-            target, given = out / rel, labels / rel
+            target, given = mask_path(photo, photos, out), mask_path(photo, photos, labels)
+            rel = target.relative_to(out)
             if target.is_file():
                 continue
             if not given.is_file():
@@ -180,9 +180,7 @@ def sharpen_folder(photos: Path, labels: Path, model: Path, out: Path, min_side:
                "photos_root": str(photos.resolve()), "labels": str(labels.resolve()), "min_side": min_side,
                "options": options, "sharpened_now": done, "smaller_than_min_side": small,
                "without_a_label": missing, "failed_now": failed}
-    tmp = manifest.with_name(f"manifest.json.{os.getpid()}.part")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, manifest)
+    write_manifest_file(manifest, summary)
     return summary
 
 
@@ -211,13 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, AssertionError):
             raise MosError(f"--tiles must be tile sides of 64 px or more, comma-separated, not {args.tiles!r}") \
                 from None
-        try:
-            shard = tuple(int(x) for x in args.shard.split("/"))
-            assert len(shard) == 2 and 0 <= shard[0] < shard[1]
-        except (ValueError, AssertionError):
-            raise MosError(f"--shard must look like K/N with 0 <= K < N (e.g. 1/2), not {args.shard!r}") from None
         s = sharpen_folder(args.photos, args.labels, args.model, args.out, args.min_side, args.threads, args.limit,
-                           shard, band=args.band, min_gap=args.min_gap, tiles=sides)
+                           parse_shard(args.shard), band=args.band, min_gap=args.min_gap, tiles=sides)
     except MosError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
