@@ -112,3 +112,35 @@ def test_bad_input_channels():
         MeticulousNet.tiny(3)(torch.rand(1, 4, 32, 32))
     with pytest.raises(ValueError):
         MeticulousNet("mobilenetv3", 5)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (75, 101)])
+def test_mask_skip_adds_the_input_masks_logit(size):
+    """H's residual skip: the same weights with `mask_skip` s answer their own logit plus s × logit(mask), the mask
+    clamped to [0.02, 0.98]; the final stage carries it too, so the stage view and the answer agree."""
+    torch.manual_seed(0)
+    plain = MeticulousNet.tiny(4).eval()
+    skip = MeticulousNet.from_config({**plain.config(), "mask_skip": 0.5}).eval()
+    skip.load_state_dict(plain.state_dict())
+    h, w = size
+    x = torch.rand(2, 4, h, w)
+    x[0, 3, : h // 2] = 1.0  # sure parts are clamped, not infinite
+    x[0, 3, h // 2 :] = 0.0
+    with torch.no_grad():
+        a, b = plain(x), skip(x)
+    m = x[:, 3:4].clamp(0.02, 0.98)
+    torch.testing.assert_close(b.logits, a.logits + 0.5 * torch.log(m / (1 - m)), atol=1e-5, rtol=1e-5)
+    assert torch.equal(b.logits, b.stages[-1].prediction[..., :h, :w])
+    for sa, sb in zip(a.stages[:-1], b.stages[:-1], strict=True):  # the earlier stages are H's own
+        assert torch.equal(sa.prediction, sb.prediction)
+    assert skip.config()["mask_skip"] == 0.5 and plain.config()["mask_skip"] == 0.0
+
+
+def test_mask_skip_needs_a_mask_and_a_sane_weight():
+    with pytest.raises(ValueError, match="mask_skip"):
+        MeticulousNet.tiny(3).from_config({**MeticulousNet.tiny(3).config(), "mask_skip": 1.0})
+    with pytest.raises(ValueError, match="mask_skip"):
+        MeticulousNet.from_config({**MeticulousNet.tiny(4).config(), "mask_skip": -1.0})
+    old = MeticulousNet.tiny(4).config()
+    del old["mask_skip"]  # a card written before the skip existed builds the plain H
+    assert MeticulousNet.from_config(old).mask_skip == 0.0

@@ -247,3 +247,23 @@ def test_cascade_result_reports_threads_used(monkeypatch):
     cascade = Cascade(low, high, device="cpu", config=CascadeConfig(threads=1, global_size=128, crop_size=96))
     res = cascade(_photo(150, 170))
     assert res.timings["threads"] == 1.0 and res.device.startswith("CPU (1 thread")
+
+
+@ort_only
+def test_onnx_export_keeps_the_mask_skip(cache):
+    """An H with a residual skip (`mask_skip`) exports it into the graph, padding included, and the cache keeps the
+    skip's weight apart from the plain H's (the digest covers the config)."""
+    _, high = tiny_models(0)
+    skip = MeticulousNet.from_config({**high.config(), "mask_skip": 1.0}).eval()
+    skip.load_state_dict(high.state_dict())
+    x = np.random.default_rng(2).random((4, 61, 90), dtype=np.float32)
+    x[3, :30] = 1.0
+    logits, _ = runtime.OrtModel(skip)(x, threads=1)
+    plain, _ = runtime.OrtModel(high)(x, threads=1)
+    assert len(list(cache.glob("*.onnx"))) == 2
+    with torch.inference_mode():
+        ref = skip(torch.from_numpy(x)[None]).logits[0, 0].numpy()
+    assert ((logits > 0) == (ref > 0)).mean() > 0.99
+    m = np.clip(x[3], 0.02, 0.98)
+    diff = logits - plain
+    np.testing.assert_allclose(np.median(diff - np.log(m / (1 - m))), 0.0, atol=1e-3)

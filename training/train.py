@@ -157,7 +157,8 @@ def lr_at(step: int, train_cfg: dict, time_fraction: float = 0.0) -> float:
 # -------------------------------------------------------------------------------------------------------- model
 def build_model(cfg: dict, stage: str) -> MeticulousNet:
     m = cfg["model"]
-    return MeticulousNet(m["encoder"], 3 if stage == "L" else 4, float(m["point_fraction"]), m.get("widths"))
+    return MeticulousNet(m["encoder"], 3 if stage == "L" else 4, float(m["point_fraction"]), m.get("widths"),
+                         float(m.get("mask_skip", 0.0)))
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:

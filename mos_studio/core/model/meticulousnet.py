@@ -28,6 +28,8 @@ from .encoders import build_encoder
 STAGE_NAMES = ("S8_0", "S8_1", "S8_2", "S4_2", "S8_3", "S4_3", "S2_3")
 STAGE_STRIDES = (4, 4, 4, 2, 4, 2, 1)
 
+_SKIP_CLAMP = 0.02  # the mask skip's input is clamped to [0.02, 0.98]: a logit of at most ±3.9
+
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
@@ -261,10 +263,15 @@ class MeticulousNet(nn.Module):
         in_channels: int = 3,
         point_fraction: float = 0.1,
         widths: Widths | dict | None = None,
+        mask_skip: float = 0.0,
     ) -> None:
         super().__init__()
         if in_channels not in (3, 4):
             raise ValueError("in_channels must be 3 (L: RGB) or 4 (H: RGB + mask)")
+        if mask_skip and in_channels != 4:
+            raise ValueError("mask_skip needs a mask input (in_channels=4)")
+        if not 0.0 <= mask_skip <= 4.0:
+            raise ValueError("mask_skip must be in [0, 4]")
         if not 0.0 <= point_fraction <= 1.0:
             raise ValueError("point_fraction must be in [0, 1]")
         if isinstance(widths, dict):
@@ -273,6 +280,9 @@ class MeticulousNet(nn.Module):
         self.encoder_name = encoder
         self.in_channels = in_channels
         self.point_fraction = point_fraction
+        # H's answer is added to `mask_skip` × the input mask's logit (clamped to ±3.9): a residual skip, so that a
+        # right input survives unless H is sure it is wrong. 0 (off) for the weights trained without it.
+        self.mask_skip = float(mask_skip)
         # Inference only: rank points by −|coarse logit| instead of the uncertainty map. Same order (the uncertainty
         # falls monotonically with |logit|) without a full-size sigmoid, so an inference graph that returns only
         # the final logits drops the uncertainty maps entirely. Differs only in how exact ties are broken.
@@ -301,6 +311,7 @@ class MeticulousNet(nn.Module):
             "in_channels": self.in_channels,
             "point_fraction": self.point_fraction,
             "widths": asdict(self.widths),
+            "mask_skip": self.mask_skip,
         }
 
     @classmethod
@@ -379,6 +390,13 @@ class MeticulousNet(nn.Module):
         f2 = self.up2(f4, feats.f2)
         s2_3 = self._hierpr("S2_3", self.head2, f2, fine, s4_3.prediction)
 
+        if self.mask_skip:
+            m = x[:, 3:4].clamp(_SKIP_CLAMP, 1 - _SKIP_CLAMP)
+            skip = torch.log(m / (1 - m)) * self.mask_skip
+            sh, sw = s2_3.prediction.shape[-2:]
+            if sh != h or sw != w:  # the encoder's input was padded: pad the skip alike
+                skip = F.pad(skip, (0, sw - w, 0, sh - h), mode="replicate")
+            s2_3.prediction = s2_3.prediction + skip.to(s2_3.prediction.dtype)
         stages = [s8_0, s8_1, s8_2, s4_2, s8_3, s4_3, s2_3]
         if not torch.onnx.is_in_onnx_export() and (h % 8 or w % 8):  # encoder_input padded: crop back
             for s in stages:
