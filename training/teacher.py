@@ -218,6 +218,15 @@ def write_manifest_file(manifest: Path, summary: dict) -> None:
     os.replace(tmp, manifest)
 
 
+def check_same_teacher(manifest: Path, teacher: Teacher, done: str) -> None:
+    """Refuse to add to a folder another teacher wrote: one folder must not mix two teachers' labels."""
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if old.get("teacher_sha256") != teacher.sha256:
+            raise MosError(f"{manifest.parent}: {done} by another teacher ({old.get('teacher')}, sha256 "
+                           f"{old.get('teacher_sha256', '?')[:12]}…); use a new --out folder")
+
+
 def mask_path(photo: Path, photos_root: Path, out: Path) -> Path:
     rel = photo.relative_to(photos_root) if photos_root.is_dir() else Path(photo.name)
     return out / rel.with_suffix(".png")
@@ -257,11 +266,7 @@ def label(photos: Path, model: Path, out: Path, threads: int = 1, limit: int | N
     log = out / "labels.jsonl"
     head = {"teacher": model.name, "teacher_sha256": teacher.sha256, "input_size": teacher.size,
             "threads": threads, "photos_root": str(photos.resolve()), "licences": LICENCES}
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("teacher_sha256") != teacher.sha256:
-            raise MosError(f"{out}: labelled by another teacher ({old.get('teacher')}, sha256 "
-                           f"{old.get('teacher_sha256', '?')[:12]}…); use a new --out folder")
+    check_same_teacher(manifest, teacher, "labelled")
     def write_manifest(extra: dict) -> dict:
         summary = {**head, "photos_found": len(todo_all), "skipped_already_done": len(todo_all) - len(pending),
                    **extra, **_log_totals(log)}

@@ -39,7 +39,16 @@ import numpy as np
 
 from mos_studio.core.errors import MosError
 
-from .teacher import INPUT_SIZE, LICENCES, Teacher, list_photos, mask_path, parse_shard, write_manifest_file
+from .teacher import (
+    INPUT_SIZE,
+    LICENCES,
+    Teacher,
+    check_same_teacher,
+    list_photos,
+    mask_path,
+    parse_shard,
+    write_manifest_file,
+)
 
 Labeller = Callable[[np.ndarray], np.ndarray]  # H×W×3 uint8 → H×W uint8 soft mask, as Teacher.__call__
 # Tile sides, coarse to fine: a 2048-px tile is seen at half its resolution but holds enough of the object for the
@@ -136,10 +145,7 @@ def sharpen_folder(photos: Path, labels: Path, model: Path, out: Path, min_side:
     teacher = Teacher(model, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
     manifest, log = out / "manifest.json", out / "tiles.jsonl"
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("teacher_sha256") != teacher.sha256:
-            raise MosError(f"{out}: sharpened with another teacher ({old.get('teacher')}); use a new --out folder")
+    check_same_teacher(manifest, teacher, "sharpened")
     done = small = missing = failed = 0
     with open(log, "a") as logf:
         for photo in list_photos(photos)[shard[0]::shard[1]]:  # shard K of N: every N-th photo from K

@@ -125,7 +125,7 @@ def test_the_cli_sharpens_large_photos_with_the_real_teacher_resumably(tmp_path:
     assert (out / "cam" / "big.png").stat().st_mtime_ns == before
     other = _tiny_teacher(tmp_path / "t2.onnx", "another")
     assert tiles.main([str(photos), str(labels), "--model", str(other), "--out", str(out)]) == 2
-    assert "sharpened with another teacher" in capsys.readouterr().err
+    assert "sharpened by another teacher" in capsys.readouterr().err
     assert tiles.main([str(photos), str(tmp_path / "none"), "--model", str(model), "--out", str(out)]) == 2
     assert "none: no folder of teacher labels" in capsys.readouterr().err
     assert tiles.main([str(photos), str(labels), "--model", str(model), "--out", str(out), "--min-gap", "2"]) == 2
