@@ -1,12 +1,13 @@
 """Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
 
     python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
-                                      [--models-dir DIR] [--guard KEY=VALUE ...]
+                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--no-free]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
 used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
-the truth itself (what a user with a good selection hands to Refine Selection) and the truth perturbed to IoU
-0.95-0.99 (CascadePSP's perturbation, training/data/perturb.py). Each input runs twice in the same process: with
+the truth itself (what a user with a good selection hands to Refine Selection: its 0.5 cut, or with --soft the
+teacher's soft mask as it is, like a feathered selection; scores are against the 0.5 cut) and the truth perturbed
+to IoU 0.95-0.99 (CascadePSP's perturbation, training/data/perturb.py). Each input runs twice in the same process: with
 the refine guards (CascadeConfig.refine_band and refine_confidence, the defaults: "band") and without them (H may
 change every pixel: "free"), so the two are compared on the same photos and machine state. Prints one line per
 photo and the means; no timing assertions.
@@ -31,7 +32,8 @@ from training.data.sources import read_gray  # noqa: E402
 
 # The CascadeConfig fields --guard may change: the refine guards, and the H passes they act on.
 GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes",
-          "global_size", "refine_flip")
+          "global_size", "refine_flip", "refine_skip",
+          "refine_soft_confidence")
 
 
 def set_config_field(config: object, key: str, text: str) -> None:
@@ -69,6 +71,8 @@ def main() -> int:
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
+    ap.add_argument("--soft", action="store_true",
+                    help="hand H the teacher's soft mask as the right one (a feathered selection), not its 0.5 cut")
     ap.add_argument("--no-free", action="store_true", help="skip the unguarded run (it runs H's crops: slow)")
     args = ap.parse_args()
     todo = pairs(args.root, args.min_side)[: args.max_images]
@@ -92,8 +96,9 @@ def main() -> int:
           f"{'free IoU':>8s} {'mBA':>6s} | {'s':>5s}")
     for img_path, mask_path in todo:
         rgb = load_image(img_path).rgb
-        truth = read_gray(mask_path) > 0.5
-        inputs = {"teacher": truth.astype(np.float32),
+        soft = read_gray(mask_path).astype(np.float32)
+        truth = soft > 0.5
+        inputs = {"teacher": soft if args.soft else truth.astype(np.float32),
                   "perturbed": perturb_mask(truth.astype(np.float32), rng, (0.95, 0.99))}
         for kind, given in inputs.items():
             t0 = time.perf_counter()

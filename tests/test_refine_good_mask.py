@@ -72,6 +72,11 @@ def test_refine_takes_only_what_h_is_sure_of() -> None:
     given = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
     refined = np.array([[0.05, 0.4, 0.6, 0.97]], np.float32)
     assert np.allclose(keep_unless_sure(given, refined, 0.9), [[0.05, 1.0, 0.0, 0.97]])
+    # A feathered given mask: its soft pixels need soft_confidence, its sure ones the plain confidence.
+    given = np.array([[1.0, 0.6, 0.3, 0.0]], np.float32)
+    refined = np.array([[0.1, 0.1, 0.95, 0.85]], np.float32)
+    assert np.allclose(keep_unless_sure(given, refined, 0.8, 0.97), [[0.1, 0.6, 0.3, 0.85]])
+    assert np.allclose(keep_unless_sure(given, refined, 0.8), [[0.1, 0.1, 0.95, 0.85]])
 
 
 def test_refine_band_keeps_far_pixels_and_lets_the_edge_move() -> None:

@@ -129,14 +129,19 @@ def test_h_card_holds_the_whole_lineage():
     # thinner than 17 of H's pixels left to the user (stop 22; 11 before) and a refined mask of any size seen
     # mirrored too, no object added where L was sure of background, the edge of a cut smaller than 768 px taken
     # from two passes on the photo enlarged to 768, each mirrored too (stop 21), and a cut's edge snapped to the
-    # photo's with a guided filter of radius 8 at 1024 px (stop 22); docs/MODELS.md says why. The cascade takes
+    # photo's with a guided filter of radius 8 at 1024 px (stop 22); since stop 45 a whole-mask refine runs H with
+    # the residual skip from the given mask, which lets the refine guard be 0.8 instead of 0.97 and still keep a
+    # right mask right (a feathered one's soft pixels still need 0.97); docs/MODELS.md says why. The cascade takes
     # all of them from the card.
-    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.97, "add_floor": 0.05,
+    assert card["inference"] == {"local_passes": False, "refine_confidence": 0.8, "add_floor": 0.05,
                                  "h_flip": True, "refine_min_change": 8, "h_upscale": True, "upscale_size": 768,
                                  "upscale_passes": 2, "upscale_flip": True, "upscale_gain": 2.0,
-                                 "refine_flip": True, "edge_radius": 8, "edge_eps": 0.001}
+                                 "refine_flip": True, "edge_radius": 8, "edge_eps": 0.001, "refine_skip": 1.0,
+                                 "refine_soft_confidence": 0.97}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
-    assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.97
+    assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.8
+    assert cascade.config.refine_skip == 1.0 and cascade.h_model.mask_skip == 0.0  # the skip: refines only
+    assert cascade.config.refine_soft_confidence == 0.97
     assert cascade.config.add_floor == 0.05 and cascade.config.h_flip and cascade.config.refine_min_change == 8
     assert cascade.config.h_upscale and cascade.config.upscale_passes == 2 and cascade.config.upscale_size == 768
     assert cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0 and cascade.config.refine_flip

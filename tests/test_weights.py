@@ -247,3 +247,31 @@ def test_l_zoom_takes_a_closer_second_look_at_its_own_answer(tmp_path):
     card_file.write_text(json.dumps(card))
     cfg = Cascade.from_pretrained(tmp_path, device="cpu").config
     assert cfg.l_zoom and (cfg.l_zoom_margin, cfg.l_zoom_max, cfg.l_zoom_mix) == (0.15, 0.8, 0.5)
+
+
+def test_h_card_refine_skip_acts_on_whole_mask_refines_only(tmp_path):
+    """`inference.refine_skip` in H's card: a whole-mask refine runs a copy of H with the residual skip (so a right
+    mask needs H to be sure before it moves); a cut and a region re-refine run H as it is; H itself is untouched."""
+    write_tiny_models(tmp_path / "m")
+    hpath = weights_path(tmp_path / "m", "mobilenetv3", "H")
+    card = json.loads(hpath.with_suffix(".json").read_text())
+    card["inference"] = {"refine_skip": 1.0, "refine_confidence": 0.5}  # every change passes: H's own answer
+    hpath.with_suffix(".json").write_text(json.dumps(card))
+    skip = Cascade.from_pretrained(tmp_path / "m", device="cpu")
+    assert skip.config.refine_skip == 1.0
+    card["inference"] = {"refine_confidence": 0.5}
+    hpath.with_suffix(".json").write_text(json.dumps(card))
+    plain = Cascade.from_pretrained(tmp_path / "m", device="cpu")
+    assert plain.config.refine_skip == 0.0
+    img = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    given = np.zeros((96, 128), np.float32)
+    given[20:70, 30:100] = 1.0
+    a, b = plain(img, mask=given), skip(img, mask=given)
+    # The tiny random H hovers near 0.5 and redraws the edge band at will; the skip (±3.9 at a sure mask) keeps it.
+    wrong_plain, wrong_skip = (a.mask != (given > 0.5)).mean(), (b.mask != (given > 0.5)).mean()
+    assert wrong_plain > 0.01 and wrong_skip < wrong_plain / 10
+    assert skip.h_model.mask_skip == 0.0 and skip._skip_h is not None and skip._skip_h.mask_skip == 1.0
+    np.testing.assert_array_equal(plain(img).probability, skip(img).probability)  # a cut: H as it is
+    roi = (10, 10, 90, 80)
+    np.testing.assert_array_equal(plain(img, mask=given, roi=roi).probability,
+                                  skip(img, mask=given, roi=roi).probability)

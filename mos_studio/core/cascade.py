@@ -15,6 +15,7 @@ PyTorch path as the reference the benchmark compares against.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -126,6 +127,16 @@ class CascadeConfig:
     # Whole-mask refining runs H's global pass only: the shipped H's full-resolution crops are what moves a right
     # edge (12 held-out teacher masks ≥ 1.5K px: IoU 0.948 / mBA 0.846 with crops, 0.988 / 0.963 without).
     refine_local_passes: bool = False
+    # ... and H's answer is its own logit plus this many times the given mask's (clamped to [0.02, 0.98]): the
+    # residual skip of MeticulousNet.mask_skip, used on whole-mask refines only (a copy of H with the skip). A right
+    # mask then survives unless H is sure it is wrong, so refine_confidence can be lower. Round 2's Lite0 H's card:
+    # 1.0 with refine_confidence 0.8 (stop 45, 14 held-out photos >= 768 px: a right mask's worst IoU loss 0.0142
+    # -> 0.0009; docs/MODELS.md). Cuts and region re-refines use H as it is (the skip cost regions 1.3 IoU points).
+    refine_skip: float = 0.0
+    # ... and where the given mask is itself soft (a feathered selection, strictly between 0.02 and 0.98), H must be
+    # this sure instead of refine_confidence (None: the same): the skip gives such pixels no support, and a
+    # feather is the user's choice. Round 2's Lite0 H's card: 0.97 (stop 45, docs/MODELS.md).
+    refine_soft_confidence: float | None = None
     # A cut (no mask given): H may move L's answer only this far from L's edge (a share of the long side, at least
     # 8 px). L finds the object, H its edge; a blob or hole H makes far from L's edge is a mistake. None: no limit.
     cut_band: float | None = None
@@ -293,9 +304,17 @@ def keep_near_edge(given: np.ndarray, refined: np.ndarray, band_px: float) -> np
     return (given + weight * (refined - given)).astype(np.float32)
 
 
-def keep_unless_sure(given: np.ndarray, refined: np.ndarray, confidence: float) -> np.ndarray:
-    """`refined` where it is at least `confidence` sure (≥ c or ≤ 1 − c), `given` everywhere else."""
-    sure = (refined >= confidence) | (refined <= 1.0 - confidence)
+def keep_unless_sure(
+    given: np.ndarray, refined: np.ndarray, confidence: float, soft_confidence: float | None = None
+) -> np.ndarray:
+    """`refined` where it is at least `confidence` sure (≥ c or ≤ 1 − c), `given` everywhere else. With
+    `soft_confidence`, pixels the given mask itself leaves soft (strictly between 0.02 and 0.98: a feathered edge)
+    need that much instead: a skip from the given mask (refine_skip) gives them no support."""
+    c = np.float32(confidence)
+    if soft_confidence is not None:
+        soft = (given > 0.02) & (given < 0.98)
+        c = np.where(soft, np.float32(soft_confidence), c)
+    sure = (refined >= c) | (refined <= 1.0 - c)
     return np.where(sure, refined, given).astype(np.float32)
 
 
@@ -381,6 +400,7 @@ class Cascade:
         self.model_paths: dict[str, Path] = {}
         self.last_zoom_box: Rect | None = None  # the box of the last run_low's closer look (l_zoom), if it took one
         self._fast: dict[int, object] = {}  # id(model) → its optimised runner, made on first use
+        self._skip_h: MeticulousNet | None = None  # H with the refine skip (refine_skip), made on first use
         self._threads = self.config.threads or 0  # threads of the call in progress (0: not in a call)
         self._keep_buffers = False  # this call keeps ONNX Runtime's buffers after each pass (a region re-refine)
         self.device_name = describe_device(self.device, self._threads_label(), self._runtime_label())
@@ -465,9 +485,15 @@ class Cascade:
                     value = h_inference.get(key)
                     if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
                         setattr(config, key, value)
+                skip = h_inference.get("refine_skip")
+                if isinstance(skip, float) and 0.0 <= skip <= 4.0:  # H's residual skip for whole-mask refines
+                    config.refine_skip = skip
                 conf = h_inference.get("refine_confidence")
                 if isinstance(conf, float) and 0.5 <= conf < 1.0:  # how sure this H must be to move a given edge
                     config.refine_confidence = conf
+                conf = h_inference.get("refine_soft_confidence")
+                if isinstance(conf, float) and 0.5 <= conf < 1.0:  # ... and a given mask's feathered pixels
+                    config.refine_soft_confidence = conf
                 floor = h_inference.get("add_floor")
                 if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "background" is final for this H
                     config.add_floor = floor
@@ -483,6 +509,18 @@ class Cascade:
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config, h_small_model=models.get("Hs"))
         cascade.model_paths = paths
         return cascade
+
+    def _refine_model(self) -> MeticulousNet | None:
+        """H as a whole-mask refine runs it: with the residual skip when `refine_skip` asks for one."""
+        skip = self.config.refine_skip
+        if self.h_model is None or not skip or skip == self.h_model.mask_skip:
+            return self.h_model
+        if self._skip_h is None or self._skip_h.mask_skip != skip:
+            if not 0.0 < skip <= 4.0:
+                raise MosError(f"refine_skip {skip}: choose a value in [0, 4]")
+            self._skip_h = copy.deepcopy(self.h_model)
+            self._skip_h.mask_skip = float(skip)
+        return self._skip_h
 
     # ------------------------------------------------------------------------------------------------ forward passes
     def _runner(self, model: MeticulousNet):
@@ -840,10 +878,11 @@ class Cascade:
                 if roi is not None and self.config.region_size else None,
                 # Measured on cuts only: a given mask (mos refine) and a region re-refine take the 1:1 pass.
                 upscale=self.config.h_upscale and cut,
-                model=self.h_small_model if small else self.h_model,
+                model=self.h_small_model if small else (self._refine_model() if guarded else self.h_model),
             )
             if guarded and self.config.refine_confidence is not None:
-                refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence)
+                refined = keep_unless_sure(coarse[y0:y1, x0:x1], refined, self.config.refine_confidence,
+                                           self.config.refine_soft_confidence)
             scale = min(1.0, self.config.global_size / max(x1 - x0, y1 - y0))
             if guarded and self.config.refine_min_change and scale < 1.0:  # at 1:1 H's own pixels are the photo's
                 refined = keep_thin_changes(coarse[y0:y1, x0:x1], refined, self.config.refine_min_change, scale)
