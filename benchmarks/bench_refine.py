@@ -1,7 +1,8 @@
 """Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
 
     python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
-                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--no-free]
+                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--rough-inputs]
+                                      [--no-free]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
 used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +35,7 @@ from training.data.sources import read_gray  # noqa: E402
 # The CascadeConfig fields --guard may change: the refine guards, and the H passes they act on.
 GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes",
           "global_size", "refine_flip", "refine_skip",
-          "refine_soft_confidence")
+          "refine_soft_confidence", "refine_rough")
 
 
 def set_config_field(config: object, key: str, text: str) -> None:
@@ -71,6 +73,8 @@ def main() -> int:
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
+    ap.add_argument("--rough-inputs", action="store_true",
+                    help="also hand H the truth grown and shrunk by 0.6 %% of the long side (a quick lasso)")
     ap.add_argument("--soft", action="store_true",
                     help="hand H the teacher's soft mask as the right one (a feathered selection), not its 0.5 cut")
     ap.add_argument("--no-free", action="store_true", help="skip the unguarded run (it runs H's crops: slow)")
@@ -100,6 +104,11 @@ def main() -> int:
         truth = soft > 0.5
         inputs = {"teacher": soft if args.soft else truth.astype(np.float32),
                   "perturbed": perturb_mask(truth.astype(np.float32), rng, (0.95, 0.99))}
+        if args.rough_inputs:  # a lasso drawn a little outside or inside the object all round
+            r = max(4, round(0.006 * max(truth.shape)))
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            inputs["grown"] = cv2.dilate(truth.astype(np.uint8), disc).astype(np.float32)
+            inputs["shrunk"] = cv2.erode(truth.astype(np.uint8), disc).astype(np.float32)
         for kind, given in inputs.items():
             t0 = time.perf_counter()
             a = banded(rgb, mask=given).probability

@@ -154,6 +154,32 @@ def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
     assert ((got > 0) & (got < 255)).sum() > 100
 
 
+def test_refine_rough_is_the_cascades_rough_refine(tmp_path, layer):
+    """The dialog's "Rough selection" reaches the cascade as refine_rough; off, the card's careful refine runs."""
+    from mos_studio.core.cascade import Cascade
+
+    rgb = np.ascontiguousarray(layer[..., :3])
+    coarse = np.zeros((H, W), np.uint8)
+    coarse[15:60, 20:80] = 255
+    models = Path(__file__).resolve().parents[1] / "models"
+    (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
+    (tmp_path / "coarse.y8").write_bytes(coarse.tobytes())
+    cascade = Cascade.from_pretrained(models, device="cpu", stages="H")
+    for rough in (False, True):
+        out = tmp_path / f"out_{rough}.y8"
+        mos_client.run_bridge(
+            {"mode": "refine", "image": str(tmp_path / "layer.rgb"), "format": "rgb8", "width": W, "height": H,
+             "mask": str(tmp_path / "coarse.y8"), "output": str(out), "rough": rough},
+            _config(models), workdir=str(tmp_path),
+        )
+        got = np.frombuffer(out.read_bytes(), np.uint8).reshape(H, W) > 0
+        cascade.config.refine_rough = rough
+        assert np.array_equal(got, cascade(rgb, mask=coarse).mask), rough
+    with pytest.raises(RequestError, match="'rough' must be true or false"):
+        Request.from_json(json.dumps({"mode": "refine", "image": "a", "output": "b", "width": 1, "height": 1,
+                                      "mask": "c", "rough": 1}))
+
+
 def test_missing_weights_say_what_to_do(tmp_path, layer):
     (tmp_path / "layer.rgba").write_bytes(layer.tobytes())
     empty = tmp_path / "empty"

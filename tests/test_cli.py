@@ -100,6 +100,29 @@ def test_refine_and_wrong_size_mask(tmp_path, models, capsys):
     assert not (tmp_path / "r2.png").exists()
 
 
+def test_refine_rough_lets_h_move_the_mask(tmp_path, models, monkeypatch):
+    """`mos refine --rough` sets CascadeConfig.refine_rough for that run (no skip, the rough guard); without the
+    flag it stays off."""
+    from mos_studio.core.cascade import Cascade
+
+    img = _photo(tmp_path / "p.png", 64, 48)
+    m = np.zeros((48, 64), np.uint8)
+    m[10:40, 10:50] = 255
+    Image.fromarray(m).save(tmp_path / "m.png")
+    seen: list[bool] = []
+    orig = Cascade.__call__
+
+    def spy(self, *a, **k):
+        seen.append(self.config.refine_rough)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Cascade, "__call__", spy)
+    for k, flag in enumerate(([], ["--rough"])):
+        assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / f"r{k}.png"),
+                     "--models-dir", str(models), *flag]) == 0
+    assert seen == [False, True]
+
+
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     img = _photo(tmp_path / "x.png")
     assert main(["cut", str(img), "-o", str(tmp_path / "o"), "--models-dir", str(tmp_path / "none")]) == 1

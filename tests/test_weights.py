@@ -275,3 +275,6 @@ def test_h_card_refine_skip_acts_on_whole_mask_refines_only(tmp_path):
     roi = (10, 10, 90, 80)
     np.testing.assert_array_equal(plain(img, mask=given, roi=roi).probability,
                                   skip(img, mask=given, roi=roi).probability)
+    # A mask the user calls rough: no skip, and the rough guard (here the same 0.5) instead of the card's.
+    skip.config.refine_rough, skip.config.refine_rough_confidence = True, 0.5
+    np.testing.assert_array_equal(skip(img, mask=given).probability, a.probability)

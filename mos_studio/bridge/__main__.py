@@ -102,6 +102,7 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
         )
         if not request.snap:  # the dialog's "Snap edges" off; on keeps the card's choice, as the app's switch does
             cascade.config.edge_radius = None
+        cascade.config.refine_rough = request.rough  # the dialog's "Rough selection" (refine only)
         replies.send("ready", device=cascade.device_name)
         if cancel.is_set():
             raise Cancelled("cancelled after the models were loaded")

@@ -13,8 +13,10 @@ Request: one JSON line on stdin::
      "output_png": "/tmp/x/result.png" | null, # optional 8-bit grey PNG of the same mask
      "models_dir": "..." | null, "encoder": "default", "device": null | "cpu" | "cuda" | ...,
      "soft": false,                            # true: an 8-bit matte solved where H was unsure (soft edges)
-     "snap": true}                             # false: no edge snap, whatever H's card says (select only; a
+     "snap": true,                             # false: no edge snap, whatever H's card says (select only; a
                                                # given mask is never snapped)
+     "rough": false}                           # refine only: the selection is a quick lasso or rectangle, so H
+                                               # may move it further (CascadeConfig.refine_rough)
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
@@ -64,6 +66,7 @@ class Request:
     device: str | None = None
     soft: bool = False
     snap: bool = True
+    rough: bool = False
 
     @classmethod
     def from_json(cls, line: str) -> Request:
@@ -100,6 +103,9 @@ class Request:
         snap = data.get("snap", True)
         if not isinstance(snap, bool):
             raise RequestError(f"field 'snap' must be true or false, got {snap!r}")
+        rough = data.get("rough", False)
+        if not isinstance(rough, bool):
+            raise RequestError(f"field 'rough' must be true or false, got {rough!r}")
         return cls(
             mode=mode,
             image=Path(data["image"]),
@@ -114,6 +120,7 @@ class Request:
             device=data.get("device") or None,
             soft=bool(data.get("soft", False)),
             snap=snap,
+            rough=rough,
         )
 
     def to_json(self) -> str:
@@ -132,6 +139,7 @@ class Request:
             "device": self.device,
             "soft": self.soft,
             "snap": self.snap,
+            "rough": self.rough,
         }
         return json.dumps(data)
 

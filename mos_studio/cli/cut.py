@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--out", type=Path, required=True, help="output mask PNG")
     r.add_argument("--alpha", choices=("soft", "hard"), default="hard",
                    help="hard (default): a 0/255 mask; soft: an 8-bit matte solved where H is unsure")
+    r.add_argument("--rough", action="store_true",
+                   help="the mask is a quick lasso or rectangle: let H move it further (by default H keeps a mask "
+                        "unless it is sure it is wrong, which leaves a right mask right; docs/MODELS.md)")
     _add_model_options(r)
     r.set_defaults(func=run_refine)
 
@@ -165,6 +168,7 @@ def run_refine(args: argparse.Namespace) -> int:
     cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages="H")
     if args.crops is not None:  # refining a whole mask leaves crops off unless asked (CascadeConfig)
         cascade.config.local_passes = cascade.config.refine_local_passes = args.crops
+    cascade.config.refine_rough = args.rough
     res = cascade(img, mask=mask)
     out = res.mask
     if args.alpha == "soft":

@@ -91,6 +91,12 @@ class MeticulousSelect(Gimp.PlugIn):
                 name,
             )
             procedure.add_menu_path("<Image>/Select/")
+            procedure.add_boolean_argument(
+                "rough-selection", "R_ough selection",
+                "The selection is a quick lasso or rectangle: let the refiner move it further. Off (the default), "
+                "the refiner keeps the selection unless it is sure it is wrong, so a right selection stays right",
+                False, GObject.ParamFlags.READWRITE,
+            )
         procedure.add_choice_argument(
             "output", "Out_put", "Where the mask goes", _output_choice(), "selection", GObject.ParamFlags.READWRITE,
         )
@@ -123,7 +129,8 @@ class MeticulousSelect(Gimp.PlugIn):
             output = config.get_property("output")
             soft = bool(config.get_property("soft-edges"))
             snap = True if refine else bool(config.get_property("snap-edges"))
-            mask, off_x, off_y, width, height = _segment(image, layer, refine, soft, snap)
+            rough = bool(config.get_property("rough-selection")) if refine else False
+            mask, off_x, off_y, width, height = _segment(image, layer, refine, soft, snap, rough)
         except mos_client.BridgeError as err:
             return _fail(procedure, f"{procedure.get_menu_label().replace('_', '').rstrip('…')}: {err.message}",
                          cancelled=err.kind == "cancelled")
@@ -167,7 +174,7 @@ def _target_layer(drawables):
     return drawable
 
 
-def _segment(image, layer, refine: bool, soft: bool, snap: bool = True):
+def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: bool = False):
     """Run the backend on the layer's pixels; return (mask bytes, off_x, off_y, width, height). Changes nothing."""
     width, height = layer.get_width(), layer.get_height()
     _, off_x, off_y = layer.get_offsets()
@@ -189,6 +196,7 @@ def _segment(image, layer, refine: bool, soft: bool, snap: bool = True):
             "output": os.path.join(workdir, "mask.y8"),
             "soft": soft,
             "snap": snap,
+            "rough": rough,
         }
         if refine:
             # The selection lives in image coordinates; read the layer's area of it (outside the canvas is 0).
