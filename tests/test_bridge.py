@@ -128,6 +128,16 @@ def test_select_snap_off_equals_the_cascade_without_the_snap(tmp_path, layer):
                                       "snap": "no"}))
 
 
+def _refine_files(tmp_path: Path, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The layer's RGB and a rough rectangle written as the bridge reads them; the shipped models' folder."""
+    rgb = np.ascontiguousarray(layer[..., :3])
+    coarse = np.zeros((H, W), np.uint8)
+    coarse[15:60, 20:80] = 255
+    (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
+    (tmp_path / "coarse.y8").write_bytes(coarse.tobytes())
+    return rgb, coarse, Path(__file__).resolve().parents[1] / "models"
+
+
 def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
     """soft: the matte solved where H was unsure (the same as the Python API's), not a hard mask.
 
@@ -136,12 +146,7 @@ def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.matting import matte_result
 
-    rgb = np.ascontiguousarray(layer[..., :3])
-    coarse = np.zeros((H, W), np.uint8)
-    coarse[15:60, 20:80] = 255
-    models = Path(__file__).resolve().parents[1] / "models"
-    (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
-    (tmp_path / "coarse.y8").write_bytes(coarse.tobytes())
+    rgb, coarse, models = _refine_files(tmp_path, layer)
     mos_client.run_bridge(
         {"mode": "refine", "image": str(tmp_path / "layer.rgb"), "format": "rgb8", "width": W, "height": H,
          "mask": str(tmp_path / "coarse.y8"), "output": str(tmp_path / "out.y8"), "soft": True},
@@ -158,12 +163,7 @@ def test_refine_rough_is_the_cascades_rough_refine(tmp_path, layer):
     """The dialog's "Rough selection" reaches the cascade as refine_rough; off, the card's careful refine runs."""
     from mos_studio.core.cascade import Cascade
 
-    rgb = np.ascontiguousarray(layer[..., :3])
-    coarse = np.zeros((H, W), np.uint8)
-    coarse[15:60, 20:80] = 255
-    models = Path(__file__).resolve().parents[1] / "models"
-    (tmp_path / "layer.rgb").write_bytes(rgb.tobytes())
-    (tmp_path / "coarse.y8").write_bytes(coarse.tobytes())
+    rgb, coarse, models = _refine_files(tmp_path, layer)
     cascade = Cascade.from_pretrained(models, device="cpu", stages="H")
     for rough in (False, True):
         out = tmp_path / f"out_{rough}.y8"
