@@ -453,7 +453,8 @@ class Cascade:
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data) and `l_aspect` (L at the
         photo's own aspect ratio); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
-        `refine_confidence`, `refine_min_change` and `refine_flip` (the refine guards measured best for that H),
+        `refine_confidence`, `refine_min_change`, `refine_flip`, `refine_skip`, `refine_soft_confidence` and
+        `refine_rough_confidence` (the refine guards measured best for that H),
         `add_floor`, `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass, and
         `edge_radius` / `edge_eps` (the edge snap; see CascadeConfig).
 
