@@ -204,9 +204,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """`--shard K/N` as (K, N): shard K of N takes every N-th photo starting at K."""
     try:
         k, n = (int(x) for x in text.split("/"))
-        assert 0 <= k < n
-    except (ValueError, AssertionError):
-        raise MosError(f"--shard must look like K/N with 0 <= K < N (e.g. 1/2), not {text!r}") from None
+    except ValueError:
+        k, n = -1, 0
+    if not 0 <= k < n:  # a check, not an assert: `python -O` drops asserts
+        raise MosError(f"--shard must look like K/N with 0 <= K < N (e.g. 1/2), not {text!r}")
     return k, n
 
 

@@ -317,11 +317,10 @@ def keep_unless_sure(
     """`refined` where it is at least `confidence` sure (≥ c or ≤ 1 − c), `given` everywhere else. With
     `soft_confidence`, pixels the given mask itself leaves soft (strictly between 0.02 and 0.98: a feathered edge)
     need that much instead: a skip from the given mask (refine_skip) gives them no support."""
-    c = np.float32(confidence)
-    if soft_confidence is not None:
+    sure = (refined >= confidence) | (refined <= 1.0 - confidence)
+    if soft_confidence is not None:  # boolean maps only: no full-size float temporary (133 MB at 8K)
         soft = (given > 0.02) & (given < 0.98)
-        c = np.where(soft, np.float32(soft_confidence), c)
-    sure = (refined >= c) | (refined <= 1.0 - c)
+        sure = np.where(soft, (refined >= soft_confidence) | (refined <= 1.0 - soft_confidence), sure)
     return np.where(sure, refined, given).astype(np.float32)
 
 
