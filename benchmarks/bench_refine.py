@@ -1,7 +1,7 @@
 """Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
 
     python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
-                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--rough-inputs]
+                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--rough-inputs [--rough-amount 0.006]]
                                       [--no-free]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
@@ -74,7 +74,9 @@ def main() -> int:
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
     ap.add_argument("--rough-inputs", action="store_true",
-                    help="also hand H the truth grown and shrunk by 0.6 %% of the long side (a quick lasso)")
+                    help="also hand H the truth grown and shrunk by --rough-amount of the long side (a quick lasso)")
+    ap.add_argument("--rough-amount", type=float, default=0.006, metavar="SHARE",
+                    help="how far --rough-inputs grows and shrinks the truth, as a share of the long side (0.006)")
     ap.add_argument("--soft", action="store_true",
                     help="hand H the teacher's soft mask as the right one (a feathered selection), not its 0.5 cut")
     ap.add_argument("--no-free", action="store_true", help="skip the unguarded run (it runs H's crops: slow)")
@@ -105,7 +107,7 @@ def main() -> int:
         inputs = {"teacher": soft if args.soft else truth.astype(np.float32),
                   "perturbed": perturb_mask(truth.astype(np.float32), rng, (0.95, 0.99))}
         if args.rough_inputs:  # a lasso drawn a little outside or inside the object all round
-            r = max(4, round(0.006 * max(truth.shape)))
+            r = max(4, round(args.rough_amount * max(truth.shape)))
             disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             inputs["grown"] = cv2.dilate(truth.astype(np.uint8), disc).astype(np.float32)
             inputs["shrunk"] = cv2.erode(truth.astype(np.uint8), disc).astype(np.float32)

@@ -160,11 +160,12 @@ def test_refine_soft_equals_h_only_cascade_matte(tmp_path, layer):
 
 
 def test_refine_rough_is_the_cascades_rough_refine(tmp_path, layer):
-    """The dialog's "Rough selection" reaches the cascade as refine_rough; off, the card's careful refine runs."""
+    """The dialog's "Rough selection" reaches the cascade as refine_rough, with L loaded (a rough selection is cut
+    out again inside its box); off, the card's careful refine by H alone runs."""
     from mos_studio.core.cascade import Cascade
 
     rgb, coarse, models = _refine_files(tmp_path, layer)
-    cascade = Cascade.from_pretrained(models, device="cpu", stages="H")
+    cascade = Cascade.from_pretrained(models, device="cpu")
     for rough in (False, True):
         out = tmp_path / f"out_{rough}.y8"
         mos_client.run_bridge(

@@ -336,3 +336,41 @@ def test_small_photo_h_serves_cuts_of_photos_up_to_the_global_pass_only():
     assert c.run_low(img)[0].shape == (200, 240)
     with pytest.raises(MosError, match="small-photo H model must take RGB"):
         Cascade(low, high, device="cpu", h_small_model=low)
+
+
+def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
+    """A rough selection (refine_rough) with L loaded: L and H cut the object out of the selection's box (widened by
+    refine_rough_pad), and the cut is taken only within refine_rough_band of the selection's edge; without L, or
+    with refine_rough_cut off, H alone refines it as before."""
+    from mos_studio.core.cascade import keep_near_edge
+
+    low, high = tiny_models(0)
+    cfg = CascadeConfig(global_size=512, crop_size=384, refine_rough=True)
+    both = Cascade(low, high, device="cpu", config=cfg)
+    img = _image(400, 600, 5)
+    given = np.zeros((400, 600), np.float32)
+    given[100:300, 150:450] = 1.0
+    events: list[str] = []
+    res = both(img, mask=given, progress=lambda s, f: events.append(s))
+    assert "L" in res.stages and events[0] == "L" and events[-1] == "done"
+    pad = round(cfg.refine_rough_pad * 600)
+    box = (150 - pad, 100 - pad, 450 + pad, 300 + pad)
+    cut = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384))(img, box=box)
+    want = keep_near_edge(given, cut.probability, max(8.0, cfg.refine_rough_band * 600))
+    np.testing.assert_allclose(res.probability, want, atol=1e-6)
+    assert np.array_equal(res.mask, res.probability > cfg.threshold)
+    # Beyond the band the selection is kept as drawn: deep inside and far outside.
+    band = round(cfg.refine_rough_band * 600)
+    assert res.mask[100 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1].all()
+    assert not res.mask[:100 - band - 1].any() and not res.mask[:, :150 - band - 1].any()
+    # Within the band the tiny random cut moves the edge (else this test would show nothing).
+    assert (res.mask != (given > 0.5)).sum() > 100
+    # Off, or with H alone: the H-only rough refine (no L pass).
+    cfg_off = CascadeConfig(global_size=512, crop_size=384, refine_rough=True, refine_rough_cut=False)
+    h_only = Cascade(None, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384, refine_rough=True))
+    a = Cascade(low, high, device="cpu", config=cfg_off)(img, mask=given)
+    b = h_only(img, mask=given)
+    assert "L" not in a.stages and "L" not in b.stages
+    np.testing.assert_array_equal(a.probability, b.probability)
+    # An empty selection has no box: the H-only path takes it.
+    assert "L" not in both(img, mask=np.zeros_like(given)).stages

@@ -101,26 +101,26 @@ def test_refine_and_wrong_size_mask(tmp_path, models, capsys):
 
 
 def test_refine_rough_lets_h_move_the_mask(tmp_path, models, monkeypatch):
-    """`mos refine --rough` sets CascadeConfig.refine_rough for that run (no skip, the rough guard); without the
-    flag it stays off."""
+    """`mos refine --rough` sets CascadeConfig.refine_rough for that run and loads L too (a rough mask is cut out
+    again inside its box); without the flag it stays off and only H is loaded."""
     from mos_studio.core.cascade import Cascade
 
     img = _photo(tmp_path / "p.png", 64, 48)
     m = np.zeros((48, 64), np.uint8)
     m[10:40, 10:50] = 255
     Image.fromarray(m).save(tmp_path / "m.png")
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
     orig = Cascade.__call__
 
     def spy(self, *a, **k):
-        seen.append(self.config.refine_rough)
+        seen.append((self.config.refine_rough, self.l_model is not None))
         return orig(self, *a, **k)
 
     monkeypatch.setattr(Cascade, "__call__", spy)
     for k, flag in enumerate(([], ["--rough"])):
         assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / f"r{k}.png"),
                      "--models-dir", str(models), *flag]) == 0
-    assert seen == [False, True]
+    assert seen == [(False, False), (True, True)]
 
 
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):

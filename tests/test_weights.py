@@ -275,6 +275,7 @@ def test_h_card_refine_skip_acts_on_whole_mask_refines_only(tmp_path):
     roi = (10, 10, 90, 80)
     np.testing.assert_array_equal(plain(img, mask=given, roi=roi).probability,
                                   skip(img, mask=given, roi=roi).probability)
-    # A mask the user calls rough: no skip, and the rough guard (here the same 0.5) instead of the card's.
-    skip.config.refine_rough, skip.config.refine_rough_confidence = True, 0.5
+    # A mask the user calls rough, refined by H alone (no re-cut): no skip, and the rough guard (here the same 0.5)
+    # instead of the card's.
+    skip.config.refine_rough, skip.config.refine_rough_confidence, skip.config.refine_rough_cut = True, 0.5, False
     np.testing.assert_array_equal(skip(img, mask=given).probability, a.probability)

@@ -98,7 +98,7 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             models_dir=request.models_dir,
             encoder=request.encoder,
             device=request.device,
-            stages="H" if request.mode == "refine" else "LH",
+            stages="H" if request.mode == "refine" and not request.rough else "LH",  # a rough refine is a cut
         )
         if not request.snap:  # the dialog's "Snap edges" off; on keeps the card's choice, as the app's switch does
             cascade.config.edge_radius = None
@@ -108,7 +108,8 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             raise Cancelled("cancelled after the models were loaded")
 
         def progress(stage: str, fraction: float) -> None:
-            replies.send("progress", stage=str(stage), fraction=overall_fraction(request.mode, stage, fraction))
+            mode = "select" if request.rough and request.mode == "refine" else request.mode  # L, then H
+            replies.send("progress", stage=str(stage), fraction=overall_fraction(mode, stage, fraction))
 
         result = cascade(rgb, mask=coarse, progress=progress, cancel=cancel)
         soft_applied = False

@@ -56,15 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "says; the shipped card turns it on, docs/MODELS.md)")
     p.set_defaults(func=run_cut)
 
-    r = sub.add_parser("refine", help="refine an existing mask with H only")
+    r = sub.add_parser("refine", help="refine an existing mask (H; with --rough, L and H cut it out again)")
     r.add_argument("image", type=Path)
     r.add_argument("mask", type=Path)
     r.add_argument("-o", "--out", type=Path, required=True, help="output mask PNG")
     r.add_argument("--alpha", choices=("soft", "hard"), default="hard",
                    help="hard (default): a 0/255 mask; soft: an 8-bit matte solved where H is unsure")
     r.add_argument("--rough", action="store_true",
-                   help="the mask is a quick lasso or rectangle: let H move it further (by default H keeps a mask "
-                        "unless it is sure it is wrong, which leaves a right mask right; docs/MODELS.md)")
+                   help="the mask is a quick lasso or rectangle: cut the object out again inside its box (L and H) "
+                        "and take the cut within 2 %% of the long side of the mask's edge (by default H keeps a "
+                        "mask unless it is sure it is wrong, which leaves a right mask right; docs/MODELS.md)")
     _add_model_options(r)
     r.set_defaults(func=run_refine)
 
@@ -165,7 +166,9 @@ def run_refine(args: argparse.Namespace) -> int:
     mask = load_mask(args.mask, size=(img.width, img.height))
     if args.out.exists() and not args.overwrite:
         raise MosError(f"{args.out}: exists; pass --overwrite to replace it")
-    cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device, stages="H")
+    # A rough mask is cut out again inside its box, which needs L too (CascadeConfig.refine_rough_cut).
+    cascade = Cascade.from_pretrained(args.models_dir, encoder=args.encoder, device=args.device,
+                                      stages="LH" if args.rough else "H")
     if args.crops is not None:  # refining a whole mask leaves crops off unless asked (CascadeConfig)
         cascade.config.local_passes = cascade.config.refine_local_passes = args.crops
     cascade.config.refine_rough = args.rough
