@@ -1,8 +1,8 @@
 """Does `mos refine` (H alone) keep a good mask good? IoU and mBA before and after, at full resolution.
 
     python benchmarks/bench_refine.py SPLIT_VAL_DIR [--min-side 1500] [--max-images 30] [--seed 0]
-                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--rough-inputs [--rough-amount 0.006]]
-                                      [--no-free]
+                                      [--models-dir DIR] [--guard KEY=VALUE ...] [--soft] [--rough-inputs]
+                                      [--rough-amount 0.006] [--no-free]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}` (e.g. the held-out side of `training.pool split`: teacher masks,
 used here as the truth). For every photo whose long side is at least --min-side, H refines two inputs:
