@@ -35,7 +35,8 @@ from training.data.sources import read_gray  # noqa: E402
 # The CascadeConfig fields --guard may change: the refine guards, and the H passes they act on.
 GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes",
           "global_size", "refine_flip", "refine_skip",
-          "refine_soft_confidence", "refine_rough")
+          "refine_soft_confidence", "refine_rough", "refine_rough_cut", "refine_rough_band", "refine_rough_pad",
+          "refine_rough_mix")
 
 
 def set_config_field(config: object, key: str, text: str) -> None:
@@ -74,7 +75,8 @@ def main() -> int:
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
     ap.add_argument("--rough-inputs", action="store_true",
-                    help="also hand H the truth grown and shrunk by --rough-amount of the long side (a quick lasso)")
+                    help="also hand H the truth grown and shrunk by --rough-amount of the long side, and closed over "
+                         "3 %% of it then grown (quick lassos)")
     ap.add_argument("--rough-amount", type=float, default=0.006, metavar="SHARE",
                     help="how far --rough-inputs grows and shrinks the truth, as a share of the long side (0.006)")
     ap.add_argument("--soft", action="store_true",
@@ -91,6 +93,8 @@ def main() -> int:
         if key not in GUARDS:
             ap.error(f"--guard {spec}: expected one of {', '.join(GUARDS)}")
         set_config_field(banded.config, key, text)
+    if banded.config.refine_rough and banded.config.refine_rough_cut:  # a rough refine cuts again: L is needed
+        banded = Cascade.from_pretrained(args.models_dir, config=banded.config)
     free = Cascade.from_pretrained(args.models_dir, stages="H")
     free.config.refine_band = None
     free.config.refine_confidence = None
@@ -111,6 +115,11 @@ def main() -> int:
             disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             inputs["grown"] = cv2.dilate(truth.astype(np.uint8), disc).astype(np.float32)
             inputs["shrunk"] = cv2.erode(truth.astype(np.uint8), disc).astype(np.float32)
+            # ... and one drawn round the object's gaps too: closed over 3 % of the long side, then grown.
+            r3 = max(4, round(0.03 * max(truth.shape)))
+            wide = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r3 + 1, 2 * r3 + 1))
+            inputs["lasso"] = cv2.dilate(cv2.morphologyEx(truth.astype(np.uint8), cv2.MORPH_CLOSE, wide),
+                                         disc).astype(np.float32)
         for kind, given in inputs.items():
             t0 = time.perf_counter()
             a = banded(rgb, mask=given).probability

@@ -355,7 +355,25 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     assert "L" in res.stages and events[0] == "L" and events[-1] == "done"
     pad = round(cfg.refine_rough_pad * 600)
     box = (150 - pad, 100 - pad, 450 + pad, 300 + pad)
-    cut = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384))(img, box=box)
+    plain = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384))
+    x0, y0, x1, y1 = box
+    l_alone = plain.run_low(img[y0:y1, x0:x1])[0]
+    mixed = np.float32(cfg.refine_rough_mix) * l_alone + np.float32(1 - cfg.refine_rough_mix) * given[y0:y1, x0:x1]
+    seen: list[np.ndarray] = []
+    real_refine = plain._refine
+    plain._refine = lambda rgb, coarse, *a, **k: (seen.append(coarse.copy()), real_refine(rgb, coarse, *a, **k))[1]
+    plain(img, box=box)
+    assert len(seen) == 1 and not np.allclose(seen[0], mixed)  # a plain box cut hands H L's answer alone
+    plain._refine = real_refine
+    # What the rough refine hands H: L's answer in the box averaged with the selection, refine_rough_mix of L's.
+    both._refine = lambda rgb, coarse, *a, **k: (seen.append(coarse.copy()), real_refine(rgb, coarse, *a, **k))[1]
+    res2 = both(img, mask=given)
+    del both._refine
+    np.testing.assert_allclose(seen[1], mixed, atol=1e-6)
+    np.testing.assert_array_equal(res2.probability, res.probability)
+    real_low = plain.run_low
+    plain.run_low = lambda sub: (mixed, real_low(sub)[1])
+    cut = plain(img, box=box)  # the same box cut with the average in place of L's answer
     want = keep_near_edge(given, cut.probability, max(8.0, cfg.refine_rough_band * 600))
     np.testing.assert_allclose(res.probability, want, atol=1e-6)
     assert np.array_equal(res.mask, res.probability > cfg.threshold)

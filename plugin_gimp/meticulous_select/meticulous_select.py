@@ -86,15 +86,17 @@ class MeticulousSelect(Gimp.PlugIn):
             procedure.set_menu_label("Meticulous _Refine Selection…")
             procedure.set_documentation(
                 "Refine the current selection with MeticulousNet's H refiner",
-                "Uses the current selection as the coarse mask of the active layer and runs only the H refiner "
-                "at full resolution; the refined mask replaces the selection (or goes to a layer mask / channel).",
+                "Uses the current selection as the coarse mask of the active layer and runs the H refiner on it "
+                "(with Rough selection: cuts the object out again inside the selection's box, near its edge); the "
+                "refined mask replaces the selection (or goes to a layer mask / channel).",
                 name,
             )
             procedure.add_menu_path("<Image>/Select/")
             procedure.add_boolean_argument(
                 "rough-selection", "R_ough selection",
-                "The selection is a quick lasso or rectangle: let the refiner move it further. Off (the default), "
-                "the refiner keeps the selection unless it is sure it is wrong, so a right selection stays right",
+                "The selection is a quick lasso or rectangle: cut the object out again inside it and take the cut "
+                "within 2 % of the image's long side of the selection's edge. Off (the default), the refiner keeps "
+                "the selection unless it is sure it is wrong, so a right selection stays right",
                 False, GObject.ParamFlags.READWRITE,
             )
         procedure.add_choice_argument(
