@@ -168,7 +168,7 @@ def test_refine_rough_is_the_cascades_rough_refine(tmp_path, layer):
     cascade = Cascade.from_pretrained(models, device="cpu")
     for rough in (False, True):
         out = tmp_path / f"out_{rough}.y8"
-        mos_client.run_bridge(
+        reply = mos_client.run_bridge(
             {"mode": "refine", "image": str(tmp_path / "layer.rgb"), "format": "rgb8", "width": W, "height": H,
              "mask": str(tmp_path / "coarse.y8"), "output": str(out), "rough": rough},
             _config(models), workdir=str(tmp_path),
@@ -176,6 +176,8 @@ def test_refine_rough_is_the_cascades_rough_refine(tmp_path, layer):
         got = np.frombuffer(out.read_bytes(), np.uint8).reshape(H, W) > 0
         cascade.config.refine_rough = rough
         assert np.array_equal(got, cascade(rgb, mask=coarse).mask), rough
+        # "changed": the pixels that crossed the given mask's 0.5 cut (the plug-in says so when there are none).
+        assert reply["changed"] == int((got != (coarse > 0.5)).sum()), rough
     with pytest.raises(RequestError, match="'rough' must be true or false"):
         Request.from_json(json.dumps({"mode": "refine", "image": "a", "output": "b", "width": 1, "height": 1,
                                       "mask": "c", "rough": 1}))

@@ -92,7 +92,13 @@ def test_refine_and_wrong_size_mask(tmp_path, models, capsys):
     Image.fromarray(m[:40]).save(tmp_path / "bad.png")
     assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / "r.png"),
                  "--models-dir", str(models)]) == 0
-    assert np.array(Image.open(tmp_path / "r.png")).shape == (48, 64)
+    out = np.array(Image.open(tmp_path / "r.png"))
+    assert out.shape == (48, 64)
+    # The summary says how many pixels crossed the mask's edge, and what to try when none did.
+    moved = int(((out >= 128) != (m >= 128)).sum())
+    said = capsys.readouterr().out
+    assert f"{moved} pixels changed" in said
+    assert ("try --rough" in said) == (moved == 0)
     assert main(["refine", str(img), str(tmp_path / "bad.png"), "-o", str(tmp_path / "r2.png"),
                  "--models-dir", str(models)]) == 1
     err = capsys.readouterr().err

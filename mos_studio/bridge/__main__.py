@@ -128,8 +128,10 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             from PIL import Image
 
             Image.fromarray(out, mode="L").save(request.output_png)
+        changed = {} if coarse is None else {"changed": int(((out >= 128) != (coarse > 0.5)).sum())}
         replies.send(
             "done",
+            **changed,
             output=str(request.output),
             width=int(width),
             height=int(height),

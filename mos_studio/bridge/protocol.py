@@ -15,13 +15,14 @@ Request: one JSON line on stdin::
      "soft": false,                            # true: an 8-bit matte solved where H was unsure (soft edges)
      "snap": true,                             # false: no edge snap, whatever H's card says (select only; a
                                                # given mask is never snapped)
-     "rough": false}                           # refine only: the selection is a quick lasso or rectangle, so H
-                                               # may move it further (CascadeConfig.refine_rough)
+     "rough": false}                           # refine only: the selection is a quick lasso or rectangle: cut
+                                               # the object out again near its edge (CascadeConfig.refine_rough)
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
 Replies: JSON lines on stdout, each with a "type": ``progress`` (stage, fraction), ``ready`` (device), then exactly
-one of ``done`` (output, width, height, device, seconds, foreground, soft: whether a matte band was solved) or
+one of ``done`` (output, width, height, device, seconds, foreground, soft: whether a matte band was solved; for
+a refine also changed: how many pixels crossed the 0.5 cut, so the plug-in can say when nothing moved) or
 ``error`` (kind, message). Exit status:
 0 done, 1 error, 2 bad request, 3 cancelled.
 """

@@ -179,5 +179,9 @@ def run_refine(args: argparse.Namespace) -> int:
 
         out = matte_result(img.rgb, res).alpha
     save_mask(out, args.out, overwrite=args.overwrite, protect=(args.image, args.mask))
-    print(f"{args.image} + {args.mask} -> {args.out} ({res.timings['total']:.1f} s on {res.device})")
+    moved = int((res.mask != (mask > 0.5)).sum())  # load_mask gives floats in [0, 1]
+    note = "" if moved else "; no pixel crossed the mask's edge" + ("" if args.rough else ": H was sure of no change "
+                                                                   "(for a quick lasso, try --rough)")
+    print(f"{args.image} + {args.mask} -> {args.out} ({res.timings['total']:.1f} s on {res.device}; "
+          f"{moved} pixels changed{note})")
     return 0

@@ -32,6 +32,11 @@ OPERATIONS = {
     "intersect": Gimp.ChannelOps.INTERSECT,
 }
 RESULT_NAME = "Meticulous Select"
+# Shown when a refine hands the selection back as it was: "nothing needed fixing" and "nothing ran" look alike.
+NOTHING_MOVED = ("Meticulous Refine Selection moved no pixel across the selection's edge: the refiner was not sure "
+                 "of any change. For a quick lasso or rectangle, run it again with \"Rough selection\" ticked.")
+NOTHING_MOVED_ROUGH = ("Meticulous Refine Selection moved no pixel across the selection's edge: the cut inside it "
+                       "agreed with the selection as drawn.")
 
 
 def _operation_choice() -> Gimp.Choice:
@@ -132,7 +137,7 @@ class MeticulousSelect(Gimp.PlugIn):
             soft = bool(config.get_property("soft-edges"))
             snap = True if refine else bool(config.get_property("snap-edges"))
             rough = bool(config.get_property("rough-selection")) if refine else False
-            mask, off_x, off_y, width, height = _segment(image, layer, refine, soft, snap, rough)
+            mask, off_x, off_y, width, height, reply = _segment(image, layer, refine, soft, snap, rough)
         except mos_client.BridgeError as err:
             return _fail(procedure, f"{procedure.get_menu_label().replace('_', '').rstrip('…')}: {err.message}",
                          cancelled=err.kind == "cancelled")
@@ -151,6 +156,8 @@ class MeticulousSelect(Gimp.PlugIn):
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
+        if refine and reply.get("changed") == 0:
+            Gimp.message(NOTHING_MOVED_ROUGH if rough else NOTHING_MOVED)
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
 
 
@@ -177,7 +184,8 @@ def _target_layer(drawables):
 
 
 def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: bool = False):
-    """Run the backend on the layer's pixels; return (mask bytes, off_x, off_y, width, height). Changes nothing."""
+    """Run the backend on the layer's pixels; return (mask bytes, off_x, off_y, width, height, the bridge's "done"
+    reply). Changes nothing."""
     width, height = layer.get_width(), layer.get_height()
     _, off_x, off_y = layer.get_offsets()
     if refine and Gimp.Selection.is_empty(image):
@@ -214,10 +222,10 @@ def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: b
             Gimp.progress_update(min(max(fraction, 0.0), 1.0))
             return True
 
-        mos_client.run_bridge(request, config, progress, workdir=workdir)
+        reply = mos_client.run_bridge(request, config, progress, workdir=workdir)
         mask = mos_client.read_file(request["output"], width * height)
         Gimp.progress_update(1.0)
-        return mask, off_x, off_y, width, height
+        return mask, off_x, off_y, width, height, reply
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -210,6 +210,9 @@ def test_refine_selection_matches_mos_refine(gimp_ok, reference):
     after = binary(gimp_ok.raw("refine"), (W, H))
     assert iou(before, rect_mask(ROUGH_RECT)) == 1.0
     assert iou(after, reference["refined"]) >= 0.99
+    # Nothing moved, and GIMP says so (else "nothing needed fixing" looks like "nothing ran") and what to try.
+    assert np.array_equal(after, before)
+    assert "moved no pixel across the selection's edge" in gimp_ok.output and "Rough selection" in gimp_ok.output
 
 
 def test_refine_selection_with_shipped_weights(gimp_session, photos):
@@ -243,6 +246,7 @@ def test_refine_selection_with_shipped_weights(gimp_session, photos):
         assert after[y + 20: y + h - 20, x + 20: x + w - 20].all(), f"{key}: the guards keep the selection's inside"
         moved[key] = int((after != rough).sum())
     # measured: 2,725 px by default (stop 45), 3,563 with Rough selection (stop 46: cut again in the box; 3,008 before)
+    assert "moved no pixel" not in run.output  # both moved it: no message
     assert moved["refine"] >= 50, "the shipped H must change the rough rectangle"
     assert moved["refine_rough"] >= moved["refine"]
 
