@@ -377,6 +377,12 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     want = keep_near_edge(given, cut.probability, max(8.0, cfg.refine_rough_band * 600))
     np.testing.assert_allclose(res.probability, want, atol=1e-6)
     assert np.array_equal(res.mask, res.probability > cfg.threshold)
+    # H's maps cover the box, and the result says so: the soft-edge step places them there without being told.
+    from mos_studio.core.matting import stage_uncertainty
+
+    assert res.region == box and cut.region == box and both(img).region is None
+    unc = stage_uncertainty(res.stages["H"], (600, 400), res.region)
+    assert unc is not None and not unc[:box[1]].any() and not unc[:, :box[0]].any()
     # Beyond the band the selection is kept as drawn: deep inside and far outside.
     band = round(cfg.refine_rough_band * 600)
     assert res.mask[100 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1].all()

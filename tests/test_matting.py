@@ -148,6 +148,9 @@ def test_matte_result_reads_h_maps_inside_the_cascade_region(tmp_path):
     assert m.alpha.shape == (96, 128) and m.foreground.shape == (96, 128, 3)
     if not m.soft:
         assert np.array_equal(m.alpha, res.mask.astype(np.float32))
+    # The result knows its box: without region= the matte is the same (a rough refine's caller never saw the box).
+    assert res.region == box
+    np.testing.assert_array_equal(matte_result(img, res).alpha, m.alpha)
     with pytest.raises(MosError, match="mask is"):
         soft_matte(img, np.zeros((5, 5), bool))
 

@@ -206,6 +206,7 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     crops: list[Rect] = field(default_factory=list)  # H's local passes, (x0, y0, x1, y1) in image pixels
     h_weights: str = ""  # which H ran: "H", "Hs" (the small-photo weights) or "" (none)
+    region: Rect | None = None  # the rectangle H's stage maps cover (a box or roi); None: the whole image
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -983,5 +984,6 @@ class Cascade:
             timings=timings,
             crops=crops,
             h_weights=h_weights,
+            region=None if region == (0, 0, w, h) else region,
         )
 

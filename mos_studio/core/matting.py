@@ -524,10 +524,13 @@ def matte_result(
 ) -> Matte:
     """`soft_matte` straight from a cascade `Result`: its mask (or an edited `mask`) and H's stage maps.
 
-    `region` is the box or roi the cascade was run with (H's maps cover only that rectangle).
+    `region` is the box or roi the cascade was run with (H's maps cover only that rectangle); None takes the
+    result's own `region` (a rough refine's box, which its caller never saw).
     """
     rgb = _rgb(image)
     h, w = rgb.shape[:2]
+    if region is None:
+        region = getattr(result, "region", None)
     stages = (getattr(result, "stages", None) or {}).get("H")
     unc = stage_uncertainty(stages, (w, h), region)
     final = result.mask if mask is None else mask
