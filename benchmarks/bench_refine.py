@@ -75,8 +75,8 @@ def main() -> int:
     ap.add_argument("--guard", action="append", default=[], metavar="KEY=VALUE",
                     help="change a guard of the banded run, e.g. refine_confidence=0.97 or refine_band=None")
     ap.add_argument("--rough-inputs", action="store_true",
-                    help="also hand H the truth grown and shrunk by --rough-amount of the long side, and closed over "
-                         "3 %% of it then grown (quick lassos)")
+                    help="also hand H the truth grown and shrunk by --rough-amount of the long side, closed over "
+                         "3 %% of it then grown (quick lassos), and its bounding box widened by 2 %% (a rectangle)")
     ap.add_argument("--rough-amount", type=float, default=0.006, metavar="SHARE",
                     help="how far --rough-inputs grows and shrinks the truth, as a share of the long side (0.006)")
     ap.add_argument("--soft", action="store_true",
@@ -120,6 +120,13 @@ def main() -> int:
             wide = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r3 + 1, 2 * r3 + 1))
             inputs["lasso"] = cv2.dilate(cv2.morphologyEx(truth.astype(np.uint8), cv2.MORPH_CLOSE, wide),
                                          disc).astype(np.float32)
+            # ... and a rectangle 2 % of the long side outside the object's bounding box.
+            ys, xs = np.nonzero(truth)
+            if ys.size:
+                pad = round(0.02 * max(truth.shape))
+                rect = np.zeros(truth.shape, np.float32)
+                rect[max(0, ys.min() - pad):ys.max() + pad + 1, max(0, xs.min() - pad):xs.max() + pad + 1] = 1.0
+                inputs["rect"] = rect
         for kind, given in inputs.items():
             t0 = time.perf_counter()
             a = banded(rgb, mask=given).probability

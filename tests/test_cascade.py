@@ -375,6 +375,8 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     plain.run_low = lambda sub: (mixed, real_low(sub)[1])
     cut = plain(img, box=box)  # the same box cut with the average in place of L's answer
     want = keep_near_edge(given, cut.probability, max(8.0, cfg.refine_rough_band * 600))
+    sure_bg = (given > 0.5) & (cut.probability < cfg.refine_rough_clear)
+    want[sure_bg] = cut.probability[sure_bg]  # inside the selection the cut clears what it is sure is background
     np.testing.assert_allclose(res.probability, want, atol=1e-6)
     assert np.array_equal(res.mask, res.probability > cfg.threshold)
     # H's maps cover the box, and the result says so: the soft-edge step places them there without being told.
@@ -383,10 +385,17 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     assert res.region == box and cut.region == box and both(img).region is None
     unc = stage_uncertainty(res.stages["H"], (600, 400), res.region)
     assert unc is not None and not unc[:box[1]].any() and not unc[:, :box[0]].any()
-    # Beyond the band the selection is kept as drawn: deep inside and far outside.
+    # Beyond the band the selection is kept as drawn: far outside, and deep inside except where the cut is sure
+    # of background.
     band = round(cfg.refine_rough_band * 600)
-    assert res.mask[100 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1].all()
+    deep = np.s_[100 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1]
+    assert np.array_equal(res.mask[deep], ~sure_bg[deep])
     assert not res.mask[:100 - band - 1].any() and not res.mask[:, :150 - band - 1].any()
+    # The tiny random H is rarely sure of anything: with a looser "sure" the clearing reaches deep inside.
+    loose = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384, refine_rough=True,
+                                                                   refine_rough_clear=0.55))
+    got, sure = loose(img, mask=given).probability[deep], cut.probability[deep] < 0.55
+    assert sure.any() and np.array_equal(got[sure], cut.probability[deep][sure]) and (got[~sure] == 1.0).all()
     # Within the band the tiny random cut moves the edge (else this test would show nothing).
     assert (res.mask != (given > 0.5)).sum() > 100
     # Off, or with H alone: the H-only rough refine (no L pass).
