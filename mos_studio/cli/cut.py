@@ -64,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hard (default): a 0/255 mask; soft: an 8-bit matte solved where H is unsure")
     r.add_argument("--rough", action="store_true",
                    help="the mask is a quick lasso or rectangle: cut the object out again inside its box (L and H) "
-                        "and take the cut within 2 %% of the long side of the mask's edge (by default H keeps a "
-                        "mask unless it is sure it is wrong, which leaves a right mask right; docs/MODELS.md)")
+                        "and take the cut within 2 %% of the long side of the mask's edge and, inside the mask, "
+                        "where it is sure of background (by default H keeps a mask unless it is sure it is wrong, "
+                        "which leaves a right mask right; docs/MODELS.md)")
     _add_model_options(r)
     r.set_defaults(func=run_refine)
 

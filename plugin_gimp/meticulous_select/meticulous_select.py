@@ -100,8 +100,9 @@ class MeticulousSelect(Gimp.PlugIn):
             procedure.add_boolean_argument(
                 "rough-selection", "R_ough selection",
                 "The selection is a quick lasso or rectangle: cut the object out again inside it and take the cut "
-                "within 2 % of the image's long side of the selection's edge. Off (the default), the refiner keeps "
-                "the selection unless it is sure it is wrong, so a right selection stays right",
+                "within 2 % of the image's long side of the selection's edge, and inside the selection wherever the "
+                "cut is sure of background. Off (the default), the refiner keeps the selection unless it is sure "
+                "it is wrong, so a right selection stays right",
                 False, GObject.ParamFlags.READWRITE,
             )
         procedure.add_choice_argument(
