@@ -219,7 +219,7 @@ def test_refine_selection_with_shipped_weights(gimp_session, photos):
     """The shipped H is sure along the object's edge: Refine Selection changes the rough rectangle there, exactly
     as `mos refine` with the same weights, and (the guards) leaves pixels far from the rectangle's edge alone. The
     dialog's "Rough selection" is `mos refine --rough` (L and H cut the object out again inside the rectangle's box,
-    taken near its edge): it moves the rectangle at least as far."""
+    taken near its edge and where sure of background inside it): it shrinks the rectangle onto the ellipse."""
     from pathlib import Path
 
     shipped = str(Path(__file__).resolve().parents[2] / "models")
@@ -238,17 +238,24 @@ def test_refine_selection_with_shipped_weights(gimp_session, photos):
                              "rect": list(ROUGH_RECT), "props": {"rough-selection": True}}],
                            env={"MOS_MODELS_DIR": shipped})
     x, y, w, h = ROUGH_RECT
-    moved = {}
+    yy, xx = np.mgrid[:H, :W]
+    ellipse = ((yy - H / 2) / 70) ** 2 + ((xx - W / 2) / 95) ** 2 < 1  # the object conftest.make_photo draws
+    moved, ious = {}, {}
     for key in want:
         assert run.results.get(key, {}).get("status") == "success", run.output[-3000:]
         after = binary(run.raw(key), (W, H))
         assert iou(after, want[key]) >= 0.99, key
-        assert after[y + 20: y + h - 20, x + 20: x + w - 20].all(), f"{key}: the guards keep the selection's inside"
         moved[key] = int((after != rough).sum())
-    # measured: 2,725 px by default (stop 45), 3,563 with Rough selection (stop 46: cut again in the box; 3,008 before)
+        ious[key] = iou(after, ellipse)
+    after = binary(run.raw("refine"), (W, H))
+    assert after[y + 20: y + h - 20, x + 20: x + w - 20].all(), "the default guards keep the selection's inside"
+    # measured at stop 46: 2,725 px by default (IoU with the ellipse 0.707 -> 0.781), 8,267 with Rough selection
+    # (0.987: its corners cleared too; 3,008 px before stop 46)
     assert "moved no pixel" not in run.output  # both moved it: no message
     assert moved["refine"] >= 50, "the shipped H must change the rough rectangle"
-    assert moved["refine_rough"] >= moved["refine"]
+    assert moved["refine_rough"] > moved["refine"]
+    assert ious["refine_rough"] > ious["refine"] > iou(rough, ellipse)
+    assert ious["refine_rough"] >= 0.95, "Rough selection must shrink the rectangle onto the object"
 
 
 @pytest.mark.parametrize("broken", ["weights", "python"])
