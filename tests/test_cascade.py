@@ -407,3 +407,9 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     np.testing.assert_array_equal(a.probability, b.probability)
     # An empty selection has no box: the H-only path takes it.
     assert "L" not in both(img, mask=np.zeros_like(given)).stages
+    # So does a selection the cut keeps too little of (here: asked to keep more than all of it): the cut missed.
+    picky = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384, refine_rough=True,
+                                                                   refine_rough_min_keep=1.01))
+    c = picky(img, mask=given)
+    assert "L" not in c.stages and c.region is None
+    np.testing.assert_array_equal(c.probability, b.probability)

@@ -163,6 +163,10 @@ class CascadeConfig:
     # None: the selection stays as drawn there. Stop 46, the same 14 photos: a rectangle 2 % outside the object
     # IoU 0.406 -> 0.444 without, 0.696 with 0.1; a lasso round the gaps 0.819 -> 0.824 (docs/MODELS.md).
     refine_rough_clear: float | None = 0.1
+    # ... unless the cut keeps less than this share of the selection: then it missed the object (on one held-out
+    # DAVIS frame it found nothing of a small car a lasso was drawn inside and would have emptied the selection),
+    # and the H-only rough refine runs instead.
+    refine_rough_min_keep: float = 0.05
     # A cut (no mask given): H may move L's answer only this far from L's edge (a share of the long side, at least
     # 8 px). L finds the object, H its edge; a blob or hole H makes far from L's edge is a mistake. None: no limit.
     cut_band: float | None = None
@@ -821,9 +825,9 @@ class Cascade:
         return x0, y0, x1, y1
 
     def _rough_cut(self, rgb: np.ndarray, given: np.ndarray, box: Rect, report: ProgressFn, cancel: CancelLike,
-                   t_start: float) -> Result:
+                   t_start: float) -> Result | None:
         """A rough selection refined as a cut inside its box, taken near the selection's edge and, inside it, where
-        the cut is sure of background."""
+        the cut is sure of background; None when the cut kept too little of the selection to be trusted."""
         h, w = given.shape
         result = self._call(rgb, mask=None, roi=None, box=box, progress=report, cancel=cancel, selection=given)
         band = max(8.0, self.config.refine_rough_band * max(h, w))
@@ -832,6 +836,10 @@ class Cascade:
         if self.config.refine_rough_clear is not None:
             np.copyto(prob, cut, where=(given > 0.5) & (cut < np.float32(self.config.refine_rough_clear)))
         prob = np.ascontiguousarray(prob, dtype=np.float32)
+        selected = given > 0.5
+        kept = np.count_nonzero(prob[selected] > self.config.threshold)
+        if kept < self.config.refine_rough_min_keep * np.count_nonzero(selected):
+            return None
         result.probability = prob
         result.mask = prob > self.config.threshold
         result.timings["total"] = time.perf_counter() - t_start
@@ -896,8 +904,9 @@ class Cascade:
                 and self.config.refine_rough_cut and self.l_model is not None and self.h_model is not None):
             given = _to_prob(mask, (h, w))
             found = self._rough_box(given)
-            if found is not None:
-                return self._rough_cut(rgb, given, found, report, cancel, t_start)
+            rough = None if found is None else self._rough_cut(rgb, given, found, report, cancel, t_start)
+            if rough is not None:
+                return rough
         region: Rect = (0, 0, w, h)
         if mask is not None:
             coarse = _to_prob(mask, (h, w))
