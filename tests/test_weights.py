@@ -279,3 +279,24 @@ def test_h_card_refine_skip_acts_on_whole_mask_refines_only(tmp_path):
     # instead of the card's.
     skip.config.refine_rough, skip.config.refine_rough_confidence, skip.config.refine_rough_cut = True, 0.5, False
     np.testing.assert_array_equal(skip(img, mask=given).probability, a.probability)
+
+
+def test_h_card_may_set_the_rough_refines_cut(tmp_path):
+    """`inference.refine_rough_*` in H's card set the rough refine's cut (values out of range or of the wrong type
+    are ignored, CascadeConfig's stand); no entry keeps the defaults."""
+    write_tiny_models(tmp_path / "m")
+    default = Cascade.from_pretrained(tmp_path / "m", device="cpu").config
+    hpath = weights_path(tmp_path / "m", "mobilenetv3", "H")
+    card = json.loads(hpath.with_suffix(".json").read_text())
+    card["inference"] = {"refine_rough_cut": False, "refine_rough_pad": 0.05, "refine_rough_band": 0.01,
+                         "refine_rough_mix": 0.7, "refine_rough_clear": 0.2, "refine_rough_min_keep": 0.1}
+    hpath.with_suffix(".json").write_text(json.dumps(card))
+    cfg = Cascade.from_pretrained(tmp_path / "m", device="cpu").config
+    assert (cfg.refine_rough_cut, cfg.refine_rough_pad, cfg.refine_rough_band, cfg.refine_rough_mix,
+            cfg.refine_rough_clear, cfg.refine_rough_min_keep) == (False, 0.05, 0.01, 0.7, 0.2, 0.1)
+    card["inference"] = {"refine_rough_cut": 1, "refine_rough_mix": 1.5, "refine_rough_band": "2%",
+                         "refine_rough_clear": -0.1}
+    hpath.with_suffix(".json").write_text(json.dumps(card))
+    cfg = Cascade.from_pretrained(tmp_path / "m", device="cpu").config
+    assert (cfg.refine_rough_cut, cfg.refine_rough_mix, cfg.refine_rough_band, cfg.refine_rough_clear) == (
+        default.refine_rough_cut, default.refine_rough_mix, default.refine_rough_band, default.refine_rough_clear)

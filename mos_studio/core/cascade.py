@@ -150,7 +150,7 @@ class CascadeConfig:
     # the selection's edge, the selection kept beyond it. H alone could not move a lasso on a photo above
     # global_size at all (the thin-change opening took every ring a few of H's global pixels thick). Stop 46, the 5
     # held-out photos > 1024 px, a lasso 0.6 % of the long side off: see docs/MODELS.md. Without L (or for an
-    # empty selection), the H-only rough refine above runs.
+    # empty selection), the H-only rough refine above runs. An H's card may set each refine_rough_* of its own.
     refine_rough_cut: bool = True
     refine_rough_band: float = 0.02
     refine_rough_pad: float = 0.03
@@ -476,8 +476,9 @@ class Cascade:
         `l_flip` (mirror averaging, when it measurably helped that model on held-out data) and `l_aspect` (L at the
         photo's own aspect ratio); and H as its card's
         says: `local_passes` (whether its full-resolution crops measurably improved held-out masks) and
-        `refine_confidence`, `refine_min_change`, `refine_flip`, `refine_skip`, `refine_soft_confidence` and
-        `refine_rough_confidence` (the refine guards measured best for that H),
+        `refine_confidence`, `refine_min_change`, `refine_flip`, `refine_skip`, `refine_soft_confidence`,
+        `refine_rough_confidence` and the `refine_rough_*` settings of a rough refine's cut (the refine guards
+        measured best for that H; the shipped card names none of the latter, so CascadeConfig's stand),
         `add_floor`, `h_flip`, `h_upscale` and the `upscale_*` settings of a cut's enlarged edge pass, and
         `edge_radius` / `edge_eps` (the edge snap; see CascadeConfig).
 
@@ -525,6 +526,14 @@ class Cascade:
                 conf = h_inference.get("refine_rough_confidence")
                 if isinstance(conf, float) and 0.5 <= conf < 1.0:  # ... and a mask the user calls rough
                     config.refine_rough_confidence = conf
+                if isinstance(h_inference.get("refine_rough_cut"), bool):  # a rough selection is cut out again
+                    config.refine_rough_cut = h_inference["refine_rough_cut"]
+                for key, lo, hi in (("refine_rough_pad", 0.0, 0.5), ("refine_rough_band", 0.0, 0.5),
+                                    ("refine_rough_mix", 0.0, 1.0), ("refine_rough_clear", 0.0, 0.5),
+                                    ("refine_rough_min_keep", 0.0, 1.0)):  # shares, each within a sane range
+                    value = h_inference.get(key)
+                    if isinstance(value, float) and lo <= value <= hi:
+                        setattr(config, key, value)
                 conf = h_inference.get("refine_soft_confidence")
                 if isinstance(conf, float) and 0.5 <= conf < 1.0:  # ... and a given mask's feathered pixels
                     config.refine_soft_confidence = conf
