@@ -36,7 +36,7 @@ from training.data.sources import read_gray  # noqa: E402
 GUARDS = ("refine_band", "refine_confidence", "refine_local_passes", "refine_min_change", "h_flip", "local_passes",
           "global_size", "refine_flip", "refine_skip",
           "refine_soft_confidence", "refine_rough", "refine_rough_cut", "refine_rough_band", "refine_rough_pad",
-          "refine_rough_mix", "refine_rough_clear", "refine_rough_min_keep")
+          "refine_rough_mix", "refine_rough_clear", "refine_rough_min_keep", "refine_rough_box_fill")
 
 
 def set_config_field(config: object, key: str, text: str) -> None:

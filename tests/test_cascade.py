@@ -340,8 +340,9 @@ def test_small_photo_h_serves_cuts_of_photos_up_to_the_global_pass_only():
 
 def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     """A rough selection (refine_rough) with L loaded: L and H cut the object out of the selection's box (widened by
-    refine_rough_pad), and the cut is taken only within refine_rough_band of the selection's edge; without L, or
-    with refine_rough_cut off, H alone refines it as before."""
+    refine_rough_pad; H handed L's answer averaged with the selection, or L's alone for a rectangle), and the cut is
+    taken within refine_rough_band of the selection's edge and inside it where sure of background; without L, with
+    refine_rough_cut off, or when the cut keeps too little, H alone refines it as before."""
     from mos_studio.core.cascade import keep_near_edge
 
     low, high = tiny_models(0)
@@ -350,6 +351,7 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     img = _image(400, 600, 5)
     given = np.zeros((400, 600), np.float32)
     given[100:300, 150:450] = 1.0
+    given[100:160, 150:250] = 0.0  # a notch: a lasso, not a rectangle (that case is below)
     events: list[str] = []
     res = both(img, mask=given, progress=lambda s, f: events.append(s))
     assert "L" in res.stages and events[0] == "L" and events[-1] == "done"
@@ -371,6 +373,13 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     del both._refine
     np.testing.assert_allclose(seen[1], mixed, atol=1e-6)
     np.testing.assert_array_equal(res2.probability, res.probability)
+    # A rectangle (it fills its bounding box) says nothing of the object's shape: H is handed L's answer alone.
+    rect = np.zeros_like(given)
+    rect[100:300, 150:450] = 1.0
+    both._refine = lambda rgb, coarse, *a, **k: (seen.append(coarse.copy()), real_refine(rgb, coarse, *a, **k))[1]
+    both(img, mask=rect)
+    del both._refine
+    np.testing.assert_allclose(seen[2], l_alone, atol=1e-6)
     real_low = plain.run_low
     plain.run_low = lambda sub: (mixed, real_low(sub)[1])
     cut = plain(img, box=box)  # the same box cut with the average in place of L's answer
@@ -388,7 +397,7 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     # Beyond the band the selection is kept as drawn: far outside, and deep inside except where the cut is sure
     # of background.
     band = round(cfg.refine_rough_band * 600)
-    deep = np.s_[100 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1]
+    deep = np.s_[160 + band + 1:300 - band - 1, 150 + band + 1:450 - band - 1]  # below the notch
     assert np.array_equal(res.mask[deep], ~sure_bg[deep])
     assert not res.mask[:100 - band - 1].any() and not res.mask[:, :150 - band - 1].any()
     # The tiny random H is rarely sure of anything: with a looser "sure" the clearing reaches deep inside.

@@ -289,11 +289,13 @@ def test_h_card_may_set_the_rough_refines_cut(tmp_path):
     hpath = weights_path(tmp_path / "m", "mobilenetv3", "H")
     card = json.loads(hpath.with_suffix(".json").read_text())
     card["inference"] = {"refine_rough_cut": False, "refine_rough_pad": 0.05, "refine_rough_band": 0.01,
-                         "refine_rough_mix": 0.7, "refine_rough_clear": 0.2, "refine_rough_min_keep": 0.1}
+                         "refine_rough_mix": 0.7, "refine_rough_clear": 0.2, "refine_rough_min_keep": 0.1,
+                         "refine_rough_box_fill": 0.9}
     hpath.with_suffix(".json").write_text(json.dumps(card))
     cfg = Cascade.from_pretrained(tmp_path / "m", device="cpu").config
     assert (cfg.refine_rough_cut, cfg.refine_rough_pad, cfg.refine_rough_band, cfg.refine_rough_mix,
-            cfg.refine_rough_clear, cfg.refine_rough_min_keep) == (False, 0.05, 0.01, 0.7, 0.2, 0.1)
+            cfg.refine_rough_clear, cfg.refine_rough_min_keep, cfg.refine_rough_box_fill) == (
+        False, 0.05, 0.01, 0.7, 0.2, 0.1, 0.9)
     card["inference"] = {"refine_rough_cut": 1, "refine_rough_mix": 1.5, "refine_rough_band": "2%",
                          "refine_rough_clear": -0.1}
     hpath.with_suffix(".json").write_text(json.dumps(card))
