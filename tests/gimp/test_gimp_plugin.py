@@ -249,8 +249,8 @@ def test_refine_selection_with_shipped_weights(gimp_session, photos):
         ious[key] = iou(after, ellipse)
     after = binary(run.raw("refine"), (W, H))
     assert after[y + 20: y + h - 20, x + 20: x + w - 20].all(), "the default guards keep the selection's inside"
-    # measured at stop 46: 2,725 px by default (IoU with the ellipse 0.707 -> 0.781), 8,267 with Rough selection
-    # (0.987: its corners cleared too; 3,008 px before stop 46)
+    # measured at stop 46: 2,725 px by default (IoU with the ellipse 0.707 -> 0.781), 8,296 with Rough selection
+    # (0.988: its corners cleared too; 3,008 px before stop 46)
     assert "moved no pixel" not in run.output  # both moved it: no message
     assert moved["refine"] >= 50, "the shipped H must change the rough rectangle"
     assert moved["refine_rough"] > moved["refine"]
