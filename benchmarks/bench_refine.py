@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mos_studio.core import Cascade  # noqa: E402
+from mos_studio.core.cascade import object_bounds  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
 from mos_studio.core.metrics import iou, mba  # noqa: E402
 from training.data.perturb import perturb_mask  # noqa: E402
@@ -121,11 +122,12 @@ def main() -> int:
             inputs["lasso"] = cv2.dilate(cv2.morphologyEx(truth.astype(np.uint8), cv2.MORPH_CLOSE, wide),
                                          disc).astype(np.float32)
             # ... and a rectangle 2 % of the long side outside the object's bounding box.
-            ys, xs = np.nonzero(truth)
-            if ys.size:
+            bounds = object_bounds(truth)
+            if bounds is not None:
                 pad = round(0.02 * max(truth.shape))
+                x0, y0, x1, y1 = bounds
                 rect = np.zeros(truth.shape, np.float32)
-                rect[max(0, ys.min() - pad):ys.max() + pad + 1, max(0, xs.min() - pad):xs.max() + pad + 1] = 1.0
+                rect[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 1.0
                 inputs["rect"] = rect
         for kind, given in inputs.items():
             t0 = time.perf_counter()

@@ -107,8 +107,9 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
         if cancel.is_set():
             raise Cancelled("cancelled after the models were loaded")
 
+        mode = "select" if request.rough and request.mode == "refine" else request.mode  # a rough refine: L, then H
+
         def progress(stage: str, fraction: float) -> None:
-            mode = "select" if request.rough and request.mode == "refine" else request.mode  # L, then H
             replies.send("progress", stage=str(stage), fraction=overall_fraction(mode, stage, fraction))
 
         result = cascade(rgb, mask=coarse, progress=progress, cancel=cancel)

@@ -823,37 +823,34 @@ class Cascade:
         timings["H crops"] = float(len(crops))
         return fine, stages
 
-    def _rough_box(self, given: np.ndarray) -> Rect | None:
-        """The box a rough selection's cut looks in: the selection's bounding box widened by refine_rough_pad of
-        the long side (None for an empty selection, which the H-only path handles)."""
-        h, w = given.shape
-        sel = given > 0.5
-        rows, cols = np.flatnonzero(sel.any(axis=1)), np.flatnonzero(sel.any(axis=0))
-        if rows.size == 0:
+    def _rough_box(self, selected: np.ndarray) -> tuple[Rect, bool] | None:
+        """The box a rough selection's cut looks in (its bounding box widened by refine_rough_pad of the long side),
+        and whether the selection fills its bounding box (a rectangle: refine_rough_box_fill). None for an empty
+        selection, which the H-only path handles."""
+        bounds = object_bounds(selected)
+        if bounds is None:
             return None
+        h, w = selected.shape
+        x0, y0, x1, y1 = bounds
+        boxy = np.count_nonzero(selected) >= self.config.refine_rough_box_fill * (x1 - x0) * (y1 - y0)
         pad = round(self.config.refine_rough_pad * max(h, w))
-        x0, y0 = max(0, int(cols[0]) - pad), max(0, int(rows[0]) - pad)
-        x1, y1 = min(w, int(cols[-1]) + 1 + pad), min(h, int(rows[-1]) + 1 + pad)
+        x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        return x0, y0, x1, y1
+        return (x0, y0, x1, y1), boxy
 
-    def _rough_cut(self, rgb: np.ndarray, given: np.ndarray, box: Rect, report: ProgressFn, cancel: CancelLike,
-                   t_start: float) -> Result | None:
+    def _rough_cut(self, rgb: np.ndarray, given: np.ndarray, selected: np.ndarray, box: Rect, boxy: bool,
+                   report: ProgressFn, cancel: CancelLike, t_start: float) -> Result | None:
         """A rough selection refined as a cut inside its box, taken near the selection's edge and, inside it, where
         the cut is sure of background; None when the cut kept too little of the selection to be trusted."""
         h, w = given.shape
-        selected = given > 0.5
-        rows, cols = np.flatnonzero(selected.any(axis=1)), np.flatnonzero(selected.any(axis=0))
-        bbox_area = (int(rows[-1]) - int(rows[0]) + 1) * (int(cols[-1]) - int(cols[0]) + 1)
-        boxy = np.count_nonzero(selected) >= self.config.refine_rough_box_fill * bbox_area
         result = self._call(rgb, mask=None, roi=None, box=box, progress=report, cancel=cancel,
                             selection=None if boxy else given)
         band = max(8.0, self.config.refine_rough_band * max(h, w))
         cut = result.probability
         prob = keep_near_edge(given, cut, band)
         if self.config.refine_rough_clear is not None:
-            np.copyto(prob, cut, where=(given > 0.5) & (cut < np.float32(self.config.refine_rough_clear)))
+            np.copyto(prob, cut, where=selected & (cut < np.float32(self.config.refine_rough_clear)))
         prob = np.ascontiguousarray(prob, dtype=np.float32)
         kept = np.count_nonzero(prob[selected] > self.config.threshold)
         if kept < self.config.refine_rough_min_keep * np.count_nonzero(selected):
@@ -921,8 +918,9 @@ class Cascade:
         if (mask is not None and roi is None and box is None and self.config.refine_rough
                 and self.config.refine_rough_cut and self.l_model is not None and self.h_model is not None):
             given = _to_prob(mask, (h, w))
-            found = self._rough_box(given)
-            rough = None if found is None else self._rough_cut(rgb, given, found, report, cancel, t_start)
+            selected = given > 0.5
+            found = self._rough_box(selected)
+            rough = None if found is None else self._rough_cut(rgb, given, selected, *found, report, cancel, t_start)
             if rough is not None:
                 return rough
         region: Rect = (0, 0, w, h)
