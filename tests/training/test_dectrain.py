@@ -44,6 +44,13 @@ def test_cache_train_export_keeps_the_encoder_and_changes_the_decoder(tmp_path, 
     info = json.loads((run / "run.json").read_text())
     assert info["scale"] == {"real": 2.0} and info["init_sha256"] == sha256_file(init)
     assert info["command"].startswith("python -m training.dectrain train ")
+    # Hard-example weighting: the start's error on each view is measured once, kept, and recorded in the run.
+    hard_run = tmp_path / "hard"
+    assert dectrain.main(["train", str(hard_run), "600", str(cache), "--init", str(init), "--batch", "4",
+                          "--max-steps", "1", "--hard", "1", "--threads", "1"]) == 0
+    errors = np.load(hard_run / "errors.npy")
+    assert errors.shape == (13,) and np.all((errors >= 0) & (errors <= 1))
+    assert json.loads((hard_run / "run.json").read_text())["hard"] == 1.0
     # Resumes where it stopped.
     dectrain.train(run, 600, [cache], init, batch=4, max_steps=3, log=lambda *_: None)
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
@@ -71,6 +78,19 @@ def test_cache_train_export_keeps_the_encoder_and_changes_the_decoder(tmp_path, 
         dectrain.export(run / "last.pt", init, out)
 
 
+def test_hard_sampling_keeps_each_source_share_and_favours_the_views_l_gets_wrong() -> None:
+    names = ["pool"] * 4 + ["real"] * 2
+    weights = {"pool": 3.0, "real": 1.0}
+    errors = np.array([0.0, 0.1, 0.5, 0.9, 0.2, 0.2])
+    p = dectrain.hard_sampling(names, weights, errors, 1.0)
+    assert p[:4].sum() == pytest.approx(0.75) and p[4:].sum() == pytest.approx(0.25)
+    assert p[0] > 0 and p[0] < p[1] < p[2] < p[3]
+    assert p[4] == pytest.approx(p[5])  # equal errors, equal chances
+    assert np.allclose(dectrain.hard_sampling(names, weights, errors, 0.0), dectrain.sampling(names, weights))
+    with pytest.raises(dectrain.MosError, match="5 view errors for 6 views"):
+        dectrain.hard_sampling(names, weights, errors[:5], 1.0)
+
+
 def test_refusals_name_the_file(tmp_path, capsys) -> None:
     init = weights_path(None, "default", "L")
     empty = tmp_path / "empty"
@@ -82,5 +102,7 @@ def test_refusals_name_the_file(tmp_path, capsys) -> None:
     assert f"{empty}: not a feature cache" in capsys.readouterr().err
     assert dectrain.main(["export", str(tmp_path / "nothing.pt"), "--init", str(init), "--out", str(tmp_path)]) == 2
     assert "nothing.pt: checkpoint not found" in capsys.readouterr().err
+    assert dectrain.main(["train", str(tmp_path / "r"), "60", str(empty), "--init", str(init), "--hard", "-1"]) == 2
+    assert "--hard -1: must be between 0" in capsys.readouterr().err
     with pytest.raises(dectrain.MosError, match="not NAME=FACTOR"):
         dectrain.parse_scale("humanseg:2")
