@@ -40,7 +40,7 @@ from mos_studio.core.weights import load_model, read_card, save_weights, sha256_
 from .data.datasets import zoom_crop
 from .data.sources import read_gray, read_rgb
 from .export import read_provenance
-from .losses import stage_losses
+from .losses import soft_iou_error, stage_losses
 
 FEATURES = ("f2", "f4", "f8")
 RUN_FORMAT = "mos-dectrain-1"
@@ -214,23 +214,29 @@ def hard_sampling(names: list[str], weights: dict[str, float], errors: np.ndarra
     return p / p.sum()
 
 
-def view_errors(model: torch.nn.Module, opened: list, index: list[tuple[int, int]], batch: int = 32) -> np.ndarray:
-    """1 - soft IoU between the start's answer and the target on every cached view (the decoder alone runs)."""
+def _load_batch(model: torch.nn.Module, opened: list, picked: list[tuple[int, int]]) -> torch.Tensor:
+    """Hand the decoder these views' cached features (through the `_Cached` encoder); their targets, B×1×S×S."""
+    arrs = {k: np.stack([np.asarray(opened[ci][1][k][i]) for ci, i in picked]) for k in (*FEATURES, "gt")}
+    model.encoder.feats = EncoderFeatures(*(torch.from_numpy(arrs[k]).float() for k in FEATURES))
+    return torch.from_numpy(arrs["gt"]).float().unsqueeze(1) / 255
+
+
+def view_errors(model: torch.nn.Module, opened: list, index: list[tuple[int, int]], batch: int = 32,
+                log=print) -> np.ndarray:
+    """1 - soft IoU between the start's answer and the target on every cached view (the decoder alone runs; on a
+    2-core CPU about 0.2 s a view, so it reports its progress)."""
     size = opened[0][1]["gt"].shape[-1]
     out = np.empty(len(index), np.float32)
-    was = model.training
+    was, t0 = model.training, time.time()
     model.eval()
     with torch.no_grad():
         for b0 in range(0, len(index), batch):
             picked = index[b0:b0 + batch]
-            feats = [torch.from_numpy(np.stack([np.asarray(opened[ci][1][k][i]) for ci, i in picked])).float()
-                     for k in FEATURES]
-            model.encoder.feats = EncoderFeatures(*feats)
-            prob = torch.sigmoid(model(torch.zeros(len(picked), 3, size, size)).logits.float())[:, 0]
-            gt = torch.from_numpy(np.stack([np.asarray(opened[ci][1]["gt"][i]) for ci, i in picked])).float() / 255
-            inter = (prob * gt).flatten(1).sum(1)
-            union = (prob + gt - prob * gt).flatten(1).sum(1)
-            out[b0:b0 + len(picked)] = (1 - (inter + 1) / (union + 1)).numpy()
+            gt = _load_batch(model, opened, picked)
+            logits = model(torch.zeros(len(picked), 3, size, size)).logits.float()
+            out[b0:b0 + len(picked)] = soft_iou_error(logits, gt).numpy()
+            if (b0 // batch) % 20 == 0:
+                log(f"start's error: {b0 + len(picked)}/{len(index)} views, {time.time() - t0:.0f} s")
     model.train(was)
     return out
 
@@ -275,7 +281,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
         if err_path.exists():
             errors = np.load(err_path)
         else:
-            errors = view_errors(model, opened, index)
+            errors = view_errors(model, opened, index, log=log)
             np.save(err_path, errors)
         p = hard_sampling(names, weights, errors, hard)
         log(f"hard-example weighting {hard:g}: mean error {errors.mean():.3f}, the hardest tenth of the views "
@@ -300,11 +306,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
         while wall < seconds and (max_steps is None or step < max_steps):
             for g in opt.param_groups:
                 g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, wall / seconds)))
-            picked = rng.choice(len(index), batch, p=p)
-            arrs = {k: np.stack([np.asarray(opened[index[j][0]][1][k][index[j][1]]) for j in picked])
-                    for k in (*FEATURES, "gt")}
-            model.encoder.feats = EncoderFeatures(*(torch.from_numpy(arrs[k]).float() for k in FEATURES))
-            gt = torch.from_numpy(arrs["gt"]).float().unsqueeze(1) / 255
+            gt = _load_batch(model, opened, [index[j] for j in rng.choice(len(index), batch, p=p)])
             loss = stage_losses(model(dummy), gt, "L", 0.0, 1.0)
             opt.zero_grad()
             loss["total"].backward()

@@ -38,12 +38,17 @@ def gradient_loss(prob: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(sobel_magnitude(prob), sobel_magnitude(gt))
 
 
-def soft_iou_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """1 − soft IoU per image, averaged over the batch; an empty truth with an empty answer costs nothing."""
+def soft_iou_error(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """1 − soft IoU of each image of the batch; an empty truth with an empty answer costs nothing."""
     p = torch.sigmoid(logits)
     inter = (p * gt).flatten(1).sum(1)
     union = (p + gt - p * gt).flatten(1).sum(1)
-    return (1.0 - (inter + 1.0) / (union + 1.0)).mean()
+    return 1.0 - (inter + 1.0) / (union + 1.0)
+
+
+def soft_iou_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """`soft_iou_error` averaged over the batch."""
+    return soft_iou_error(logits, gt).mean()
 
 
 def upsampled(stages, size: tuple[int, int]) -> list[tuple[str, torch.Tensor]]:
