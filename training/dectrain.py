@@ -1,15 +1,18 @@
 """Train L's decoder alone on its frozen encoder's cached features (stops 35-37's CPU lever).
 
     python -m training.dectrain cache OUT NAME:WEIGHT:ROOT[:EVERY[:ZOOM]]... --init L.safetensors [--size 336]
+    python -m training.dectrain tap CACHE K --init L.safetensors
     python -m training.dectrain train RUN SECONDS CACHE... --init L.safetensors [--lr 2e-4] [--batch 16] [--seed 37]
-                                      [--scale NAME=FACTOR,...] [--threads 2]
+                                      [--scale NAME=FACTOR,...] [--threads 2] [--hard G] [--tune K --tail-lr F]
     python -m training.dectrain export RUN/last.pt --init L.safetensors --out DIR [--fp16] [--overwrite]
                                        [--provenance P.json] [--notes TEXT]
 
 Why: on a 2-core CPU one L step spends about nine tenths of its time in the encoder. Caching the shipped encoder's
 features once (each photo plain, mirrored and, with ZOOM, cropped to the object's box as L's second look sees it)
 lets the decoder take about ten times more steps in the same hour. The encoder and its BatchNorm statistics stay
-exactly as shipped, so the exported L differs from its start only in the decoder. ROOT holds images/ and masks/
+exactly as shipped, so the exported L differs from its start only in the decoder. With `tap` and `--tune K` the
+encoder's last blocks (K on, stride 8) are trained too, from their cached input: which subject L picks is decided
+in those deep features, which a decoder-only run cannot change. ROOT holds images/ and masks/
 (teacher soft masks or real truth) paired by file stem; WEIGHT is the source's share of each batch, as in the
 training configs.
 """
@@ -150,19 +153,112 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int =
     return out
 
 
-class _Cached(torch.nn.Module):
-    """Stands in for the encoder: hands the decoder the batch's cached features."""
+def _tail_blocks(model: torch.nn.Module, k: int, where: str) -> torch.nn.ModuleList:
+    """The encoder's blocks, checked to have a block K that runs at stride 8 (so its input is a cacheable map)."""
+    blocks = getattr(model.encoder, "blocks", None)
+    if not isinstance(blocks, torch.nn.ModuleList) or not hasattr(model.encoder, "stem"):
+        raise MosError(f"{where}: tuning the encoder's tail needs the efficientnet_lite0 encoder, "
+                       f"not {model.encoder_name}")
+    first_deep = model.encoder._taps[4] + 1
+    if not first_deep < k < len(blocks):
+        raise MosError(f"{where}: --tune {k}: the tail must start at a block between {first_deep + 1} and "
+                       f"{len(blocks) - 1} (the stride-8 blocks after the first)")
+    return blocks
 
-    def __init__(self) -> None:
+
+def build_tap(cache: str | Path, k: int, init: str | Path, batch: int = 16, log=print) -> Path:
+    """Add tap{K}.npy to a cache: the input of encoder block K for every view, replayed from the cache's own sources
+    and seed. Each batch's stride-2 features are checked against the cached ones, so a changed photo or encoder
+    cannot go unnoticed."""
+    cache = Path(cache)
+    meta_path = cache / "meta.json"
+    if not meta_path.is_file():
+        raise MosError(f"{cache}: not a feature cache (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta["encoder"]["sha256"] != sha256_file(init):
+        raise MosError(f"{init}: is not the L this cache was built from ({meta['encoder']['file']})")
+    out = cache / f"tap{k}.npy"
+    if out.exists():
+        raise MosError(f"{out}: already exists")
+    model = load_model(init).eval()
+    blocks = _tail_blocks(model, k, str(init))
+    fast = inference_copy(model)
+    sources = [Source(s["name"], s["weight"], Path(s["root"]), s["every"], s["zoom"]) for s in meta["sources"]]
+    items = [(img, msk, kind) for src in sources for img, msk in src.pairs()
+             for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
+    if [(str(i), kd) for i, _, kd in items] != [(it["image"], it["kind"]) for it in meta["items"]]:
+        raise MosError(f"{cache}: its sources no longer list the photos it was built from")
+    size, rng = meta["size"], np.random.default_rng(meta["seed"])
+    f2 = np.load(cache / "f2.npy", mmap_mode="r")
+    with torch.no_grad():
+        probe = model.encoder.stem(torch.zeros(1, 3, size, size))
+        for block in blocks[:k]:
+            probe = block(probe)
+    arr = np.lib.format.open_memmap(f"{out}.tmp.npy", "w+", np.float16, (len(items), *probe.shape[1:]))
+    t0, worst = time.time(), 0.0
+    for b0 in range(0, len(items), batch):
+        xs = []
+        for ip, mp, kind in items[b0:b0 + batch]:
+            img, mask = read_rgb(ip), read_gray(mp)
+            if mask.shape != img.shape[:2]:
+                mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            img, _ = _view(img, mask, kind, size, rng)
+            xs.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
+        with torch.no_grad():
+            x = fast.encoder.stem(fast.encoder_input(torch.stack(xs).contiguous(memory_format=torch.channels_last)))
+            for i, block in enumerate(fast.encoder.blocks[:k]):
+                x = block(x)
+                if i == model.encoder._taps[2]:
+                    ref = torch.from_numpy(np.array(f2[b0:b0 + len(xs)], np.float32))
+                    worst = max(worst, float((x - ref).abs().max() / ref.abs().max().clamp_min(1e-6)))
+        if worst > 0.01:
+            raise MosError(f"{cache}: view {b0}'s features differ from the cached ones ({worst:.3f} of their range)")
+        arr[b0:b0 + len(xs)] = x.numpy().astype(np.float16)
+        if (b0 // batch) % 20 == 0:
+            log(f"tap {k}: {b0 + len(xs)}/{len(items)} views, {time.time() - t0:.0f} s")
+    arr.flush()
+    del arr
+    os.replace(f"{out}.tmp.npy", out)
+    log(f"done: {len(items)} views in {time.time() - t0:.0f} s (stride-2 features within {worst:.1e} of the cache)")
+    return out
+
+
+class _Cached(torch.nn.Module):
+    """Stands in for the encoder: hands the decoder the batch's cached features. With a tail (`--tune K`) the
+    cached map is block K's input and the encoder's blocks K on run on it, trainable, their BatchNorm statistics
+    frozen as shipped."""
+
+    def __init__(self, blocks: torch.nn.ModuleList | None = None, k: int | None = None) -> None:
         super().__init__()
         self.feats: EncoderFeatures | None = None
+        self.k = k
+        if blocks is not None:
+            self.blocks = blocks
+            for i, block in enumerate(blocks):
+                block.requires_grad_(i >= k)
+
+    def train(self, mode: bool = True) -> _Cached:
+        super().train(mode)
+        if self.k is not None:
+            self.blocks.eval()  # batch statistics of 16 views would drift from the shipped ones
+        return self
 
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
         assert self.feats is not None
-        return self.feats
+        if self.k is None:
+            return self.feats
+        deep = self.feats.f8
+        for block in self.blocks[self.k:]:
+            deep = block(deep)
+        return EncoderFeatures(self.feats.f2, self.feats.f4, deep)
+
+    def trained_keys(self, prefix: str = "encoder.") -> list[str]:
+        return [] if self.k is None else [f"{prefix}blocks.{name}" for name, _ in self.blocks.named_parameters()
+                                          if int(name.split(".")[0]) >= self.k]
 
 
-def _open_caches(caches: list[str | Path]) -> list[tuple[list[dict], dict[str, np.ndarray]]]:
+def _open_caches(caches: list[str | Path], tune: int | None = None) -> list[tuple[list[dict], dict[str, np.ndarray]]]:
+    """Each cache's views and arrays; with `tune` K its "f8" is block K's input (tap{K}.npy, made by `tap`)."""
     opened = []
     for c in caches:
         meta_path = Path(c) / "meta.json"
@@ -170,7 +266,12 @@ def _open_caches(caches: list[str | Path]) -> list[tuple[list[dict], dict[str, n
             raise MosError(f"{c}: not a feature cache (no meta.json); build one with "
                            "`python -m training.dectrain cache`")
         meta = json.loads(meta_path.read_text())
-        arrays = {k: np.load(Path(c) / f"{k}.npy", mmap_mode="r") for k in (*FEATURES, "gt")}
+        files = {k: Path(c) / f"{k}.npy" for k in (*FEATURES, "gt")}
+        if tune is not None:
+            files["f8"] = Path(c) / f"tap{tune}.npy"
+            if not files["f8"].is_file():
+                raise MosError(f"{files['f8']}: missing; make it with `python -m training.dectrain tap {c} {tune}`")
+        arrays = {k: np.load(f, mmap_mode="r") for k, f in files.items()}
         if any(len(a) != len(meta["items"]) for a in arrays.values()):
             raise MosError(f"{c}: its arrays and meta.json disagree on the number of views (an interrupted build?)")
         opened.append((meta["items"], arrays))
@@ -254,23 +355,27 @@ def resume(ck: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, log=pri
 
 
 def checkpoint(ck: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, wall: float) -> None:
-    """The decoder (the encoder is the start's, frozen) and Adam's state, replaced whole so a kill leaves the last."""
-    decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    """The decoder, any tuned encoder tail (the rest of the encoder is the start's, frozen) and Adam's state,
+    replaced whole so a kill leaves the last."""
+    tail = set(model.encoder.trained_keys())
+    decoder = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.") or k in tail}
     torch.save({"model": decoder, "opt": opt.state_dict(), "step": step, "wall": wall}, f"{ck}.tmp")
     os.replace(f"{ck}.tmp", ck)
 
 
 def train(run: str | Path, seconds: float, caches: list[str | Path], init: str | Path, lr: float = 2e-4,
           batch: int = 16, seed: int = 37, scale: dict[str, float] | None = None, max_steps: int | None = None,
-          command: str = "", log=print, hard: float = 0.0) -> Path:
+          command: str = "", log=print, hard: float = 0.0, tune: int | None = None, tail_lr: float = 0.25) -> Path:
     """Train the decoder for `seconds` of wall time (cosine learning rate over them); resumes RUN/last.pt. With
     `hard` > 0 each source's views are drawn in proportion to the start's error on them to that power
-    (`hard_sampling`; the errors are measured once and kept in RUN/errors.npy)."""
+    (`hard_sampling`; the errors are measured once and kept in RUN/errors.npy). With `tune` K the encoder's blocks
+    K on train too, at `tail_lr` times the decoder's learning rate (the caches need tap{K}.npy)."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    opened = _open_caches(caches)
     model = load_model(init)
-    model.encoder = _Cached()
+    blocks = None if tune is None else _tail_blocks(model, tune, str(init))
+    opened = _open_caches(caches, tune)
+    model.encoder = _Cached(blocks, tune)
     index = [(ci, i) for ci, (items, _) in enumerate(opened) for i in range(len(items))]
     names = [opened[ci][0][i]["name"] for ci, i in index]
     weights = {opened[ci][0][i]["name"]: opened[ci][0][i]["weight"] * (scale or {}).get(names[k], 1.0)
@@ -287,7 +392,10 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
         log(f"hard-example weighting {hard:g}: mean error {errors.mean():.3f}, the hardest tenth of the views "
             f"drawn {p[np.argsort(errors)[-max(1, len(errors) // 10):]].sum():.0%} of the time")
     log(f"{len(index)} views: " + ", ".join(f"{n} {names.count(n)} (weight {weights[n]:g})" for n in sorted(weights)))
-    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
+    tail = [q for n, q in model.named_parameters() if n.startswith("encoder.") and q.requires_grad]
+    head = [q for n, q in model.named_parameters() if not n.startswith("encoder.") and q.requires_grad]
+    groups = [{"params": head, "scale": 1.0}] + ([{"params": tail, "scale": tail_lr}] if tail else [])
+    opt = torch.optim.Adam(groups, lr=lr)
     ck = run / "last.pt"
     step, wall = resume(ck, model, opt, log)
     info_path = run / "run.json"
@@ -295,7 +403,8 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
         info_path.write_text(json.dumps({
             "format": RUN_FORMAT, "command": command, "init": str(init), "init_sha256": sha256_file(init),
             "caches": [str(c) for c in caches], "seconds": seconds, "lr": lr, "batch": batch, "seed": seed,
-            "scale": scale or {}, "hard": hard, "hardware": f"{platform.processor() or platform.machine()}, "
+            "scale": scale or {}, "hard": hard, "tune": tune, "tail_lr": tail_lr if tune is not None else None,
+            "hardware": f"{platform.processor() or platform.machine()}, "
                                               f"{torch.get_num_threads()} threads, no GPU"}, indent=1))
     rng = np.random.default_rng(seed + step)
     size = opened[0][1]["gt"].shape[-1]
@@ -305,7 +414,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     with open(run / "log.csv", "a") as csv:
         while wall < seconds and (max_steps is None or step < max_steps):
             for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, wall / seconds)))
+                g["lr"] = g["scale"] * lr * 0.5 * (1 + math.cos(math.pi * min(1.0, wall / seconds)))
             gt = _load_batch(model, opened, [index[j] for j in rng.choice(len(index), batch, p=p)])
             loss = stage_losses(model(dummy), gt, "L", 0.0, 1.0)
             opt.zero_grad()
@@ -345,7 +454,9 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
     base_card = read_card(init)
     model: MeticulousNet = load_model(init)
     full = model.state_dict()
-    unknown = [k for k in decoder if k not in full or k.startswith("encoder.")]
+    tune = info.get("tune")
+    tail = set() if tune is None else set(_Cached(_tail_blocks(model, tune, str(init)), tune).trained_keys())
+    unknown = [k for k in decoder if k not in full or (k.startswith("encoder.") and k not in tail)]
     if unknown:
         raise MosError(f"{ckpt}: holds tensors {unknown[:3]} that {init}'s decoder does not have")
     full.update({k: v.to(full[k].dtype) for k, v in decoder.items()})
@@ -370,13 +481,16 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
         "command": info.get("command", ""),
         "export_command": command,
         "initialised_from": {"file": str(init), "sha256": sha256_file(init),
-                             "what": "everything; the encoder (with its BatchNorm statistics) kept frozen"},
-        "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale", "hard") if k in info}
+                             "what": "everything; the encoder (with its BatchNorm statistics) kept frozen" + (
+                                 "" if tune is None else f" but for its blocks {tune} on, whose weights were trained "
+                                                         "(their BatchNorm statistics frozen)")},
+        "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale", "hard", "tune", "tail_lr")
+                           if info.get(k) is not None}
                           | {"loss": f"{stage}'s stage losses" + (
                               " with the soft-IoU term (weight 1)" if stage == "L" else
                               f" (gradient weight {info.get('grad_weight', 5.0):g}, soft-IoU weight "
                               f"{info.get('iou_weight', 0.0):g}); input mask: L's own answer"),
-                              "trained": "decoder only"},
+                              "trained": "decoder only" if tune is None else f"decoder and encoder blocks {tune} on"},
         "iterations": steps,
         "wall_time_s": round(wall, 1),
         "hardware": info.get("hardware", ""),
@@ -429,6 +543,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--size", type=int, default=336)
     c.add_argument("--seed", type=int, default=36)
     c.add_argument("--threads", type=int, default=2)
+    tp = sub.add_parser("tap", help="add the input of encoder block K to a cache (for train --tune K)")
+    tp.add_argument("cache")
+    tp.add_argument("k", type=int)
+    tp.add_argument("--init", required=True, help="the L the cache was built from")
+    tp.add_argument("--threads", type=int, default=2)
     t = sub.add_parser("train", help="train the decoder on cached features")
     t.add_argument("run")
     t.add_argument("seconds", type=float)
@@ -440,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--scale", default="", help="NAME=FACTOR,... multiplies a source's weight")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--tune", type=int, default=None,
+                   help="train the encoder's blocks from K on too (the caches need `tap CACHE K`)")
+    t.add_argument("--tail-lr", type=float, default=0.25, help="the tuned blocks' learning rate, times --lr")
     t.add_argument("--hard", type=float, default=0.0,
                    help="draw each source's views in proportion to the start's error on them to this power (0: "
                         "uniformly)")
@@ -449,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "cache":
             torch.set_num_threads(args.threads)
             build_cache(args.out, args.sources, args.init, args.size, args.seed)
+        elif args.cmd == "tap":
+            torch.set_num_threads(args.threads)
+            print(f"wrote {build_tap(args.cache, args.k, args.init)}")
         elif args.cmd == "train":
             torch.set_num_threads(args.threads)
             if args.seconds <= 0:
@@ -456,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= args.hard <= 8:
                 raise MosError(f"--hard {args.hard:g}: must be between 0 (uniform) and 8")
             ck = train(args.run, args.seconds, args.caches, args.init, args.lr, args.batch, args.seed,
-                       parse_scale(args.scale), args.max_steps, command=quoted(argv), hard=args.hard)
+                       parse_scale(args.scale), args.max_steps, command=quoted(argv), hard=args.hard,
+                       tune=args.tune, tail_lr=args.tail_lr)
             print(f"wrote {ck}")
         else:
             path = export(args.ckpt, args.init, args.out, args.fp16, args.overwrite, args.provenance, args.notes,

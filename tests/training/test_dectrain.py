@@ -106,3 +106,50 @@ def test_refusals_name_the_file(tmp_path, capsys) -> None:
     assert "--hard -1: must be between 0" in capsys.readouterr().err
     with pytest.raises(dectrain.MosError, match="not NAME=FACTOR"):
         dectrain.parse_scale("humanseg:2")
+
+
+def test_tuned_tail_trains_the_last_blocks_from_their_cached_input(tmp_path, disc_source) -> None:
+    init = weights_path(None, "default", "L")
+    a = disc_source(tmp_path / "a", 3, 0)
+    cache = dectrain.build_cache(tmp_path / "cache", [f"pool:1:{a}::1"], init, size=64, batch=4, log=lambda *_: None)
+    # The tap replays the cache's views (the random box crops included) and checks them against its features.
+    assert dectrain.main(["tap", str(cache), "14", "--init", str(init), "--threads", "1"]) == 0
+    tap = np.load(cache / "tap14.npy")
+    model = load_model(init).eval()
+    with torch.no_grad():
+        x = model.encoder.stem(model.encoder_input(torch.zeros(1, 3, 64, 64)))
+        for block in model.encoder.blocks[:14]:
+            x = block(x)
+        # Running blocks 14 on from the tap gives the cached f8.
+        deep = torch.from_numpy(tap[:2].astype(np.float32))
+        for block in model.encoder.blocks[14:]:
+            deep = block(deep)
+    assert tap.shape == (9, *x.shape[1:])
+    f8 = np.load(cache / "f8.npy")[:2].astype(np.float32)
+    assert np.allclose(deep.numpy(), f8, atol=3e-2 * np.abs(f8).max())
+    with pytest.raises(dectrain.MosError, match="already exists"):
+        dectrain.build_tap(cache, 14, init)
+
+    run = tmp_path / "run"
+    assert dectrain.main(["train", str(run), "600", str(cache), "--init", str(init), "--batch", "4",
+                          "--max-steps", "2", "--tune", "14", "--tail-lr", "0.5", "--threads", "1"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["tune"] == 14 and info["tail_lr"] == 0.5
+    out = tmp_path / "out"
+    assert dectrain.main(["export", str(run / "last.pt"), "--init", str(init), "--out", str(out)]) == 0
+    card = read_card(out / init.name)
+    assert card["train_settings"]["trained"] == "decoder and encoder blocks 14 on"
+    new, old = load_model(out / init.name).state_dict(), load_model(init).state_dict()
+    head = [k for k in old if k.startswith("encoder.") and not k.startswith(("encoder.blocks.14.",
+                                                                             "encoder.blocks.15."))]
+    assert head and all(torch.equal(new[k], old[k]) for k in head)  # blocks before 14 and the stem as shipped
+    tail_w = [k for k in old if k.startswith("encoder.blocks.15.") and k.endswith("weight") and "bn" not in k]
+    assert tail_w and any(not torch.equal(new[k], old[k]) for k in tail_w)
+    # The tuned blocks' BatchNorm statistics stay the shipped ones.
+    stats = [k for k in old if k.startswith("encoder.blocks.1") and k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(new[k], old[k]) for k in stats)
+
+    with pytest.raises(dectrain.MosError, match="tap15.npy: missing"):
+        dectrain.train(tmp_path / "r2", 600, [cache], init, batch=4, max_steps=1, tune=15, log=lambda *_: None)
+    with pytest.raises(dectrain.MosError, match="must start at a block between"):
+        dectrain.build_tap(cache, 3, init)

@@ -301,9 +301,12 @@ class EfficientNetLite0Encoder(nn.Module):
     def first_conv(self) -> nn.Conv2d:
         return self.conv_stem
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The input to block 0 (training.dectrain runs the first blocks alone to cache what its tuned tail reads)."""
+        return F.relu6(self.bn0(self.conv_stem(F.pad(x, _same_pad(3)))))
+
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
-        x = F.relu6(self.bn0(self.conv_stem(F.pad(x, _same_pad(3)))))
-        return _tapped(self.blocks, x, self._taps)
+        return _tapped(self.blocks, self.stem(x), self._taps)
 
 
 ENCODERS = ("mobilenetv3", "resnet50", "efficientnet_lite0")
