@@ -20,6 +20,7 @@ from mos_studio.core.weights import default_encoders, find_models_dir, read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP29_L = "ce976f010504cc85065211bb2f63e3fcabf546776584601fcb5ac778c2a6ea6b"  # the L shipped at stops 29-36
+STOP38_L = "16ae4e02baab2c87f3e7fb48fa121e152801e35a88e8cc3a702202bd2bd47080"  # shipped at stops 38-47
 STOP37_DEC = "cb4ed1dfadf62354bec30eaaa2b0b12378bc83ec859e1b4efd0b4d28c8d50d80"  # its decoder-only run
 SAMPLE = ROOT / "resources" / "samples" / "sample.jpg"
 
@@ -76,10 +77,11 @@ def _check_lineage(card: dict) -> None:
 
 
 def test_l_card_holds_the_whole_lineage():
-    """Stop 37's L averages (training.soup, half and half) stop 29's L with a copy of it whose decoder was trained on
-    alone (training.dectrain) over cached encoder features. Stop 29's L is itself an average of stop 26's L and a run
-    trained on from it with a soft-IoU term. The card lists every input with its run and checksum, the inputs of the
-    inner averages, and the runs before them."""
+    """Stop 48's L is stop 38's with its decoder and its encoder's last two blocks trained on over cached features
+    (training.dectrain --tune 14). Stop 38's L averages (training.soup, half and half) stop 29's L with a copy of it
+    whose decoder was trained on alone (training.dectrain) over cached encoder features. Stop 29's L is itself an
+    average of stop 26's L and a run trained on from it with a soft-IoU term. The card lists every input with its run
+    and checksum, the inputs of the inner averages, and the runs before them."""
     path = weights_path(None, "default", "L")
     card = read_card(path)
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
@@ -88,8 +90,17 @@ def test_l_card_holds_the_whole_lineage():
     assert card["inference"] == {"l_size": 336, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15,
                                  "l_zoom_max": 0.8, "l_zoom_mix": 0.5}
     assert "l_zoom (stop 32)" in card["inference_notes"]
-    assert card["command"].startswith("python -m training.soup ") and "--weights 0.5,0.5" in card["command"]
-    start, dec = card["soup"]
+    # Stop 48's run: the decoder and blocks 14-15 from stop 38's L.
+    assert card["command"].startswith("python -m training.dectrain train ") and "--tune 14" in card["command"]
+    settings = card["train_settings"]
+    assert settings["trained"] == "decoder and encoder blocks 14 on" and settings["tune"] == 14
+    assert settings["tail_lr"] == 0.5 and settings["scale"] == {"humanseg": 1.5}
+    assert card["iterations"] == 264 and card["wall_time_s"] > 2400 and card["hardware"]
+    assert card["initialised_from"]["sha256"] == STOP38_L
+    stop38 = card["previous_runs"][-1]
+    assert stop38["sha256"] == STOP38_L and stop38["command"].startswith("python -m training.soup ")
+    assert "--weights 0.5,0.5" in stop38["command"]
+    start, dec = stop38["soup"]
     assert start["weight"] == dec["weight"] == 0.5
     # The decoder-only run: 690 steps from stop 29's L, the encoder frozen.
     assert dec["sha256"] == STOP37_DEC and "training.dectrain train" in dec["command"]
@@ -109,9 +120,10 @@ def test_l_card_holds_the_whole_lineage():
     assert run_start["sha256"] == "5c705b822b9f279d8c3156f2053c5380f75c2c8791aaeab0a096799cbe913fa4"
     # The 256 px run and its continuation at 336 px (stop 17), then stop 29's L.
     assert [r.get("config_name") for r in card["previous_runs"][:2]] == ["teacher_L336", "teacher_L"]
-    # split_b (stop 36's rebuild), then split2 and split3.
-    assert [d["split"]["train"] for d in card["data_provenance"][:3]] == [1323, 1212, 1939]
+    # split6 (stop 47), split_b (stop 36's rebuild), then split2 and split3.
+    assert [d["split"]["train"] for d in card["data_provenance"][:4]] == [2325, 1323, 1212, 1939]
     assert any("cached views of davis" in d for d in card["training_data"])
+    assert any("small6/train/imagenet_sample" in d for d in card["training_data"])
     assert any("split_b/train/imagenet_sample" in d for d in card["training_data"])
     assert any("data/small3/train" in d for d in card["training_data"])
     _check_lineage(card)
