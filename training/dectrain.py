@@ -100,6 +100,20 @@ def _view(img: np.ndarray, mask: np.ndarray, kind: str, size: int,
     return img, mask
 
 
+def _items(sources: list[Source]) -> list[tuple[Source, Path, Path, str]]:
+    """Every view of every source, in cache order: each photo plain, mirrored and (with ZOOM) box-cropped."""
+    return [(src, img, msk, kind) for src in sources for img, msk in src.pairs()
+            for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
+
+
+def _load_view(ip: Path, mp: Path, kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One view read from disk as `_view` makes it (the mask brought to the photo's size first)."""
+    img, mask = read_rgb(ip), read_gray(mp)
+    if mask.shape != img.shape[:2]:
+        mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return _view(img, mask, kind, size, rng)
+
+
 def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int = 336, seed: int = 36,
                 batch: int = 16, log=print) -> Path:
     """Write f2/f4/f8 (float16), gt (uint8) and meta.json for every view of every source into `out`."""
@@ -115,8 +129,7 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int =
     # otherwise takes most of an hour.
     fast = inference_copy(model)
     rng = np.random.default_rng(seed)
-    items = [(src, img, msk, kind) for src in sources for img, msk in src.pairs()
-             for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
+    items = _items(sources)
     with torch.no_grad():
         probe = model.encoder(model.encoder_input(torch.zeros(1, 3, size, size)))
     shapes = {k: tuple(getattr(probe, k).shape[1:]) for k in FEATURES}
@@ -128,10 +141,7 @@ def build_cache(out: str | Path, specs: list[str], init: str | Path, size: int =
     for b0 in range(0, n, batch):
         xs = []
         for j, (src, ip, mp, kind) in enumerate(items[b0:b0 + batch]):
-            img, mask = read_rgb(ip), read_gray(mp)
-            if mask.shape != img.shape[:2]:
-                mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-            img, mask = _view(img, mask, kind, size, rng)
+            img, mask = _load_view(ip, mp, kind, size, rng)
             gt[b0 + j] = np.clip(np.round(mask * 255), 0, 255).astype(np.uint8)
             xs.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
             meta.append({"name": src.name, "weight": src.weight, "image": str(ip), "kind": kind})
@@ -184,9 +194,8 @@ def build_tap(cache: str | Path, k: int, init: str | Path, batch: int = 16, log=
     blocks = _tail_blocks(model, k, str(init))
     fast = inference_copy(model)
     sources = [Source(s["name"], s["weight"], Path(s["root"]), s["every"], s["zoom"]) for s in meta["sources"]]
-    items = [(img, msk, kind) for src in sources for img, msk in src.pairs()
-             for kind in ("plain", "flip", *(("zoom",) if src.zoom else ()))]
-    if [(str(i), kd) for i, _, kd in items] != [(it["image"], it["kind"]) for it in meta["items"]]:
+    items = _items(sources)
+    if [(str(i), kd) for _, i, _, kd in items] != [(it["image"], it["kind"]) for it in meta["items"]]:
         raise MosError(f"{cache}: its sources no longer list the photos it was built from")
     size, rng = meta["size"], np.random.default_rng(meta["seed"])
     f2 = np.load(cache / "f2.npy", mmap_mode="r")
@@ -197,13 +206,8 @@ def build_tap(cache: str | Path, k: int, init: str | Path, batch: int = 16, log=
     arr = np.lib.format.open_memmap(f"{out}.tmp.npy", "w+", np.float16, (len(items), *probe.shape[1:]))
     t0, worst = time.time(), 0.0
     for b0 in range(0, len(items), batch):
-        xs = []
-        for ip, mp, kind in items[b0:b0 + batch]:
-            img, mask = read_rgb(ip), read_gray(mp)
-            if mask.shape != img.shape[:2]:
-                mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-            img, _ = _view(img, mask, kind, size, rng)
-            xs.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
+        xs = [torch.from_numpy(_load_view(ip, mp, kind, size, rng)[0]).permute(2, 0, 1).float() / 255
+              for _, ip, mp, kind in items[b0:b0 + batch]]
         with torch.no_grad():
             x = fast.encoder.stem(fast.encoder_input(torch.stack(xs).contiguous(memory_format=torch.channels_last)))
             for i, block in enumerate(fast.encoder.blocks[:k]):
