@@ -261,6 +261,31 @@ class _Cached(torch.nn.Module):
                                           if int(name.split(".")[0]) >= self.k]
 
 
+def _check_encoder(caches: list[str | Path], init: str | Path, model: torch.nn.Module, tune: int | None) -> None:
+    """Refuse a start whose encoder is not the one the caches' features came from: the decoder (and a tuned tail)
+    would learn from features that the exported weights never produce. With `tune` K only the stem and the blocks
+    before K must agree, so a start whose tail was trained already may go on from the same cache."""
+    own = sha256_file(init)
+    for c in caches:
+        meta_path = Path(c) / "meta.json"
+        if not meta_path.is_file():
+            continue  # _open_caches names the problem
+        enc = json.loads(meta_path.read_text())["encoder"]
+        if enc["sha256"] == own:
+            continue
+        built = Path(enc["file"])
+        if not built.is_file() or sha256_file(built) != enc["sha256"]:
+            raise MosError(f"{init}: not the L cache {c} was built from ({enc['file']}, sha256 {enc['sha256'][:12]}), "
+                           "and that file is gone or changed, so the encoders cannot be compared")
+        theirs = load_model(built).state_dict()
+        differ = [k for k, v in model.state_dict().items() if k.startswith("encoder.")
+                  and not (tune is not None and k.startswith("encoder.blocks.") and int(k.split(".")[2]) >= tune)
+                  and not torch.equal(v, theirs[k])]
+        if differ:
+            raise MosError(f"{init}: its encoder differs from the one cache {c} was built from ({enc['file']}) "
+                           f"in {len(differ)} tensors, e.g. {differ[0]}; build a cache from {init}")
+
+
 def _open_caches(caches: list[str | Path], tune: int | None = None) -> list[tuple[list[dict], dict[str, np.ndarray]]]:
     """Each cache's views and arrays; with `tune` K its "f8" is block K's input (tap{K}.npy, made by `tap`)."""
     opened = []
@@ -379,6 +404,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     model = load_model(init)
     blocks = None if tune is None else _tail_blocks(model, tune, str(init))
     opened = _open_caches(caches, tune)
+    _check_encoder(caches, init, model, tune)
     model.encoder = _Cached(blocks, tune)
     index = [(ci, i) for ci, (items, _) in enumerate(opened) for i in range(len(items))]
     names = [opened[ci][0][i]["name"] for ci, i in index]
@@ -460,6 +486,7 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
     full = model.state_dict()
     tune = info.get("tune")
     tail = set() if tune is None else set(_Cached(_tail_blocks(model, tune, str(init)), tune).trained_keys())
+    _check_encoder(info["caches"], init, model, tune)
     unknown = [k for k in decoder if k not in full or (k.startswith("encoder.") and k not in tail)]
     if unknown:
         raise MosError(f"{ckpt}: holds tensors {unknown[:3]} that {init}'s decoder does not have")

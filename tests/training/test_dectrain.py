@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mos_studio.core.weights import load_model, read_card, sha256_file, weights_path
+from mos_studio.core.weights import load_model, read_card, save_weights, sha256_file, weights_path
 from training import dectrain
 
 
@@ -153,3 +153,19 @@ def test_tuned_tail_trains_the_last_blocks_from_their_cached_input(tmp_path, dis
         dectrain.train(tmp_path / "r2", 600, [cache], init, batch=4, max_steps=1, tune=15, log=lambda *_: None)
     with pytest.raises(dectrain.MosError, match="must start at a block between"):
         dectrain.build_tap(cache, 3, init)
+
+    # A start whose tail was trained already may go on from the same cache with --tune 14 (blocks before 14 agree),
+    # but not decoder-only: its f8 would no longer be the cached one.
+    tuned = out / init.name
+    dectrain.train(tmp_path / "r3", 600, [cache], tuned, batch=4, max_steps=1, tune=14, log=lambda *_: None)
+    with pytest.raises(dectrain.MosError, match="its encoder differs from the one cache"):
+        dectrain.train(tmp_path / "r4", 600, [cache], tuned, batch=4, max_steps=1, log=lambda *_: None)
+    # A start whose early blocks differ is refused with --tune too, and so is exporting a run onto it.
+    model = load_model(init)
+    with torch.no_grad():
+        model.encoder.blocks[3].parameters().__next__().mul_(1.5)
+    other = save_weights(model, tmp_path / "other" / init.name, read_card(init))
+    with pytest.raises(dectrain.MosError, match=r"in \d+ tensors, e.g. encoder.blocks.3."):
+        dectrain.train(tmp_path / "r5", 600, [cache], other, batch=4, max_steps=1, tune=14, log=lambda *_: None)
+    with pytest.raises(dectrain.MosError, match="its encoder differs"):
+        dectrain.export(run / "last.pt", other, tmp_path / "out5")
