@@ -280,7 +280,7 @@ def _check_encoder(caches: list[str | Path], init: str | Path, model: torch.nn.M
         theirs = load_model(built).state_dict()
         differ = [k for k, v in model.state_dict().items() if k.startswith("encoder.")
                   and not (tune is not None and k.startswith("encoder.blocks.") and int(k.split(".")[2]) >= tune)
-                  and not torch.equal(v, theirs[k])]
+                  and (k not in theirs or not torch.equal(v, theirs[k]))]
         if differ:
             raise MosError(f"{init}: its encoder differs from the one cache {c} was built from ({enc['file']}) "
                            f"in {len(differ)} tensors, e.g. {differ[0]}; build a cache from {init}")

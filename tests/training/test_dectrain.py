@@ -163,7 +163,7 @@ def test_tuned_tail_trains_the_last_blocks_from_their_cached_input(tmp_path, dis
     # A start whose early blocks differ is refused with --tune too, and so is exporting a run onto it.
     model = load_model(init)
     with torch.no_grad():
-        model.encoder.blocks[3].parameters().__next__().mul_(1.5)
+        next(model.encoder.blocks[3].parameters()).mul_(1.5)
     other = save_weights(model, tmp_path / "other" / init.name, read_card(init))
     with pytest.raises(dectrain.MosError, match=r"in \d+ tensors, e.g. encoder.blocks.3."):
         dectrain.train(tmp_path / "r5", 600, [cache], other, batch=4, max_steps=1, tune=14, log=lambda *_: None)
