@@ -2,7 +2,7 @@
 
     python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
                                       [--min-side 0] [--seed 0] [--save DIR] [--global-only-too] [--error-split]
-                                      [--stage-split]
+                                      [--stage-split] [--teacher-as-l]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
 IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
@@ -12,16 +12,20 @@ line per photo, then means overall and per source; `--save DIR` writes each L+H 
 `--error-split` also says how much of L+H's lost IoU and mBA lies in thin errors (an edge a pixel or two off) and how
 much in thick ones (a part taken or missed): `mos_studio.core.metrics.error_split`. `--stage-split` says how much of
 it is L's (both stages wrong) and how much H's (H overruling a right L), and what L+H would score with H's wrong
-overrulings undone: `mos_studio.core.metrics.stage_split`.
+overrulings undone: `mos_studio.core.metrics.stage_split`. `--teacher-as-l` runs every run once more with L's
+answer replaced by the teacher's own soft mask seen at L's resolution (`teacher_as_l`): what H and the edge snap make
+of a perfect L, so a lost point can be laid at L's door or at H's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,6 +46,29 @@ def pick(root: Path, n: int, min_side: int, seed: int) -> list[tuple[Path, Path]
     return [found[i] for i in sorted(order)]
 
 
+def _seen_at(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`a` shrunk to size (w, h) and enlarged back: the detail a map of that size can hold."""
+    h, w = a.shape[:2]
+    small = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def teacher_as_l(c: Cascade, soft: np.ndarray) -> np.ndarray:
+    """The teacher's soft mask with no more detail than L's answer can hold: the whole photo at L's input size and,
+    where the cascade takes L's second look, the box around it at that size, mixed as `run_low` mixes them. Handed
+    to H in place of L's answer it says what H makes of an L that is right but for its resolution."""
+    soft = np.asarray(soft, np.float32)
+    h, w = soft.shape
+    prob = _seen_at(soft, c.l_input_size(h, w))
+    box = c.zoom_box(prob) if c.config.l_zoom else None
+    if box is not None:
+        x0, y0, x1, y1 = box
+        mix = float(np.clip(c.config.l_zoom_mix, 0.0, 1.0))
+        near = _seen_at(soft[y0:y1, x0:x1], c.l_input_size(y1 - y0, x1 - x0))
+        prob[y0:y1, x0:x1] = (1.0 - mix) * prob[y0:y1, x0:x1] + mix * near
+    return prob
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path)
@@ -59,6 +86,8 @@ def main() -> int:
                     help="also split L+H's lost IoU and mBA into thin (edge placement) and thick (missed part) errors")
     ap.add_argument("--stage-split", action="store_true",
                     help="also split L+H's lost IoU into L's errors that H kept and H's wrong overrulings of L")
+    ap.add_argument("--teacher-as-l", action="store_true",
+                    help="also run every run above with the teacher's mask at L's resolution as L's answer")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -67,12 +96,14 @@ def main() -> int:
     dirs = args.models_dir or [None]
     cascades = [Cascade.from_pretrained(d) for d in dirs]
     names = [str(d) if d else "models/ (shipped)" for d in dirs]
+    origins = list(dirs)  # the weights folder each cascade was loaded from
     if args.global_only_too:
         for d in dirs:
             c = Cascade.from_pretrained(d)
             c.config.local_passes = False
             cascades.append(c)
             names.append(f"{d or 'models/ (shipped)'}, H's global pass only")
+            origins.append(d)
     for spec in args.variant:
         changes = dict(kv.split("=", 1) for kv in spec.split(","))
         for d in dirs:
@@ -84,6 +115,15 @@ def main() -> int:
                     ap.error(f"--variant {spec}: {err}")
             cascades.append(c)
             names.append(f"{d or 'models/ (shipped)'}, {spec}")
+            origins.append(d)
+    oracles: set[int] = set()
+    if args.teacher_as_l:  # every run above once more, the teacher's mask in place of L's answer
+        for c, name, d in list(zip(cascades, names, origins, strict=True)):
+            twin = Cascade.from_pretrained(d)
+            twin.config = dataclasses.replace(c.config)
+            oracles.add(len(cascades))
+            cascades.append(twin)
+            names.append(f"{name}, the teacher's mask at L's resolution as L's answer")
     for c in cascades:
         c.config.stage_maps = False
     print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")
@@ -92,11 +132,15 @@ def main() -> int:
     rows: list[dict] = []
     for img_path, mask_path in todo:
         rgb = load_image(img_path).rgb
-        truth = read_gray(mask_path) > 0.5
+        soft = read_gray(mask_path)
+        truth = soft > 0.5
         source = mask_path.parent.parent.name
         row: dict = {"source": source, "name": img_path.name, "size": max(rgb.shape[:2])}
         parts = []
         for k, c in enumerate(cascades):
+            if k in oracles:  # the cascade calls run_low for L's answer: this instance gets the teacher's
+                given = teacher_as_l(c, soft)
+                c.run_low = lambda image, given=given: (given, [])  # type: ignore[method-assign]
             t0 = time.perf_counter()
             low, _ = c.run_low(rgb)
             full = c(rgb).probability

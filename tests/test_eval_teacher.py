@@ -22,7 +22,7 @@ def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> Non
     shutil.copy(REPO / "resources" / "samples" / "sample.jpg", root / "images" / "sample.jpg")
     shutil.copy(REPO / "tests" / "data" / "refine_good" / "sample_mask.png", root / "masks" / "sample.png")
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_teacher.py"), str(tmp_path / "val"),
-                          "--max-images", "0", "--stage-split", "--error-split"],
+                          "--max-images", "0", "--stage-split", "--error-split", "--teacher-as-l"],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MOS_THREADS": "2"})
     assert run.returncode == 0, run.stderr
     out = run.stdout
@@ -37,3 +37,10 @@ def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> Non
     assert num["wrong"] + num["H overruling a right L"] == pytest.approx(1 - num["IoU"], abs=2e-4)
     assert num["undone IoU"] >= num["IoU"]
     assert "where L+H loses against the teacher" in out
+    # The teacher's own mask handed to H as L's answer: at this 600 px photo L's resolution loses almost nothing of
+    # it, so it beats the real L, and it went through H (the L+H column is H's answer, not the mask passed on).
+    oracle = re.search(r"\[1\] L-up ([\d.]+)/([\d.]+) LH ([\d.]+)/([\d.]+)", out)
+    assert oracle is not None, out
+    o_iou, o_mba, oh_iou, oh_mba = map(float, oracle.groups())
+    assert o_iou > 0.99 and o_iou > float(row.group(1))
+    assert (oh_iou, oh_mba) != (o_iou, o_mba)
