@@ -492,6 +492,8 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
         raise MosError(f"{ckpt}: holds tensors {unknown[:3]} that {init}'s decoder does not have")
     full.update({k: v.to(full[k].dtype) for k, v in decoder.items()})
     model.load_state_dict(full)
+    if info.get("skip"):  # an H decoder trained through the residual skip (training.hdectrain --skip) needs it
+        model.mask_skip = float(info["skip"])
     stage = base_card.get("stage", "L")  # an H's decoder (training.hdectrain) exports the same way
     path = Path(out_dir) / weights_filename(model.encoder_name, stage)
     if path.exists() and not overwrite:
@@ -515,7 +517,8 @@ def export(ckpt: str | Path, init: str | Path, out_dir: str | Path, fp16: bool =
                              "what": "everything; the encoder (with its BatchNorm statistics) kept frozen" + (
                                  "" if tune is None else f" but for its blocks {tune} on, whose weights were trained "
                                                          "(their BatchNorm statistics frozen)")},
-        "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale", "hard", "tune", "tail_lr")
+        "train_settings": {k: info[k] for k in ("seconds", "lr", "batch", "seed", "scale", "hard", "tune", "tail_lr",
+                                                 "skip")
                            if info.get(k) is not None}
                           | {"loss": f"{stage}'s stage losses" + (
                               " with the soft-IoU term (weight 1)" if stage == "L" else

@@ -78,3 +78,24 @@ def test_cache_rejects_a_missing_folder_and_an_empty_cache(tmp_path) -> None:
     with pytest.raises(hdectrain.MosError, match="not a folder"):
         hdectrain.build_cache(tmp_path / "c", [f"x:1:{tmp_path / 'nowhere'}"], init)
     assert hdectrain.main(["train", str(tmp_path / "r"), "10", str(tmp_path / "nocache"), "--init", str(init)]) == 2
+
+
+def test_a_decoder_trained_through_the_skip_exports_with_it(tmp_path, disc_source) -> None:
+    init = weights_path(None, "default", "Hs")
+    a = disc_source(tmp_path / "a", 2, 0)
+    cache = hdectrain.build_cache(tmp_path / "cache", [f"pool:1:{a}"], init, max_side=64, log=lambda *_: None)
+    runs = {}
+    for skip in (0.0, 1.0):
+        run = tmp_path / f"run{skip:g}"
+        hdectrain.train(run, 600, [cache], init, batch=2, max_steps=1, skip=skip, log=lambda *_: None)
+        runs[skip] = torch.load(run / "last.pt", weights_only=True)["model"]
+    # Same batches, same start: the decoders differ only because the loss saw L's answer through the skip.
+    assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
+    assert json.loads((tmp_path / "run1" / "run.json").read_text())["skip"] == 1.0
+
+    out = tmp_path / "out"
+    assert hdectrain.main(["export", str(tmp_path / "run1" / "last.pt"), "--init", str(init), "--out", str(out)]) == 0
+    assert load_model(out / init.name).mask_skip == 1.0  # the cascade runs it with the skip it was trained with
+    assert read_card(out / init.name)["train_settings"]["skip"] == 1.0
+    with pytest.raises(hdectrain.MosError, match="--skip 5"):
+        hdectrain.train(tmp_path / "r5", 600, [cache], init, max_steps=1, skip=5.0, log=lambda *_: None)
