@@ -149,7 +149,11 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     ck = run / "last.pt"
     step, wall = dectrain.resume(ck, model, opt, log)
     info_path = run / "run.json"
-    if not info_path.exists():
+    if info_path.exists():  # a resumed run goes on as it started: the skip changes what the decoder's answer means
+        before = float(json.loads(info_path.read_text()).get("skip", 0.0))
+        if before != skip:
+            raise MosError(f"{run}: this run was started with --skip {before:g}; resume it with the same")
+    else:
         info_path.write_text(json.dumps({
             "format": RUN_FORMAT, "command": command, "init": str(init), "init_sha256": sha256_file(init),
             "caches": [str(c) for c in caches], "seconds": seconds, "lr": lr, "batch": batch, "seed": seed,

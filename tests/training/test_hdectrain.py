@@ -92,6 +92,8 @@ def test_a_decoder_trained_through_the_skip_exports_with_it(tmp_path, disc_sourc
     # Same batches, same start: the decoders differ only because the loss saw L's answer through the skip.
     assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
     assert json.loads((tmp_path / "run1" / "run.json").read_text())["skip"] == 1.0
+    with pytest.raises(hdectrain.MosError, match="started with --skip 1"):  # resumed without the skip: refused
+        hdectrain.train(tmp_path / "run1", 600, [cache], init, batch=2, max_steps=2, log=lambda *_: None)
 
     out = tmp_path / "out"
     assert hdectrain.main(["export", str(tmp_path / "run1" / "last.pt"), "--init", str(init), "--out", str(out)]) == 0
