@@ -132,13 +132,18 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     and the export carries the skip (stop 50: the shipped H given the teacher's own mask at L's resolution hands back
     0.933 / 0.771 of its 0.994 / 0.964)."""
     run = Path(run)
+    if not 0.0 <= skip <= 4.0:
+        raise MosError(f"--skip {skip:g}: choose a value in [0, 4]")
+    info_path = run / "run.json"
+    if info_path.exists():  # a resumed run goes on as it started: the skip changes what the decoder's answer means
+        before = float(json.loads(info_path.read_text()).get("skip", 0.0))
+        if before != skip:
+            raise MosError(f"{run}: this run was started with --skip {before:g}; resume it with the same")
     run.mkdir(parents=True, exist_ok=True)
     views = _open(caches)
     model = load_model(init)
     if model.in_channels != 4:
         raise MosError(f"{init}: holds an L; train L's decoder with training.dectrain")
-    if not 0.0 <= skip <= 4.0:
-        raise MosError(f"--skip {skip:g}: choose a value in [0, 4]")
     model.encoder = dectrain._Cached()
     model.mask_skip = float(skip)
     names = [it["name"] for _, it in views]
@@ -148,12 +153,7 @@ def train(run: str | Path, seconds: float, caches: list[str | Path], init: str |
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr)
     ck = run / "last.pt"
     step, wall = dectrain.resume(ck, model, opt, log)
-    info_path = run / "run.json"
-    if info_path.exists():  # a resumed run goes on as it started: the skip changes what the decoder's answer means
-        before = float(json.loads(info_path.read_text()).get("skip", 0.0))
-        if before != skip:
-            raise MosError(f"{run}: this run was started with --skip {before:g}; resume it with the same")
-    else:
+    if not info_path.exists():
         info_path.write_text(json.dumps({
             "format": RUN_FORMAT, "command": command, "init": str(init), "init_sha256": sha256_file(init),
             "caches": [str(c) for c in caches], "seconds": seconds, "lr": lr, "batch": batch, "seed": seed,
