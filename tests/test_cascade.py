@@ -89,6 +89,24 @@ def test_add_floor_keeps_h_from_adding_object_where_l_saw_background():
     assert np.array_equal(capped[:, 210:], free[:, 210:])  # where L saw some object, H is untouched
 
 
+def test_keep_floor_keeps_h_from_removing_object_where_l_was_sure_of_it():
+    low, high = tiny_models(0)
+    img = _image(300, 400, 3)
+    # L's answer, fixed so the test knows it: sure object on the left, some object (0.7) on the right.
+    coarse = np.ones((300, 400), np.float32)
+    coarse[:, 200:] = 0.7
+    results = {}
+    for floor in (None, 0.05):
+        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False,
+                                                                  keep_floor=floor))
+        c.run_low = lambda rgb, coarse=coarse: (coarse, [])  # what the cut's L step returns
+        results[floor] = c(img).probability
+    free, kept = results[None], results[0.05]
+    assert free[:, :190].min() < 0.9  # the (random) H does remove object where L was sure of it...
+    assert kept[:, :200].min() == 1.0  # ...and the floor puts it back
+    assert np.array_equal(kept[:, 210:], free[:, 210:])  # where L was unsure, H is untouched
+
+
 def test_box_limits_object_to_box(cascade):
     img = _image(400, 500, 2)
     res = cascade(img, box=(100, 50, 300, 250))

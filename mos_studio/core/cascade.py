@@ -178,6 +178,11 @@ class CascadeConfig:
     # so where L said below add_floor H's answer is scaled down, to 0 where L said 0. None: no cap. Round 2's Lite0
     # H sets 0.05 in its card: it took a person's jeans and a chair's fabric that L had left out (docs/MODELS.md).
     add_floor: float | None = None
+    # ... and the mirror of it: H may not remove object where L was sure of object. H's background probability is
+    # capped at L's / `keep_floor`, so where L said above 1 − keep_floor H's answer is raised towards 1, to 1 where
+    # L said 1. None: no cap. Stop 51 asked whether H takes away what L had right (with the teacher's own mask as
+    # L's answer, H turns IoU 0.994 into 0.933): see docs/MODELS.md for what it measured.
+    keep_floor: float | None = None
     # A region re-refine (`roi=`, the app) keeps ONNX Runtime's buffers for the next pass instead of giving them back:
     # re-faulting ~0.5 GB of fresh pages cost 0.12 s of the 1000² re-refine's ~0.8 s. Whole-image passes still give
     # them back (kept after an 8K cut they raised its peak RSS from 1084 to 1423 MB).
@@ -545,6 +550,9 @@ class Cascade:
                 floor = h_inference.get("add_floor")
                 if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "background" is final for this H
                     config.add_floor = floor
+                floor = h_inference.get("keep_floor")
+                if isinstance(floor, float) and 0.0 < floor < 1.0:  # where L's "object" is final for this H
+                    config.keep_floor = floor
                 radius = h_inference.get("edge_radius")
                 if isinstance(radius, int) and not isinstance(radius, bool) and 1 <= radius <= 32:
                     config.edge_radius = radius
@@ -722,6 +730,8 @@ class Cascade:
                 raise Cancelled("cancelled during H's enlarged pass; nothing was changed")
             if n and self.config.add_floor:
                 prob = np.minimum(prob, e_coarse * np.float32(1 / self.config.add_floor))
+            if n and self.config.keep_floor:
+                prob = np.maximum(prob, 1 - (1 - e_coarse) * np.float32(1 / self.config.keep_floor))
             prob, _ = self._mirrored_pass(model, e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
         return np.clip(_resize(prob, (w, h)), 0.0, 1.0)
 
@@ -995,6 +1005,12 @@ class Cascade:
                 k = np.float32(1.0 / self.config.add_floor)
                 for r in range(0, refined.shape[0], 256):  # in bands: no full-size temporaries (133 MB each at 8K)
                     np.minimum(refined[r:r + 256], coarse[y0 + r:min(y1, y0 + r + 256), x0:x1] * k,
+                               out=refined[r:r + 256])
+            if cut and self.config.keep_floor:
+                refined = np.require(refined, np.float32, ("C", "W"))
+                k = np.float32(1.0 / self.config.keep_floor)
+                for r in range(0, refined.shape[0], 256):
+                    np.maximum(refined[r:r + 256], 1 - (1 - coarse[y0 + r:min(y1, y0 + r + 256), x0:x1]) * k,
                                out=refined[r:r + 256])
             if not guarded and self.config.edge_radius:
                 t0 = time.perf_counter()
