@@ -413,6 +413,18 @@ def _clip_rect(rect: Rect, w: int, h: int, what: str) -> Rect:
     return x0, y0, x1, y1
 
 
+def cap_by_l(prob: np.ndarray, coarse: np.ndarray, add_floor: float | None, keep_floor: float | None) -> None:
+    """Cap H's answer (float32, in place) by L's: no object added where L said below `add_floor` (H's probability at
+    most L's / add_floor), none removed where L said above 1 − `keep_floor` (H's background probability at most
+    L's / keep_floor). In bands of rows, so an 8K cut makes no full-size temporaries (133 MB each)."""
+    for r in range(0, prob.shape[0], 256):
+        band, low = prob[r:r + 256], coarse[r:r + 256]
+        if add_floor:
+            np.minimum(band, low * np.float32(1.0 / add_floor), out=band)
+        if keep_floor:
+            np.maximum(band, 1 - (1 - low) * np.float32(1.0 / keep_floor), out=band)
+
+
 class Cascade:
     """Runs L then H; holds both models on one device. Thread-compatible: one call at a time per instance."""
 
@@ -728,10 +740,9 @@ class Cascade:
         for n in range(max(1, self.config.upscale_passes)):
             if _is_cancelled(cancel):
                 raise Cancelled("cancelled during H's enlarged pass; nothing was changed")
-            if n and self.config.add_floor:
-                prob = np.minimum(prob, e_coarse * np.float32(1 / self.config.add_floor))
-            if n and self.config.keep_floor:
-                prob = np.maximum(prob, 1 - (1 - e_coarse) * np.float32(1 / self.config.keep_floor))
+            if n and (self.config.add_floor or self.config.keep_floor):
+                prob = np.array(prob, np.float32)
+                cap_by_l(prob, e_coarse, self.config.add_floor, self.config.keep_floor)
             prob, _ = self._mirrored_pass(model, e_rgb, np.ascontiguousarray(prob, dtype=np.float32), flip)
         return np.clip(_resize(prob, (w, h)), 0.0, 1.0)
 
@@ -1000,18 +1011,9 @@ class Cascade:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, band)
             if cut and self.config.cut_band is not None:
                 refined = keep_near_edge(coarse[y0:y1, x0:x1], refined, max(8.0, self.config.cut_band * max(h, w)))
-            if cut and self.config.add_floor:
+            if cut and (self.config.add_floor or self.config.keep_floor):
                 refined = np.require(refined, np.float32, ("C", "W"))
-                k = np.float32(1.0 / self.config.add_floor)
-                for r in range(0, refined.shape[0], 256):  # in bands: no full-size temporaries (133 MB each at 8K)
-                    np.minimum(refined[r:r + 256], coarse[y0 + r:min(y1, y0 + r + 256), x0:x1] * k,
-                               out=refined[r:r + 256])
-            if cut and self.config.keep_floor:
-                refined = np.require(refined, np.float32, ("C", "W"))
-                k = np.float32(1.0 / self.config.keep_floor)
-                for r in range(0, refined.shape[0], 256):
-                    np.maximum(refined[r:r + 256], 1 - (1 - coarse[y0 + r:min(y1, y0 + r + 256), x0:x1]) * k,
-                               out=refined[r:r + 256])
+                cap_by_l(refined, coarse[y0:y1, x0:x1], self.config.add_floor, self.config.keep_floor)
             if not guarded and self.config.edge_radius:
                 t0 = time.perf_counter()
                 refined = np.require(refined, np.float32, ("C", "W"))  # H's own array: filtered in place
