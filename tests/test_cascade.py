@@ -71,37 +71,28 @@ def test_region_re_refine_runs_h_at_most_at_region_size():
         assert max(c(img).stages["H"][-1].prediction.shape) == 512  # a whole cut: global_size
 
 
-def test_add_floor_keeps_h_from_adding_object_where_l_saw_background():
+def _cut_with_fixed_l(left: float, right: float, **config) -> np.ndarray:
+    """A cut by random tiny weights whose L answer is fixed so a test knows it: `left` on the left half, `right` on
+    the right half."""
     low, high = tiny_models(0)
-    img = _image(300, 400, 3)
-    # L's answer, fixed so the test knows it: sure background on the left, some object (0.3) on the right.
-    coarse = np.zeros((300, 400), np.float32)
-    coarse[:, 200:] = 0.3
-    results = {}
-    for floor in (None, 0.05):
-        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False,
-                                                                  add_floor=floor))
-        c.run_low = lambda rgb, coarse=coarse: (coarse, [])  # what the cut's L step returns
-        results[floor] = c(img).probability
-    free, capped = results[None], results[0.05]
+    coarse = np.full((300, 400), left, np.float32)
+    coarse[:, 200:] = right
+    c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False, **config))
+    c.run_low = lambda rgb: (coarse, [])  # what the cut's L step returns
+    return c(_image(300, 400, 3)).probability
+
+
+def test_add_floor_keeps_h_from_adding_object_where_l_saw_background():
+    # sure background on the left, some object (0.3) on the right
+    free, capped = _cut_with_fixed_l(0.0, 0.3), _cut_with_fixed_l(0.0, 0.3, add_floor=0.05)
     assert free[:, :190].max() > 0.1  # the (random) H does add object where L saw none...
     assert capped[:, :200].max() == 0.0  # ...and the cap takes it away
     assert np.array_equal(capped[:, 210:], free[:, 210:])  # where L saw some object, H is untouched
 
 
 def test_keep_floor_keeps_h_from_removing_object_where_l_was_sure_of_it():
-    low, high = tiny_models(0)
-    img = _image(300, 400, 3)
-    # L's answer, fixed so the test knows it: sure object on the left, some object (0.7) on the right.
-    coarse = np.ones((300, 400), np.float32)
-    coarse[:, 200:] = 0.7
-    results = {}
-    for floor in (None, 0.05):
-        c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=256, local_passes=False,
-                                                                  keep_floor=floor))
-        c.run_low = lambda rgb, coarse=coarse: (coarse, [])  # what the cut's L step returns
-        results[floor] = c(img).probability
-    free, kept = results[None], results[0.05]
+    # sure object on the left, some object (0.7) on the right
+    free, kept = _cut_with_fixed_l(1.0, 0.7), _cut_with_fixed_l(1.0, 0.7, keep_floor=0.05)
     assert free[:, :190].min() < 0.9  # the (random) H does remove object where L was sure of it...
     assert kept[:, :200].min() == 1.0  # ...and the floor puts it back
     assert np.array_equal(kept[:, 210:], free[:, 210:])  # where L was unsure, H is untouched
