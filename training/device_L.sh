@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One call on a lent GPU: train L on a training pack for a fixed time and bring back what export needs.
+# One call on a lent GPU: train L (or, with STAGE=H, H) on a training pack for a fixed time and bring back what
+# export needs.
 # docs/TRAINING.md ("Training on a lent GPU") gives the whole sequence. From the checkout's root, with the pack
 # carried (the `run` tool: carry ["data/pack_L"]):
 #   bash training/device_L.sh data/pack_L 420
@@ -10,18 +11,30 @@
 # val.csv, the last validation grid, gpu.csv (the GPU's load, where nvidia-smi exists), run.pt (the checkpoint
 # without optimizer state, under the 16 MiB a device call brings back) and, with [val] keep_best, best.pt (the
 # best-validating weights, likewise), which `python -m training.export run.pt --stage L` turns into shipped weights.
+# STAGE=H trains H on an H pack (`training.pack build … --tiles N`); its default start is the shipped large-photo H
+# (models/meticulousnet_effl0_H.safetensors); name the small-photo H's file as INIT to train that one.
 set -uo pipefail
-PACK=${1:-data/pack_L}
+STAGE=${STAGE:-L}
+case "$STAGE" in
+  L | H) ;;
+  *) echo "error: STAGE must be L or H, not $STAGE" >&2; exit 2 ;;
+esac
+PACK=${1:-data/pack_$STAGE}
 BUDGET=${2:-420}
-INIT=${3:-models/meticulousnet_effl0_L.safetensors}
+INIT=${3:-models/meticulousnet_effl0_$STAGE.safetensors}
 PY=${PYTHON:-python3}
 OUT=${OUT:-out/device}
-RUN=${RUN_DIR:-/tmp/mos_device_L}
+RUN=${RUN_DIR:-/tmp/mos_device_$STAGE}
 mkdir -p "$OUT"
 rm -rf "$RUN"
 export PYTHONUNBUFFERED=1
 if [ ! -f "$PACK/config.toml" ]; then
   echo "error: $PACK/config.toml not found: build the pack first (python -m training.pack build) and carry it" >&2
+  exit 2
+fi
+packed=$(grep -m1 '^stage = ' "$PACK/config.toml" | tr -d '" ' | cut -d= -f2)
+if [ "${packed:-L}" != "$STAGE" ]; then
+  echo "error: $PACK/config.toml is a stage ${packed:-L} pack, not $STAGE (STAGE=${packed:-L} trains it)" >&2
   exit 2
 fi
 "$PY" -c "import torch, platform; c = torch.cuda.is_available(); print('python', platform.python_version(), \
@@ -36,7 +49,8 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$OUT/gpu.csv" 2>/dev/null &
   sampler=$!
 fi
-"$PY" -m training.train --stage L --config "$PACK/config.toml" "${init[@]}" --out "$RUN" \
+echo "stage $STAGE from $INIT" | tee -a "$OUT/train.log"
+"$PY" -m training.train --stage "$STAGE" --config "$PACK/config.toml" "${init[@]}" --out "$RUN" \
   --max-seconds "$BUDGET" 2>&1 | tee -a "$OUT/train.log"
 status=${PIPESTATUS[0]}
 [ -z "$sampler" ] || kill "$sampler" 2>/dev/null

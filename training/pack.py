@@ -1,17 +1,22 @@
-"""A training pack: an L config's data shrunk into one small folder that can travel to a lent GPU in one call.
+"""A training pack: a training config's data shrunk into one small folder that can travel to a lent GPU in one call.
 
     python -m training.pack build CONFIG --out data/pack_L [--max-mb 22] [--long 336] [--quality 85]
+                                         [--tiles N] [--tile 512]           # H: full-resolution crops as well
     python -m training.pack travel [PATH ...]       # what a device call would carry, against its 64 MiB
     python -m training.pack slim RUN/last.pt OUT.pt  # the checkpoint without optimizer state (under 16 MiB)
 
 A device call carries the whole working tree (about 41 MB of it is tracked, most of that the shipped weights) plus
 what it names, 64 MiB in all, and brings back files of at most 16 MiB; its machine is held for minutes. So the pack
 stores every photo once (a folder source and a matte source that use the same photo share one file), shrunk to the
-size L trains at, and keeps photos in proportion to each source's sampling weight, chosen by a hash of the photo's
-bytes: the folder and matte sources keep the same photos, the same photos are kept wherever the data lies, and a
-larger budget keeps a superset of a smaller one's. The pack's config is the source config with its roots moved into
-the pack; the weights, the model and the schedule are left as they are.
-Only L packs: H learns from full-resolution crops, which a shrunk photo does not hold.
+size the stage trains at, and keeps photos in proportion to each source's sampling weight, chosen by a hash of the
+photo's bytes: the folder and matte sources keep the same photos, the same photos are kept wherever the data lies,
+and a larger budget keeps a superset of a smaller one's. The pack's config is the source config with its roots moved
+into the pack; the weights, the model and the schedule are left as they are.
+
+H learns from two views of a large photo, as a cut runs it: the whole photo at its global size (1024 px) and 512 px
+crops at full resolution. A shrunk photo holds only the first, so an H pack (`--tiles N`) also stores, for every
+photo larger than `--long`, up to N full-resolution crops of `--tile` px centred on the mask's edge, spread over it;
+each crop is a photo of its own beside the shrunk whole (NAME_t0.jpg …), kept or dropped with it.
 """
 
 from __future__ import annotations
@@ -48,9 +53,9 @@ class _Item:
     image: Path
     mask: Path | None
     name: str = ""
-    sizes: tuple[int, int] = (0, 0)  # encoded bytes of image and mask
+    sizes: tuple[int, int] = (0, 0)  # encoded bytes of image and mask, every view together
     share: float = 0.0  # keep_share of the photo's content
-    data: tuple[bytes, bytes | None] = (b"", None)
+    data: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)  # (name suffix, JPEG, PNG) a view
 
 
 @dataclass
@@ -70,42 +75,92 @@ def _real(p: Path) -> str:
     return os.path.realpath(p)
 
 
-def _encode(image: Path, raw: bytes, mask: Path | None, long: int, quality: int) -> tuple[bytes, bytes | None]:
-    """The photo (its file's bytes, already read for the keep hash) and mask, shrunk and re-encoded."""
+def _jpg(img: np.ndarray, quality: int, what: Path) -> bytes:
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MosError(f"{what}: could not be encoded as JPEG")
+    return jpg.tobytes()
+
+
+def _png(m: np.ndarray, what: Path) -> bytes:
+    ok, png = cv2.imencode(".png", np.round(np.clip(m, 0, 1) * 255).astype(np.uint8),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise MosError(f"{what}: could not be encoded as PNG")
+    return png.tobytes()
+
+
+def edge_tiles(mask: np.ndarray, tile: int, count: int, seed: str) -> list[tuple[int, int, int]]:
+    """Up to `count` square crops (y0, x0, side) of side min(tile, the photo's short side) centred on the mask's
+    edge, each as far as can be from those already chosen (farthest-point order from a start drawn by `seed`), so a
+    few crops spread over the whole outline instead of piling up where it is longest. None when the mask has no
+    edge (all object or all background): such a photo's whole view is all H needs of it."""
+    h, w = mask.shape
+    side = min(tile, h, w)
+    if count <= 0 or side < 8:
+        return []
+    step = max(1, side // 8)  # a coarse grid of the edge is enough to place a few crops
+    small = mask[::step, ::step]
+    edge = (small > 0.5).astype(np.uint8)
+    band = cv2.morphologyEx(edge, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    band |= (small > 0.05) & (small < 0.95)  # a soft label's ramp is edge too
+    ys, xs = np.nonzero(band)
+    if len(ys) == 0:
+        return []
+    pts = np.stack([ys, xs], 1).astype(np.float64) * step
+    rng = np.random.default_rng(int(hashlib.sha1(seed.encode("utf-8")).hexdigest()[:8], 16))
+    chosen = [int(rng.integers(len(pts)))]
+    dist = np.hypot(*(pts - pts[chosen[0]]).T)
+    while len(chosen) < count:
+        j = int(np.argmax(dist))
+        if dist[j] < side / 2:  # the rest of the edge lies inside crops already chosen
+            break
+        chosen.append(j)
+        dist = np.minimum(dist, np.hypot(*(pts - pts[j]).T))
+    out = []
+    for j in chosen:
+        cy, cx = pts[j]
+        y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+        x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+        out.append((y0, x0, side))
+    return out
+
+
+def _encode(image: Path, raw: bytes, mask: Path | None, long: int, quality: int, tiles: int = 0,
+            tile: int = 512) -> list[tuple[str, bytes, bytes | None]]:
+    """The photo (its file's bytes, already read for the keep hash) and mask, shrunk and re-encoded; with `tiles`,
+    also up to that many full-resolution edge crops of a photo larger than `long` (`edge_tiles`)."""
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # BGR, as imencode wants it
     if img is None:
         raise ImageError(image, "not a readable image")
     h, w = img.shape[:2]
     scale = min(1.0, long / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if scale < 1.0:
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise MosError(f"{image}: could not be encoded as JPEG")
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else img
     if mask is None:
-        return jpg.tobytes(), None
+        return [("", _jpg(small, quality, image), None)]
     m = read_gray(mask)
     if m.shape != (h, w):
         raise MosError(f"{mask}: mask is {m.shape[1]}×{m.shape[0]} but {image.name} is {w}×{h}")
+    views = [("", _jpg(small, quality, image),
+              _png(cv2.resize(m, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else m, mask))]
     if scale < 1.0:
-        m = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", np.round(np.clip(m, 0, 1) * 255).astype(np.uint8),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise MosError(f"{mask}: could not be encoded as PNG")
-    return jpg.tobytes(), png.tobytes()
+        for k, (y0, x0, side) in enumerate(edge_tiles(m, tile, tiles, hashlib.sha1(raw).hexdigest())):
+            views.append((f"_t{k}", _jpg(img[y0:y0 + side, x0:x0 + side], quality, image),
+                          _png(m[y0:y0 + side, x0:x0 + side], mask)))
+    return views
 
 
 class Pack:
-    """Plans, sizes and writes a pack for one L config (paths in the config are relative to the working folder)."""
+    """Plans, sizes and writes a pack for one L or H config (paths in the config are relative to the working folder)."""
 
     def __init__(self, config: str | Path):
         self.config = Path(config)
         self.raw, _ = read_config(self.config)  # its base chain merged: the packed config stands alone
-        if self.raw.get("stage", "L") != "L":
-            raise MosError(f"{self.config}: a pack holds L's data only (H learns from full-resolution crops, "
-                           "which a shrunk photo no longer holds)")
+        self.stage = str(self.raw.get("stage", "L"))
+        self.tiles, self.tile = 0, 512  # what encode() was asked for, for the report
+        if self.stage not in ("L", "H"):
+            raise MosError(f"{self.config}: stage must be L or H, not {self.stage!r}")
         self.plan = _Plan()
         self.specs: dict[str, list[dict]] = {}  # "train"/"val" -> new source tables (filled by write)
         self._sources: dict[str, list[tuple[dict, object]]] = {}
@@ -179,12 +234,15 @@ class Pack:
                 seen |= ids
         return sorted(roots) if seen == wanted else None
 
-    def encode(self, long: int, quality: int, progress: bool = False) -> None:
+    def encode(self, long: int, quality: int, progress: bool = False, tiles: int = 0, tile: int = 512) -> None:
+        if tiles and self.stage != "H":
+            raise MosError(f"{self.config}: --tiles is for H packs (L trains on the whole photo at {long} px)")
         for n, item in enumerate(self.plan.items.values(), 1):
             raw = item.image.read_bytes()
             item.share = keep_share(hashlib.sha1(raw).hexdigest())
-            item.data = _encode(item.image, raw, item.mask, long, quality)
-            item.sizes = (len(item.data[0]), len(item.data[1] or b""))
+            item.data = _encode(item.image, raw, item.mask, long, quality, tiles, tile)
+            self.tiles, self.tile = tiles, tile
+            item.sizes = (sum(len(v[1]) for v in item.data), sum(len(v[2] or b"") for v in item.data))
             if progress and n % 200 == 0:
                 print(f"  encoded {n}/{len(self.plan.items)}", flush=True)
 
@@ -274,6 +332,7 @@ class Pack:
         chosen = set(part_of) | val_keys
         where = repo_relative(out)
         names: dict[tuple[str, str, str], str] = {}
+        views = 0  # files pairs written: a photo and its crops
         present: set[tuple[str, str]] = set()  # (part folder, pack folder) that hold a photo
         for folder, keys in self.plan.folders.items():
             used: set[str] = set()
@@ -283,14 +342,16 @@ class Pack:
                 item = self.plan.items[k]
                 stem = re.sub(r"[^A-Za-z0-9._-]+", "_", item.image.stem)[:80] or "photo"
                 name, n = stem, 2
-                while name in used:
+                while any(f"{name}{v[0]}" in used for v in item.data):  # a crop's name is a file name too
                     name, n = f"{stem}_{n}", n + 1
-                used.add(name)
+                used.update(f"{name}{v[0]}" for v in item.data)
                 top = "val" if k in val_keys and k not in part_of else f"part{part_of[k] + 1}"
                 (out / top / folder).mkdir(parents=True, exist_ok=True)
-                (out / top / folder / f"{name}.jpg").write_bytes(item.data[0])
-                if item.data[1] is not None:
-                    (out / top / folder / f"{name}.png").write_bytes(item.data[1])
+                for suffix, jpg, png in item.data:
+                    (out / top / folder / f"{name}{suffix}.jpg").write_bytes(jpg)
+                    if png is not None:
+                        (out / top / folder / f"{name}{suffix}.png").write_bytes(png)
+                views += len(item.data)
                 present.add((top, folder))
                 names[k] = name
 
@@ -298,9 +359,9 @@ class Pack:
             tops = ["val"] if val else [f"part{i + 1}" for i in range(parts)]
             return [(where / t / f).as_posix() for f in folders for t in tops if (t, f) in present]
 
-        report: dict = {"config": str(self.config), "long_side": long, "jpeg_quality": quality,
-                        "photos_per_weight": round(scale, 5), "val_share": round(val_scale, 4), "parts": parts,
-                        "sources": {}}
+        report: dict = {"config": str(self.config), "stage": self.stage, "long_side": long, "jpeg_quality": quality,
+                        "tiles": self.tiles, "tile": self.tile, "photos_per_weight": round(scale, 5),
+                        "val_share": round(val_scale, 4), "parts": parts, "sources": {}}
         for part in ("train", "val"):
             tables = []
             for entry in self.layout[part]:
@@ -324,12 +385,15 @@ class Pack:
                         spec["backgrounds"] = roots(entry["bg_roots"], part == "val")
                 tables.append(spec)
             self.specs[part] = tables
-        cfg = {k: v for k, v in self.raw.items()}
+        cfg = {"stage": self.stage, **{k: v for k, v in self.raw.items() if k != "stage"}}
         cfg["data"] = {**self.raw.get("data", {}), "sources": self.specs["train"]}
         if "val" in self.raw:
             cfg["val"] = {**self.raw["val"], "sources": self.specs["val"]}
         note = (f"# A training pack of {self.config} (python -m training.pack build): roots moved into {where}, "
-                f"photos shrunk to {long} px, each training source keeping up to {scale:.3g} photos per unit of "
+                f"photos shrunk to {long} px"
+                + (f" beside up to {self.tiles} full-resolution {self.tile} px crops of each larger one's edge"
+                   if self.tiles else "")
+                + f", each training source keeping up to {scale:.3g} photos per unit of "
                 f"its weight and validation {val_scale:.1%} of its photos (pack.json counts them), in {parts} "
                 "part(s); a part that is missing is skipped (missing_ok).\n")
         (out / "config.toml").write_text(note + dump_toml(cfg))
@@ -342,7 +406,7 @@ class Pack:
         calls[-1]["carry"] += [(where / n).as_posix() for n in ("val", "config.toml", "pack.json")
                                if n != "val" or (out / "val").is_dir()]
         calls[-1]["bytes"] += size(out / "val") + (out / "config.toml").stat().st_size + 4096
-        report.update(photos=len(names), calls=calls)
+        report.update(photos=len(names), views=views, calls=calls)
         (out / "pack.json").write_text(json.dumps(report, indent=2) + "\n")
         files = [p for p in out.rglob("*") if p.is_file()]
         report.update(files=len(files), bytes=sum(p.stat().st_size for p in files))
@@ -447,13 +511,18 @@ def _mib(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.pack", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="shrink an L config's data into one folder")
+    b = sub.add_parser("build", help="shrink a training config's data into one folder")
     b.add_argument("config")
     b.add_argument("--out", required=True, help="the pack folder, inside the checkout and ignored by git "
                                                 "(e.g. data/pack_L), so a device call can carry it")
     b.add_argument("--max-mb", type=float, default=22.0, help="size budget in MiB (default 22: with the 41 MB "
                                                               "tracked tree, under a device call's 64 MiB)")
-    b.add_argument("--long", type=int, default=336, help="long side in px (default 336, L's training size)")
+    b.add_argument("--long", type=int, default=None,
+                   help="long side in px (default: 336, L's training size; for an H config 1024, its global pass)")
+    b.add_argument("--tiles", type=int, default=0,
+                   help="H only: also store up to this many full-resolution crops of the edge of every photo "
+                        "larger than --long (default 0)")
+    b.add_argument("--tile", type=int, default=512, help="side of those crops in px (default 512, H's crop size)")
     b.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
     b.add_argument("--val-share", type=float, default=0.06, help="share of the budget for validation photos")
     b.add_argument("--parts", type=int, default=1,
@@ -468,12 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
+            pack = Pack(args.config)
+            if args.long is None:
+                args.long = 1024 if pack.stage == "H" else 336
             if not 8 <= args.long <= 4096 or not 30 <= args.quality <= 100 or args.max_mb <= 0:
                 raise MosError("--long must be 8-4096, --quality 30-100 and --max-mb positive")
-            pack = Pack(args.config)
+            if not 0 <= args.tiles <= 64 or not 32 <= args.tile <= 4096:
+                raise MosError("--tiles must be 0-64 and --tile 32-4096")
             print(f"{args.config}: {len(pack.plan.items)} photos in {len(pack.plan.folders)} folders; encoding at "
-                  f"{args.long} px, quality {args.quality}", flush=True)
-            pack.encode(args.long, args.quality, progress=True)
+                  f"{args.long} px, quality {args.quality}"
+                  + (f", up to {args.tiles} crops of {args.tile} px a larger photo" if args.tiles else ""), flush=True)
+            pack.encode(args.long, args.quality, progress=True, tiles=args.tiles, tile=args.tile)
             if not 1 <= args.parts <= 8:
                 raise MosError("--parts must be 1-8 (a device call carries at most 8 paths)")
             budget = int(args.max_mb * 2**20)
@@ -481,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality, args.parts, budget)
             for name, r in report["sources"].items():
                 print(f"  {name}: {r['packed']} of {r['photos']}{'' if r['packed'] else ' (dropped)'}")
-            print(f"wrote {args.out}: {report['photos']} photos, {_mib(report['bytes'])} (up to {scale:.3g} "
+            print(f"wrote {args.out}: {report['photos']} photos ({report['views']} files with their crops), "
+                  f"{_mib(report['bytes'])} (up to {scale:.3g} "
                   f"training photos per unit of weight, {val_scale:.1%} of the validation photos)")
             top = checkout_of(Path(args.out))
             if top is not None and subprocess.run(["git", "-C", str(top), "check-ignore", "-q",

@@ -19,7 +19,7 @@ import training.train as tt
 from mos_studio.core.errors import MosError
 from mos_studio.core.weights import load_model
 from training.export import export
-from training.pack import Pack, checkout_of, dump_toml, keep_share, main, repo_relative, slim, travel_bytes
+from training.pack import Pack, checkout_of, dump_toml, edge_tiles, keep_share, main, repo_relative, slim, travel_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -195,13 +195,16 @@ def test_parts_each_fit_a_call_and_a_missing_part_is_skipped(data: Path) -> None
         os.chdir(cwd)
 
 
-def test_pack_refuses_h_configs_and_existing_output(data: Path, capsys) -> None:
-    (data / "h.toml").write_text('stage = "H"\n')
+def test_pack_refuses_other_stages_tiles_for_l_and_existing_output(data: Path, capsys) -> None:
+    (data / "x.toml").write_text('stage = "X"\n')
     cwd = os.getcwd()
     os.chdir(data)
     try:
-        with pytest.raises(MosError, match="L's data only"):
-            Pack("h.toml")
+        with pytest.raises(MosError, match="stage must be L or H"):
+            Pack("x.toml")
+        assert main(["build", "cfg.toml", "--out", "t", "--tiles", "2"]) == 2
+        assert "--tiles is for H packs" in capsys.readouterr().err
+        assert not (data / "t").exists()
         assert main(["build", "missing.toml", "--out", "p"]) == 2
         assert "training config not found" in capsys.readouterr().err
         (data / "busy").mkdir()
@@ -211,6 +214,85 @@ def test_pack_refuses_h_configs_and_existing_output(data: Path, capsys) -> None:
         assert (data / "busy" / "keep.txt").read_text() == "mine"
     finally:
         os.chdir(cwd)
+
+
+def test_edge_tiles_sit_on_the_edge_and_spread_over_it() -> None:
+    h, w = 600, 900
+    yy, xx = np.mgrid[:h, :w]
+    disc = (np.hypot(xx - 450, yy - 300) < 220).astype(np.float32)
+    tiles = edge_tiles(disc, 128, 5, "a photo")
+    assert len(tiles) == 5 and tiles == edge_tiles(disc, 128, 5, "a photo")  # the same crops every time
+    centres = []
+    for y0, x0, side in tiles:
+        assert side == 128 and 0 <= y0 <= h - side and 0 <= x0 <= w - side
+        crop = disc[y0:y0 + side, x0:x0 + side]
+        assert 0.05 < crop.mean() < 0.95  # object and background both: the crop holds edge
+        centres.append((y0 + side / 2, x0 + side / 2))
+    gaps = [np.hypot(a[0] - b[0], a[1] - b[1]) for i, a in enumerate(centres) for b in centres[i + 1:]]
+    assert min(gaps) >= 64  # spread round the outline, not piled up in one place
+    assert edge_tiles(np.zeros((h, w), np.float32), 128, 5, "x") == []
+    assert edge_tiles(np.ones((h, w), np.float32), 128, 5, "x") == []
+    small = (np.hypot(xx - 100, yy - 100) < 30).astype(np.float32)  # a small edge: fewer crops than asked
+    assert 1 <= len(edge_tiles(small, 128, 5, "x")) <= 2
+    assert edge_tiles(small[:120, :90], 128, 3, "x")[0][2] == 90  # a crop is never larger than the photo
+
+
+def test_an_h_pack_holds_the_whole_photo_and_full_resolution_edge_crops_and_trains(data: Path) -> None:
+    """An H config on large photos: each kept photo travels shrunk to --long beside up to --tiles crops of its
+    edge at full resolution; the packed config loads, and the device script trains H on it for real."""
+    big = _pairs(data / "data/big", 3, 7, (720, 540))
+    _pairs(data / "data/hv", 2, 8)
+    cfg = {
+        "stage": "H",
+        "data": {"patch": 64, "iou_range": [0.7, 1.0], "scales": [1.0, 0.5], "keep_p": 0.3, "num_workers": 0,
+                 "sources": [{"kind": "folder", "root": "data/big", "weight": 3},
+                             {"kind": "folder", "root": "data/a", "weight": 1},
+                             {"kind": "synth", "size": 96, "weight": 1}]},
+        "val": {"every": 1000, "count": 2, "grid": 2, "sources": [{"kind": "folder", "root": "data/hv"}]},
+        "train": {"iterations": 100000, "batch": 2, "lr": 1e-4, "log_every": 5, "checkpoint_every": 1000,
+                  "amp": False},
+    }
+    (data / "h.toml").write_text(dump_toml(cfg))
+    cwd = os.getcwd()
+    os.chdir(data)
+    try:
+        assert main(["build", "h.toml", "--out", "hpack", "--long", "200", "--tiles", "3", "--tile", "96"]) == 0
+    finally:
+        os.chdir(cwd)
+    report = json.loads((data / "hpack" / "pack.json").read_text())
+    assert report["stage"] == "H" and report["tiles"] == 3 and report["tile"] == 96 and report["long_side"] == 200
+    packed = sorted((data / "hpack" / "part1").glob("*big*/*.jpg"))
+    wholes = [p for p in packed if "_t" not in p.stem]
+    crops = [p for p in packed if "_t" in p.stem]
+    assert len(wholes) == 3 and 3 <= len(crops) <= 9  # every photo kept, each with its crops
+    for p in wholes:
+        assert max(cv2.imread(str(p)).shape[:2]) == 200
+    src = {q.stem: cv2.imread(str(q)) for q in big}
+    for p in crops:
+        img = cv2.imread(str(p))
+        m = cv2.imread(str(p.with_suffix(".png")), cv2.IMREAD_GRAYSCALE)
+        assert img.shape[:2] == m.shape == (96, 96)
+        assert 0 < (m > 127).mean() < 1  # on the edge
+        whole = src[p.stem.rsplit("_t", 1)[0]]  # a crop of the photo at full resolution, not of its shrunk copy
+        hit = cv2.matchTemplate(whole, img, cv2.TM_SQDIFF_NORMED).min()
+        assert hit < 0.02, p
+    small = sorted((data / "hpack" / "part1").glob("*data_a*/*.jpg"))
+    assert small and not any("_t" in p.stem for p in small)  # photos no larger than --long get no crops
+    text = (data / "hpack" / "config.toml").read_text()
+    assert text.startswith("# A training pack") and 'stage = "H"' in text and "crops" in text.splitlines()[0]
+
+    out = data / "hdev"
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "RUN_DIR": str(data / "hrun"),
+           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    wrong = subprocess.run(["bash", str(REPO / "training" / "device_L.sh"), "hpack", "3", "none"], cwd=data,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "a stage H pack, not L" in wrong.stderr
+    proc = subprocess.run(["bash", str(REPO / "training" / "device_L.sh"), "hpack", "3", "none"], cwd=data,
+                          env={**env, "STAGE": "H"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stage H from none" in (out / "train.log").read_text()
+    model = load_model(export(out / "run.pt", "H", data / "hmodels"))
+    assert model.in_channels == 4  # an H came back: photo and mask in
 
 
 def test_time_budget_compresses_the_schedule_and_stops(data: Path) -> None:
@@ -320,6 +402,36 @@ def test_the_pool_only_device_recipe_trains_on_the_teachers_photos_alone() -> No
     val_roots = [s["root"] for s in cfg["val"]["sources"]]
     assert val_roots and all(r.startswith("data/small/val/") and r.rsplit("/", 1)[1] in slugs for r in val_roots)
     assert not any("clothing" in r for r in val_roots)
+
+
+def test_the_h_device_recipes_train_gently_from_the_shipped_hs_on_the_teachers_photos() -> None:
+    """Stop 52: device_Hs1 (the small-photo H) and device_H7 (the large-photo H, on the teacher's 1:1 labels) read
+    what the rebuild and `training.tiles` write, hold only sources a pack can carry, and validate on held-out photos
+    that are not clothing."""
+    from training.rebuild import POOL_RECIPE
+
+    slugs = {src.slug for src in POOL_RECIPE}
+    for name in ("device_Hs1.toml", "device_H7.toml"):
+        cfg = tt.load_config(REPO / "training" / "configs" / name, "H")
+        assert cfg["train"]["batch"] == 32 and cfg["data"]["num_workers"] == 14, name
+        assert cfg["train"]["lr"] <= 5e-5 and cfg["train"]["warmup"] >= 100, name
+        assert cfg["val"]["at_start"] is True and cfg["val"]["keep_best"] is True, name
+        assert float(cfg["model"].get("mask_skip", 0.0)) == 0.0, name  # the cut's H, as shipped (stop 50)
+        sources = cfg["data"]["sources"]
+        assert {s["kind"] for s in sources} == {"folder", "synth"}, name
+        folders = [s["root"] for s in sources if s["kind"] == "folder"]
+        assert all(r.startswith(("data/small/train/", "data/split/train/")) for r in folders), name
+        assert {r.rsplit("/", 1)[1] for r in folders} <= slugs, name
+        val_roots = [s["root"] for s in cfg["val"]["sources"]]
+        assert val_roots and all("/val/" in r and "clothing" not in r for r in val_roots), name
+    hs = tt.load_config(REPO / "training" / "configs" / "device_Hs1.toml", "H")
+    assert {s["root"].rsplit("/", 1)[1] for s in hs["data"]["sources"] if s["kind"] == "folder"} == slugs
+    assert 1.5 in hs["data"]["scales"]  # the enlarged edge pass's view of a small photo
+    h7 = tt.load_config(REPO / "training" / "configs" / "device_H7.toml", "H")
+    sharp = [s for s in h7["data"]["sources"] if s.get("mask_dir")]
+    assert sharp and all(s["root"].startswith("data/split/train/") and s["mask_dir"].endswith(
+        "/sharp/train/" + s["root"].rsplit("/", 1)[1]) for s in sharp)
+    assert 0.25 in h7["data"]["scales"]  # a 4K photo's global pass
 
 
 def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
