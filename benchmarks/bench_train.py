@@ -93,7 +93,8 @@ def bench_config(path: str, samples: int) -> None:
     per_s = 1000 / ms.mean()
     batch = int(cfg["train"]["batch"])
     workers = int(cfg["data"]["num_workers"])
-    print(f"{path}: {samples} samples at {cfg['data']['size']} px: mean {ms.mean():.1f} ms, median "
+    what = f"{cfg['data']['patch']} px patches" if raw_stage == "H" else f"{cfg['data']['size']} px"
+    print(f"{path}: stage {raw_stage}, {samples} samples of {what}: mean {ms.mean():.1f} ms, median "
           f"{np.median(ms):.1f}, p95 {np.percentile(ms, 95):.1f}: {per_s:.0f} samples/s per process; with the "
           f"config's {workers} workers about {per_s * workers:.0f} samples/s, {per_s * workers / batch:.1f} steps of "
           f"{batch} a second if the cores are free; peak RSS {peak_rss_mb():.0f} MB")

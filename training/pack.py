@@ -1,6 +1,6 @@
 """A training pack: a training config's data shrunk into one small folder that can travel to a lent GPU in one call.
 
-    python -m training.pack build CONFIG --out data/pack_L [--max-mb 22] [--long 336] [--quality 85]
+    python -m training.pack build CONFIG --out data/pack_L [--max-mb M] [--long 336] [--quality 85]
                                          [--tiles N] [--tile 512]           # H: full-resolution crops as well
     python -m training.pack travel [PATH ...]       # what a device call would carry, against its 64 MiB
     python -m training.pack slim RUN/last.pt OUT.pt  # the checkpoint without optimizer state (under 16 MiB)
@@ -41,6 +41,7 @@ from .train import _sources, read_config
 
 TRAVEL_LIMIT = 64 * 1024 * 1024  # a device call's working tree and carried paths together
 RETURN_LIMIT = 16 * 1024 * 1024  # one file brought back from a device call
+MARGIN_MB = 1.0  # room left in each call by the default budget
 
 
 def keep_share(key: str) -> float:
@@ -504,6 +505,19 @@ def slim(ckpt: str | Path, out: str | Path) -> int:
     return out.stat().st_size
 
 
+def default_budget_mb(out: Path) -> float:
+    """A part's budget: what a call leaves beside the checkout's tree as it is now, less MARGIN_MB for what the tree
+    gains before the call (the tree grows every stop; a fixed 22 MiB left 0.1 MiB at stop 52), 22 outside one."""
+    top = checkout_of(out)
+    if top is None:
+        return 22.0
+    room = (TRAVEL_LIMIT - travel_bytes([], top)["tree"]) / 2**20 - MARGIN_MB
+    if room < 1:
+        raise MosError(f"the checkout {top} alone leaves {room + MARGIN_MB:.1f} MiB of a device call's 64: "
+                       "too little for a pack")
+    return room
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
@@ -515,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("config")
     b.add_argument("--out", required=True, help="the pack folder, inside the checkout and ignored by git "
                                                 "(e.g. data/pack_L), so a device call can carry it")
-    b.add_argument("--max-mb", type=float, default=22.0, help="size budget in MiB (default 22: with the 41 MB "
-                                                              "tracked tree, under a device call's 64 MiB)")
+    b.add_argument("--max-mb", type=float, default=None,
+                   help="size budget of each part in MiB (default: what a device call's 64 MiB leaves beside the "
+                        f"checkout's tree, less {MARGIN_MB:g} MiB; 22 outside a checkout)")
     b.add_argument("--long", type=int, default=None,
                    help="long side in px (default: 336, L's training size; for an H config 1024, its global pass)")
     b.add_argument("--tiles", type=int, default=0,
@@ -540,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             pack = Pack(args.config)
             if args.long is None:
                 args.long = 1024 if pack.stage == "H" else 336
-            if not 8 <= args.long <= 4096 or not 30 <= args.quality <= 100 or args.max_mb <= 0:
+            if not 8 <= args.long <= 4096 or not 30 <= args.quality <= 100 or (
+                    args.max_mb is not None and args.max_mb <= 0):
                 raise MosError("--long must be 8-4096, --quality 30-100 and --max-mb positive")
             if not 0 <= args.tiles <= 64 or not 32 <= args.tile <= 4096:
                 raise MosError("--tiles must be 0-64 and --tile 32-4096")
@@ -550,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
             pack.encode(args.long, args.quality, progress=True, tiles=args.tiles, tile=args.tile)
             if not 1 <= args.parts <= 8:
                 raise MosError("--parts must be 1-8 (a device call carries at most 8 paths)")
+            if args.max_mb is None:
+                args.max_mb = default_budget_mb(Path(args.out))
+                print(f"each part: up to {args.max_mb:.1f} MiB (--max-mb)", flush=True)
             budget = int(args.max_mb * 2**20)
             scale, val_scale = pack.fit(budget, args.val_share, args.parts)
             report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality, args.parts, budget)

@@ -15,11 +15,24 @@ import numpy as np
 import pytest
 import torch
 
+import training.pack as pack_mod
 import training.train as tt
 from mos_studio.core.errors import MosError
 from mos_studio.core.weights import load_model
 from training.export import export
-from training.pack import Pack, checkout_of, dump_toml, edge_tiles, keep_share, main, repo_relative, slim, travel_bytes
+from training.pack import (
+    MARGIN_MB,
+    Pack,
+    checkout_of,
+    default_budget_mb,
+    dump_toml,
+    edge_tiles,
+    keep_share,
+    main,
+    repo_relative,
+    slim,
+    travel_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -434,7 +447,7 @@ def test_the_h_device_recipes_train_gently_from_the_shipped_hs_on_the_teachers_p
     assert 0.25 in h7["data"]["scales"]  # a 4K photo's global pass
 
 
-def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path) -> None:
+def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: Path, monkeypatch) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -453,6 +466,13 @@ def test_travel_counts_tracked_untracked_and_carried_but_not_ignored(tmp_path: P
     assert tr["total"] == tr["tree"] + 300 and tr["limit"] == 64 * 2**20
     with pytest.raises(MosError, match="carried path not found"):
         travel_bytes(["data/none"], repo)
+    # a part's default budget is what the call leaves beside this tree, less a margin for what it gains
+    tree_mib = tr["tree"] / 2**20
+    assert default_budget_mb(repo / "data" / "pack_new") == pytest.approx(64 - tree_mib - MARGIN_MB)
+    assert default_budget_mb(tmp_path / "elsewhere") == 22.0  # no checkout: no tree to subtract
+    monkeypatch.setattr(pack_mod, "TRAVEL_LIMIT", int((tree_mib + MARGIN_MB + 0.5) * 2**20))
+    with pytest.raises(MosError, match="too little for a pack"):
+        default_budget_mb(repo / "data" / "pack_new")
 
 
 def test_a_pack_into_a_folder_not_yet_made_is_named_from_the_checkout_root(tmp_path: Path) -> None:
