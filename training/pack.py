@@ -591,7 +591,9 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     tr = travel_bytes(call["carry"], top)
                     print(f"call {i}: carry {json.dumps(call['carry'])}: sends {_mib(tr['total'])} of "
-                          f"{_mib(tr['limit'])} (tree {_mib(tr['tree'])})")
+                          f"{_mib(tr['limit'])} (tree {_mib(tr['tree'])})"
+                          + ("; over the limit: this call cannot be sent (a smaller --max-mb or more --parts)"
+                             if tr["total"] > tr["limit"] else ""))
             except MosError:
                 pass
         elif args.cmd == "travel":
