@@ -94,7 +94,7 @@ def _png(m: np.ndarray, what: Path) -> bytes:
 def edge_tiles(mask: np.ndarray, tile: int, count: int, seed: str) -> list[tuple[int, int, int]]:
     """Up to `count` square crops (y0, x0, side) of side min(tile, the photo's short side) centred on the mask's
     edge, each as far as can be from those already chosen (farthest-point order from a start drawn by `seed`), so a
-    few crops spread over the whole outline instead of piling up where it is longest. None when the mask has no
+    few crops spread over the whole outline instead of piling up where it is longest. Empty when the mask has no
     edge (all object or all background): such a photo's whole view is all H needs of it."""
     h, w = mask.shape
     side = min(tile, h, w)
@@ -238,11 +238,11 @@ class Pack:
     def encode(self, long: int, quality: int, progress: bool = False, tiles: int = 0, tile: int = 512) -> None:
         if tiles and self.stage != "H":
             raise MosError(f"{self.config}: --tiles is for H packs (L trains on the whole photo at {long} px)")
+        self.tiles, self.tile = tiles, tile
         for n, item in enumerate(self.plan.items.values(), 1):
             raw = item.image.read_bytes()
             item.share = keep_share(hashlib.sha1(raw).hexdigest())
             item.data = _encode(item.image, raw, item.mask, long, quality, tiles, tile)
-            self.tiles, self.tile = tiles, tile
             item.sizes = (sum(len(v[1]) for v in item.data), sum(len(v[2] or b"") for v in item.data))
             if progress and n % 200 == 0:
                 print(f"  encoded {n}/{len(self.plan.items)}", flush=True)
@@ -333,7 +333,7 @@ class Pack:
         chosen = set(part_of) | val_keys
         where = repo_relative(out)
         names: dict[tuple[str, str, str], str] = {}
-        views = 0  # files pairs written: a photo and its crops
+        views = 0  # image files written: each photo and its crops
         present: set[tuple[str, str]] = set()  # (part folder, pack folder) that hold a photo
         for folder, keys in self.plan.folders.items():
             used: set[str] = set()
@@ -560,15 +560,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise MosError("--long must be 8-4096, --quality 30-100 and --max-mb positive")
             if not 0 <= args.tiles <= 64 or not 32 <= args.tile <= 4096:
                 raise MosError("--tiles must be 0-64 and --tile 32-4096")
+            if not 1 <= args.parts <= 8:
+                raise MosError("--parts must be 1-8 (a device call carries at most 8 paths)")
+            if args.max_mb is None:  # before the encoding, so a checkout too large to leave room fails at once
+                args.max_mb = default_budget_mb(Path(args.out))
+                print(f"each part: up to {args.max_mb:.1f} MiB (--max-mb)", flush=True)
             print(f"{args.config}: {len(pack.plan.items)} photos in {len(pack.plan.folders)} folders; encoding at "
                   f"{args.long} px, quality {args.quality}"
                   + (f", up to {args.tiles} crops of {args.tile} px a larger photo" if args.tiles else ""), flush=True)
             pack.encode(args.long, args.quality, progress=True, tiles=args.tiles, tile=args.tile)
-            if not 1 <= args.parts <= 8:
-                raise MosError("--parts must be 1-8 (a device call carries at most 8 paths)")
-            if args.max_mb is None:
-                args.max_mb = default_budget_mb(Path(args.out))
-                print(f"each part: up to {args.max_mb:.1f} MiB (--max-mb)", flush=True)
             budget = int(args.max_mb * 2**20)
             scale, val_scale = pack.fit(budget, args.val_share, args.parts)
             report = pack.write(Path(args.out), scale, val_scale, args.long, args.quality, args.parts, budget)
