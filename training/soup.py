@@ -68,7 +68,10 @@ def check_weights(ws: list[float], count: int, text: str) -> list[float]:
 def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: list[float] | None = None,
          fp16: bool = False, overwrite: bool = False, provenance: str | Path | None = None,
          notes: str | None = None, l_flip: bool = False, command: str = "") -> Path:
-    """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`."""
+    """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`.
+
+    The card keeps the first input card's `inference` settings, so a soup can replace the shipped file it starts from.
+    """
     if len(inputs) < 2:
         raise MosError("a soup needs at least two inputs")
     weights = (check_weights(list(weights), len(inputs), ",".join(map(str, weights))) if weights
@@ -97,7 +100,7 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         raise MosError(f"{path}: already exists; pass --overwrite to replace it")
     origin = read_provenance(provenance) if provenance is not None else None
 
-    members, previous, data, enc_init, l_size, used_for = [], [], [], {}, None, None
+    members, previous, data, enc_init, l_size, used_for, inference = [], [], [], {}, None, None, None
     for (p, _, run, _), w in zip(loaded, weights, strict=True):
         card = run.pop("card", None)
         prev = run.pop("previous_runs", [])
@@ -112,6 +115,10 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         used_for = used_for or (card or {}).get("used_for")  # e.g. the small-photo H's scope
         if l_size is None:
             l_size = (card.get("inference", {}).get("l_size") if card is not None else run.get("l_size"))
+        if inference is None and card is not None and card.get("inference"):
+            # a shipped card's settings the cascade reads (L's second look, H's refine guards, …): a soup made to
+            # replace that file must not silently drop them (stop 53: stop 48's l_zoom fell out of such a soup)
+            inference = dict(card["inference"])
     out: dict = {
         "stage": stage,
         "training_data": data,
@@ -124,8 +131,10 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         out["data_provenance"] = origin
     if notes:
         out["notes"] = notes
+    if inference is not None:
+        out["inference"] = inference
     if stage == "L" and l_size:
-        out["inference"] = {"l_size": int(l_size)}
+        out["inference"] = {**(inference or {}), "l_size": int(l_size)}
         if l_flip:
             out["inference"]["l_flip"] = True
     if used_for:

@@ -88,6 +88,26 @@ def test_soup_of_shipped_weights_and_a_checkpoint(tmp_path, capsys) -> None:
     card2 = json.loads(again.with_suffix(".json").read_text())
     assert [m["weight"] for m in card2["soup"][0]["soup"]] == [0.25, 0.75]
     assert card2["soup"][0]["soup"][1]["config_name"] == "tuned" and "soup" not in card2["soup"][1]
+    assert card2["inference"] == {"l_size": 64, "l_flip": True}  # the first card's settings, kept without --l-flip
+
+
+def test_soup_keeps_the_shipped_cards_inference_settings(tmp_path) -> None:
+    """The cascade reads L's second look and H's refine guards from the card; a soup that replaces it keeps them."""
+    l_settings = {"l_size": 64, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15, "l_zoom_mix": 0.25}
+    start = save_weights(_models(0), tmp_path / "ship" / "meticulousnet_mobile_L.safetensors",
+                         {"stage": "L", "inference": l_settings}, fp16=True)
+    ckpt = _checkpoint(tmp_path / "tuned" / "last.pt", _models(1), "L", 40)
+    path = soup([start, ckpt], "L", tmp_path / "models")
+    assert json.loads(path.with_suffix(".json").read_text())["inference"] == l_settings
+    h_settings = {"refine_flip": True, "refine_min_change": 5, "local_passes": False}
+    h_start = save_weights(_models(2, in_channels=4), tmp_path / "ship" / "meticulousnet_mobile_H.safetensors",
+                           {"stage": "H", "inference": h_settings}, fp16=True)
+    h_ckpt = _checkpoint(tmp_path / "tunedH" / "last.pt", _models(3, in_channels=4), "H", 20)
+    h_path = soup([h_ckpt, h_start], "H", tmp_path / "models")
+    assert json.loads(h_path.with_suffix(".json").read_text())["inference"] == h_settings
+    (tmp_path / "models" / "default.json").write_text(json.dumps({"L": "mobilenetv3", "H": "mobilenetv3"}))
+    cascade = Cascade.from_pretrained(tmp_path / "models")
+    assert cascade.config.l_zoom and cascade.config.l_zoom_mix == 0.25 and cascade.config.refine_min_change == 5
 
 
 def test_soup_refusals(tmp_path, capsys) -> None:
