@@ -70,7 +70,8 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
          notes: str | None = None, l_flip: bool = False, command: str = "") -> Path:
     """Write the weighted average of `inputs` (two or more) as `stage`'s weights in `out_dir`.
 
-    The card keeps the first input card's `inference` settings, so a soup can replace the shipped file it starts from.
+    The card keeps the first input card's `inference` settings (L and H; the cascade runs Hs with H's), so a soup can
+    replace the shipped file it starts from.
     """
     if len(inputs) < 2:
         raise MosError("a soup needs at least two inputs")
@@ -115,9 +116,10 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
         used_for = used_for or (card or {}).get("used_for")  # e.g. the small-photo H's scope
         if l_size is None:
             l_size = (card.get("inference", {}).get("l_size") if card is not None else run.get("l_size"))
-        if inference is None and card is not None and card.get("inference"):
+        if inference is None and stage != "Hs" and card is not None and card.get("inference"):
             # a shipped card's settings the cascade reads (L's second look, H's refine guards, …): a soup made to
-            # replace that file must not silently drop them (stop 53: stop 48's l_zoom fell out of such a soup)
+            # replace that file must not silently drop them (stop 53: stop 48's l_zoom fell out of such a soup).
+            # The small-photo H runs with the large-photo H's settings, so an Hs card holds none.
             inference = dict(card["inference"])
     out: dict = {
         "stage": stage,

@@ -105,6 +105,9 @@ def test_soup_keeps_the_shipped_cards_inference_settings(tmp_path) -> None:
     h_ckpt = _checkpoint(tmp_path / "tunedH" / "last.pt", _models(3, in_channels=4), "H", 20)
     h_path = soup([h_ckpt, h_start], "H", tmp_path / "models")
     assert json.loads(h_path.with_suffix(".json").read_text())["inference"] == h_settings
+    # the small-photo H runs with the large-photo H's settings: a soup of it started from an H card holds none
+    hs_path = soup([h_start, h_ckpt], "Hs", tmp_path / "models")
+    assert "inference" not in json.loads(hs_path.with_suffix(".json").read_text())
     (tmp_path / "models" / "default.json").write_text(json.dumps({"L": "mobilenetv3", "H": "mobilenetv3"}))
     cascade = Cascade.from_pretrained(tmp_path / "models")
     assert cascade.config.l_zoom and cascade.config.l_zoom_mix == 0.25 and cascade.config.refine_min_change == 5
