@@ -136,7 +136,7 @@ def soup(inputs: list[str | Path], stage: str, out_dir: str | Path, weights: lis
     if inference is not None:
         out["inference"] = inference
     if stage == "L" and l_size:
-        out["inference"] = {**(inference or {}), "l_size": int(l_size)}
+        out.setdefault("inference", {})["l_size"] = int(l_size)
         if l_flip:
             out["inference"]["l_flip"] = True
     if used_for:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-WORK_SIDE = 400  # GrabCut's graph cut is fitted on a copy of about this long side (about 0.1 s on one core)
+WORK_SIDE = 400  # GrabCut's graph cut is fitted on a copy of about this long side (0.2 s for the cup, 2 cores)
 SURE = 0.1  # L at or below this is background, at or above 1 − SURE object; the colours are learnt there
 ITERATIONS = 3
 
@@ -48,4 +48,5 @@ def colour_band(rgb: np.ndarray, prob: np.ndarray, mix: float = 0.5, work_side: 
     delta = np.where(band, np.float32(min(mix, 1.0)) * (label - p), np.float32(0)).astype(np.float32)
     if delta.shape != prob.shape:
         delta = cv2.resize(delta, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(prob + delta, 0.0, 1.0).astype(np.float32, copy=False)
+    delta += prob  # in place: at 4K each full-size float map is 33 MB
+    return np.clip(delta, 0.0, 1.0, out=delta)
