@@ -311,3 +311,34 @@ def test_file_request_with_unreadable_image_names_the_file(tmp_path, models):
         mos_client.run_bridge({"mode": "select", "image": str(bad), "format": "file", "output": str(tmp_path / "o")},
                               _config(models), workdir=str(tmp_path))
     assert info.value.kind == "input" and str(bad) in info.value.message
+
+
+def test_select_colour_assist_is_the_cascade_with_the_colour_model(tmp_path):
+    """The dialog's "Decide unsure edges by colour": on `make run`'s cup the bridge's cut is the shipped cascade's
+    with l_colour_mix 0.5 (off in L's card), not the plain one; a plain refine refuses the field (it never runs L)."""
+    from PIL import Image
+
+    from mos_studio.core.cascade import Cascade
+
+    models = REPO / "models"
+    rgb = np.ascontiguousarray(np.array(Image.open(REPO / "resources" / "samples" / "sample.jpg").convert("RGB")))
+    h, w = rgb.shape[:2]
+    (tmp_path / "cup.rgb").write_bytes(rgb.tobytes())
+    out = tmp_path / "out.y8"
+    mos_client.run_bridge(
+        {"mode": "select", "image": str(tmp_path / "cup.rgb"), "format": "rgb8", "width": w, "height": h,
+         "output": str(out), "colour": True},
+        _config(models), workdir=str(tmp_path),
+    )
+    got = np.frombuffer(out.read_bytes(), np.uint8).reshape(h, w) > 0
+    cascade = Cascade.from_pretrained(models, device="cpu")
+    plain = cascade(rgb).mask > 0
+    cascade.config.l_colour_mix = 0.5
+    assert np.array_equal(got, cascade(rgb).mask > 0)
+    assert (got != plain).sum() > 1000
+    base = {"image": "a", "output": "b", "width": 1, "height": 1, "mask": "m"}
+    with pytest.raises(RequestError, match="'colour' is for mode 'select' or a rough refine"):
+        Request.from_json(json.dumps({**base, "mode": "refine", "colour": True}))
+    assert Request.from_json(json.dumps({**base, "mode": "refine", "rough": True, "colour": True})).colour
+    with pytest.raises(RequestError, match="'colour' must be true or false"):
+        Request.from_json(json.dumps({**base, "mode": "select", "colour": 1}))

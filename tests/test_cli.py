@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,26 @@ def test_cut_edge_snap_switch(tmp_path, models):
         masks[flag] = np.array(Image.open(out / "two_mask.png"))
     assert np.array_equal(masks["default"], masks["--no-edge-snap"])
     assert not np.array_equal(masks["default"], masks["--edge-snap"])
+
+
+def test_cut_colour_assist_switch_on_the_sample_cup(tmp_path):
+    """--colour-assist runs the cut with L's unsure band re-decided by colour (the shipped L's card leaves it off):
+    on `make run`'s cup it is the cascade's cut with l_colour_mix 0.5, and differs from the default; the default and
+    --no-colour-assist are the card's plain cut."""
+    from mos_studio.core.cascade import Cascade
+
+    root = Path(__file__).resolve().parents[1]
+    cup = root / "resources" / "samples" / "sample.jpg"
+    masks = {}
+    for flag in ("default", "--colour-assist", "--no-colour-assist"):
+        out = tmp_path / flag.strip("-")
+        assert main(["cut", str(cup), "-o", str(out), "--export", "mask", "--alpha", "hard", "--device", "cpu"]
+                    + ([] if flag == "default" else [flag])) == 0
+        masks[flag] = np.array(Image.open(out / "sample_mask.png")) > 127
+    assert np.array_equal(masks["default"], masks["--no-colour-assist"])
+    rgb = np.array(Image.open(cup).convert("RGB"))
+    cascade = Cascade.from_pretrained(root / "models", device="cpu")
+    cascade.config.l_colour_mix = 0.5
+    want = cascade(rgb).mask > 0
+    assert np.array_equal(masks["--colour-assist"], want)
+    assert (masks["--colour-assist"] != masks["default"]).sum() > 1000  # the saucer and the table wedge move

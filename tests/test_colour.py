@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mos_studio.core.cascade import Cascade
-from mos_studio.core.colour import colour_band
+from mos_studio.core.colour import ASSIST_MIX, assist_mix, colour_band
 from mos_studio.core.weights import weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +90,23 @@ def test_l_colour_mix_from_the_card_fixes_the_sample_cups_wrong_side(tmp_path) -
     card["inference"]["l_colour_mix"] = 2.0
     card_file.write_text(json.dumps(card))
     assert Cascade.from_pretrained(models, device="cpu").config.l_colour_mix == 0.0
+
+
+def test_assist_mix_turns_the_card_on_and_off() -> None:
+    """Colour assist: None keeps the card's amount, off is 0 whatever the card says, on keeps a card's own amount
+    and otherwise takes the default."""
+    assert assist_mix(0.0, None) == 0.0 and assist_mix(0.3, None) == 0.3
+    assert assist_mix(0.3, False) == 0.0
+    assert assist_mix(0.0, True) == ASSIST_MIX == 0.5 and assist_mix(0.3, True) == 0.3
+
+
+def test_colour_band_is_the_same_whatever_ran_before() -> None:
+    """GrabCut's k-means start draws on OpenCV's RNG: a cut must not depend on what used it before. Random colours
+    and a random map, where the start decides (unseeded, the two calls differ by 0.5 somewhere)."""
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    prob = rng.random((120, 160)).astype(np.float32)
+    first = colour_band(rgb, prob)
+    cv2.kmeans(np.random.default_rng(0).random((50, 3), np.float32), 3, None,
+               (cv2.TERM_CRITERIA_MAX_ITER, 5, 1.0), 2, cv2.KMEANS_RANDOM_CENTERS)  # moves the RNG on
+    assert np.array_equal(colour_band(rgb, prob), first)

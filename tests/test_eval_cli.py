@@ -106,7 +106,8 @@ def test_h_from_refines_given_masks(tmp_path):
 
 
 def test_switches_a_stage_never_reads_are_refused(tmp_path, capsys):
-    """--edge-snap with H-from (refine never snaps) or --crops with L would measure the same thing twice."""
+    """--edge-snap with H-from (refine never snaps), --crops with L or --colour-assist with H-from (L never runs)
+    would measure the same thing twice."""
     ds = _dataset(tmp_path / "ds", n=1)
     models = write_tiny_models(tmp_path / "models")
     base = ["eval", str(ds), "--models-dir", str(models), "--out", str(tmp_path / "o")]
@@ -116,8 +117,10 @@ def test_switches_a_stage_never_reads_are_refused(tmp_path, capsys):
     assert "--no-edge-snap applies to --stage LH only" in capsys.readouterr().err
     assert main(base + ["--stage", "L", "--crops"]) == 1
     assert "--crops applies to --stage LH and H-from" in capsys.readouterr().err
+    assert main(base + ["--stage", "H-from", str(ds / "masks"), "--colour-assist"]) == 1
+    assert "--colour-assist applies where L runs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-    assert main(base + ["--stage", "LH", "--no-edge-snap", "--no-crops"]) == 0
+    assert main(base + ["--stage", "LH", "--no-edge-snap", "--no-crops", "--colour-assist"]) == 0
 
 
 def test_bad_datasets(tmp_path, capsys):

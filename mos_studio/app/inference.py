@@ -77,6 +77,7 @@ class Job:
     job_id: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     edge_snap: bool = True  # snap the edge onto the photo's as H's card says (False: never; cuts and regions only)
+    colour_assist: bool | None = None  # L's unsure band re-decided by colour: on, off, or None as L's card says
 
 
 @dataclass
@@ -144,12 +145,14 @@ class _Worker(QObject):
         self._loader = loader
         self._cascade: Any = None
         self._card_edge_radius: int | None = None
+        self._card_colour_mix = 0.0
 
     def _ensure_cascade(self) -> Any:
         if self._cascade is None:
             self._cascade = self._loader()
             # The card's edge snap, kept so the app's switch can turn it off and back on per job.
             self._card_edge_radius = getattr(getattr(self._cascade, "config", None), "edge_radius", None)
+            self._card_colour_mix = float(getattr(getattr(self._cascade, "config", None), "l_colour_mix", 0.0))
             self.device_ready.emit(str(getattr(self._cascade, "device_name", "CPU")))
         return self._cascade
 
@@ -181,6 +184,10 @@ class _Worker(QObject):
             config = getattr(cascade, "config", None)
             if config is not None and hasattr(config, "edge_radius"):  # set between jobs, on this thread
                 config.edge_radius = self._card_edge_radius if job.edge_snap else None
+            if config is not None and hasattr(config, "l_colour_mix"):
+                from mos_studio.core.colour import assist_mix
+
+                config.l_colour_mix = assist_mix(self._card_colour_mix, job.colour_assist)
 
             if job.kind == "cut":
                 result = cascade(job.image, progress=report, cancel=job.cancel)

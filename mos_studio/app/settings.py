@@ -110,6 +110,12 @@ class AppSettings:
     def set_edge_snap(self, value: bool) -> None:
         self.q.setValue("segment/edge_snap", bool(value))
 
+    def colour_assist(self) -> bool:
+        return self._get("segment/colour_assist", False, bool)
+
+    def set_colour_assist(self, value: bool) -> None:
+        self.q.setValue("segment/colour_assist", bool(value))
+
     def geometry(self) -> QByteArray | None:
         value = self.q.value("window/geometry")
         return value if isinstance(value, QByteArray) else None

@@ -168,6 +168,13 @@ class MainWindow(QMainWindow):
         self.act_edge_snap.setChecked(self.settings.edge_snap())
         self.act_edge_snap.setToolTip("On: a cut's or re-refined region's edge is moved onto the photo's own edges "
                                       "(a guided filter; as the model card says). Off: H's edge as it is.")
+        self.act_colour_assist = a("Decide unsure edges by &colour", self.set_colour_assist, "Shift+K",
+                                   "mdi6.palette", checkable=True, group="Segment")
+        self.act_colour_assist.setChecked(self.settings.colour_assist())
+        self.act_colour_assist.setToolTip(
+            "On: where the low-resolution pass is unsure, a colour model of what it is sure of decides (GrabCut; "
+            "about 0.15 s more a cut). Helps where the object's colours plainly differ from the background's, "
+            "hurts where they are shared. Cuts and box prompts only.")
 
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
@@ -229,6 +236,7 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_cancel)
         m.addAction(self.act_cpu_only)
         m.addAction(self.act_edge_snap)
+        m.addAction(self.act_colour_assist)
         m.addSeparator()
         for tool in ("box", "refine_rect", "refine_lasso"):
             m.addAction(self.tool_actions[tool])
@@ -434,6 +442,12 @@ class MainWindow(QMainWindow):
         if self.act_edge_snap.isChecked() != on:
             self.act_edge_snap.setChecked(on)
 
+    def set_colour_assist(self, on: bool) -> None:
+        """Colour assist on/off for the next cuts and box prompts (not the current mask)."""
+        self.settings.set_colour_assist(on)
+        if self.act_colour_assist.isChecked() != on:
+            self.act_colour_assist.setChecked(on)
+
     def set_soft_edges(self, on: bool) -> None:
         """Soft edges on/off: exports use the matte, and the band where alpha is solved is drawn over the photo."""
         self.settings.set_soft_edges(on)
@@ -606,12 +620,14 @@ class MainWindow(QMainWindow):
         """Segment the salient object of the whole photo (L at low resolution, then H at full resolution)."""
         if not self.doc.has_image:
             return self._submit(Job("cut", 0, np.zeros((1, 1, 3), np.uint8)))
-        return self._submit(Job("cut", self.doc.generation, self.doc.rgb, edge_snap=self.act_edge_snap.isChecked()))
+        return self._submit(Job("cut", self.doc.generation, self.doc.rgb, edge_snap=self.act_edge_snap.isChecked(),
+                                colour_assist=self.act_colour_assist.isChecked()))
 
     def run_box(self, rect: tuple[int, int, int, int]) -> bool:
         """Segment only the object inside `rect` (L on the crop, H refines it)."""
         return self.doc.has_image and self._submit(Job("box", self.doc.generation, self.doc.rgb, rect=tuple(rect),
-                                                       edge_snap=self.act_edge_snap.isChecked()))
+                                                       edge_snap=self.act_edge_snap.isChecked(),
+                                                       colour_assist=self.act_colour_assist.isChecked()))
 
     def run_refine(self, rect: tuple[int, int, int, int], polygon: np.ndarray | None = None) -> bool:
         """Re-run H inside a rectangle (or the lasso `polygon`, whose bounding rect is `rect`) and merge only there."""

@@ -103,6 +103,10 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
         if not request.snap:  # the dialog's "Snap edges" off; on keeps the card's choice, as the app's switch does
             cascade.config.edge_radius = None
         cascade.config.refine_rough = request.rough  # the dialog's "Rough selection" (refine only)
+        if request.colour:  # the dialog's "Decide unsure edges by colour"; off keeps L's card's choice
+            from mos_studio.core.colour import assist_mix
+
+            cascade.config.l_colour_mix = assist_mix(cascade.config.l_colour_mix, True)
         replies.send("ready", device=cascade.device_name)
         if cancel.is_set():
             raise Cancelled("cancelled after the models were loaded")

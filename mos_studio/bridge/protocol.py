@@ -15,8 +15,11 @@ Request: one JSON line on stdin::
      "soft": false,                            # true: an 8-bit matte solved where H was unsure (soft edges)
      "snap": true,                             # false: no edge snap, whatever H's card says (select only; a
                                                # given mask is never snapped)
-     "rough": false}                           # refine only: the selection is a quick lasso or rectangle: cut
+     "rough": false,                           # refine only: the selection is a quick lasso or rectangle: cut
                                                # the object out again near its edge (CascadeConfig.refine_rough)
+     "colour": false}                          # true: colour assist, L's unsure band re-decided by a colour
+                                               # model (select or a rough refine: where L runs); false keeps
+                                               # L's card's choice
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
@@ -68,6 +71,7 @@ class Request:
     soft: bool = False
     snap: bool = True
     rough: bool = False
+    colour: bool = False
 
     @classmethod
     def from_json(cls, line: str) -> Request:
@@ -107,6 +111,12 @@ class Request:
         rough = data.get("rough", False)
         if not isinstance(rough, bool):
             raise RequestError(f"field 'rough' must be true or false, got {rough!r}")
+        colour = data.get("colour", False)
+        if not isinstance(colour, bool):
+            raise RequestError(f"field 'colour' must be true or false, got {colour!r}")
+        if colour and mode == "refine" and not rough:
+            raise RequestError("field 'colour' is for mode 'select' or a rough refine: a refine keeps the selection "
+                               "and never runs L")
         return cls(
             mode=mode,
             image=Path(data["image"]),
@@ -122,6 +132,7 @@ class Request:
             soft=bool(data.get("soft", False)),
             snap=snap,
             rough=rough,
+            colour=colour,
         )
 
     def to_json(self) -> str:
@@ -141,6 +152,7 @@ class Request:
             "soft": self.soft,
             "snap": self.snap,
             "rough": self.rough,
+            "colour": self.colour,
         }
         return json.dumps(data)
 

@@ -43,6 +43,19 @@ def set_edge_snap(config: CascadeConfig, on: bool | None) -> None:
         config.edge_radius = DEFAULT_RADIUS
 
 
+COLOUR_HELP = ("colour assist: re-decide the band where L is unsure with a colour model of what it is sure of "
+               "(GrabCut); helps where the object's colours plainly differ from the background's (make run's "
+               "cup), hurts where they are shared (default: as L's card says, off for the shipped model; "
+               "docs/MODELS.md stop 54)")
+
+
+def set_colour_assist(config: CascadeConfig, on: bool | None) -> None:
+    """--colour-assist / --no-colour-assist: None keeps L's card; on takes the card's amount or the default one."""
+    from mos_studio.core.colour import assist_mix
+
+    config.l_colour_mix = assist_mix(config.l_colour_mix, on)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cut", help="cut objects out of images (L + H cascade)")
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
@@ -54,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
                    help="snap the cut's edge onto the photo's own edges with a guided filter (default: as H's card "
                         "says; the shipped card turns it on, docs/MODELS.md)")
+    p.add_argument("--colour-assist", "--color-assist", action=argparse.BooleanOptionalAction, default=None,
+                   help=COLOUR_HELP)
     p.set_defaults(func=run_cut)
 
     r = sub.add_parser("refine", help="refine an existing mask (H; with --rough, L and H cut it out again)")
@@ -112,6 +127,7 @@ def run_cut(args: argparse.Namespace) -> int:
     if args.crops is not None:
         cascade.config.local_passes = args.crops
     set_edge_snap(cascade.config, args.edge_snap)
+    set_colour_assist(cascade.config, args.colour_assist)
     print(f"device: {cascade.device_name}", file=sys.stderr)
     failures = 0
     bar = ProgressBar(len(files), "cut", enabled=None if len(files) > 1 else False)

@@ -12,7 +12,7 @@ import numpy as np
 
 from mos_studio.core.errors import MosError
 
-from .cut import set_edge_snap
+from .cut import COLOUR_HELP, set_colour_assist, set_edge_snap
 from .progress import ProgressBar
 
 
@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
                    help="snap a cut's edge onto the photo's edges (default: as H's card says); compare with and "
                         "without it (--stage LH only: L's mask and a given mask are never snapped)")
+    p.add_argument("--colour-assist", "--color-assist", action=argparse.BooleanOptionalAction, default=None,
+                   help=COLOUR_HELP + "; acts wherever L runs (not --stage H-from)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="score only N pairs, evenly spaced in name order (a quick, reproducible look at a big set)")
     p.add_argument("--error-split", action="store_true",
@@ -60,6 +62,9 @@ def _check_switches(stage: str, args: argparse.Namespace) -> None:
     if args.edge_snap is not None and stage != "LH":
         raise MosError(f"--{'' if args.edge_snap else 'no-'}edge-snap applies to --stage LH only: the snap moves the "
                        f"cascade's own cut, never L's mask nor a given mask (H-from)")
+    if args.colour_assist is not None and stage == "H-from":
+        raise MosError(f"--{'' if args.colour_assist else 'no-'}colour-assist applies where L runs: stage H-from "
+                       f"refines a given mask and never runs L")
     if args.crops is not None and stage in ("L", "L-up"):
         raise MosError(f"--{'' if args.crops else 'no-'}crops applies to --stage LH and H-from: stage {stage} "
                        f"does not run H")
@@ -96,6 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.crops is not None:
             cascade.config.local_passes = args.crops
         set_edge_snap(cascade.config, args.edge_snap)
+        set_colour_assist(cascade.config, args.colour_assist)
         print(f"device: {cascade.device_name}", file=sys.stderr)
         out = args.out or Path(f"eval-{args.dataset.name}-{stage}")
         title = f"{args.dataset.name} {stage} ({args.encoder})"

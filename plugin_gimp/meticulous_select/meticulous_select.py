@@ -87,6 +87,13 @@ class MeticulousSelect(Gimp.PlugIn):
                 "model); off keeps H's edge as it is",
                 True, GObject.ParamFlags.READWRITE,
             )
+            procedure.add_boolean_argument(
+                "colour-assist", "Decide unsure edges by _colour",
+                "Where the first, low-resolution pass is unsure, a colour model of what it is sure of decides "
+                "(GrabCut). Helps where the object's colours plainly differ from the background's, hurts where "
+                "they are shared",
+                False, GObject.ParamFlags.READWRITE,
+            )
         else:
             procedure.set_menu_label("Meticulous _Refine Selection…")
             procedure.set_documentation(
@@ -138,7 +145,8 @@ class MeticulousSelect(Gimp.PlugIn):
             soft = bool(config.get_property("soft-edges"))
             snap = True if refine else bool(config.get_property("snap-edges"))
             rough = bool(config.get_property("rough-selection")) if refine else False
-            mask, off_x, off_y, width, height, reply = _segment(image, layer, refine, soft, snap, rough)
+            colour = False if refine else bool(config.get_property("colour-assist"))
+            mask, off_x, off_y, width, height, reply = _segment(image, layer, refine, soft, snap, rough, colour)
         except mos_client.BridgeError as err:
             return _fail(procedure, f"{procedure.get_menu_label().replace('_', '').rstrip('…')}: {err.message}",
                          cancelled=err.kind == "cancelled")
@@ -184,7 +192,8 @@ def _target_layer(drawables):
     return drawable
 
 
-def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: bool = False):
+def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: bool = False,
+             colour: bool = False):
     """Run the backend on the layer's pixels; return (mask bytes, off_x, off_y, width, height, the bridge's "done"
     reply). Changes nothing."""
     width, height = layer.get_width(), layer.get_height()
@@ -208,6 +217,7 @@ def _segment(image, layer, refine: bool, soft: bool, snap: bool = True, rough: b
             "soft": soft,
             "snap": snap,
             "rough": rough,
+            "colour": colour,
         }
         if refine:
             # The selection lives in image coordinates; read the layer's area of it (outside the canvas is 0).
