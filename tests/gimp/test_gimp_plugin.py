@@ -153,7 +153,8 @@ def test_output_to_layer_mask(gimp_ok, reference):
 
 def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, photos):
     """Dialog option "Soft edges": the selection holds the matte's partial values, as `mos cut --export alpha`;
-    "Snap edges to the photo" off gives `mos cut --no-edge-snap`'s cut.
+    "Snap edges to the photo" off gives `mos cut --no-edge-snap`'s cut; "Decide unsure edges by colour" on gives
+    `mos cut --colour-assist`'s cut of make run's cup.
 
     Run with the shipped weights (MOS_MODELS_DIR wins over the install record): random tiny weights doubt everywhere,
     which leaves no known background and so, rightly, no band to solve.
@@ -167,6 +168,13 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
             mode, "--models-dir", shipped, "--device", "cpu")
     mos(gimp_session, "cut", str(photos["rgb"]), "-o", str(ref_dir / "nosnap"), "--export", "mask",
         "--no-edge-snap", "--models-dir", shipped, "--device", "cpu")
+    # make run's cup (as PNG: GIMP and Pillow decode a JPEG a little differently), where colour assist moves the cut
+    cup = gimp_session.work / "cup.png"
+    Image.open(Path(__file__).resolve().parents[2] / "resources" / "samples" / "sample.jpg").save(cup)
+    cup_w, cup_h = Image.open(cup).size
+    for flag in ("--colour-assist", "--no-colour-assist"):
+        mos(gimp_session, "cut", str(cup), "-o", str(ref_dir / flag.strip("-")), "--export", "mask", flag,
+            "--models-dir", shipped, "--device", "cpu")
     want = np.asarray(Image.open(ref_dir / "soft" / "photo_alpha.png").convert("L")).astype(int)
     hard = np.asarray(Image.open(ref_dir / "hard" / "photo_alpha.png").convert("L")).astype(int)
     sel = "mos-meticulous-select"
@@ -178,7 +186,8 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
               "props": {"soft-edges": True, "output": "layer-mask"}},
              {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])},
              {"key": "nosnap", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
-              "props": {"snap-edges": False}}]
+              "props": {"snap-edges": False}},
+             {"key": "colour", "kind": "select", "proc": sel, "image": str(cup), "props": {"colour-assist": True}}]
     run = gimp_session.run(cases, env={"MOS_MODELS_DIR": shipped})
     for case in cases:
         assert run.results.get(case["key"], {}).get("status") == "success", f"{case}: {run.output[-3000:]}"
@@ -201,6 +210,12 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     got_nosnap = binary(run.raw("nosnap"), (W, H))
     assert not np.array_equal(nosnap, hard >= 128), "the shipped H's snap must move this photo's edge"
     assert iou(got_nosnap, nosnap) >= 0.995 and iou(got_nosnap, nosnap) > iou(got_nosnap, hard >= 128)
+    # "Decide unsure edges by colour": the cut mos cut --colour-assist makes of the cup, not the plain one
+    assisted, plain = (np.asarray(Image.open(ref_dir / k / "cup_mask.png").convert("L")) >= 128
+                       for k in ("colour-assist", "no-colour-assist"))
+    got_colour = binary(run.raw("colour"), (cup_w, cup_h))
+    assert (assisted != plain).sum() > 1000, "colour assist must move the cup's cut"
+    assert iou(got_colour, assisted) >= 0.995 and iou(got_colour, assisted) > iou(got_colour, plain)
 
 
 def test_refine_selection_matches_mos_refine(gimp_ok, reference):
