@@ -109,25 +109,29 @@ def test_refine_and_wrong_size_mask(tmp_path, models, capsys):
 
 def test_refine_rough_lets_h_move_the_mask(tmp_path, models, monkeypatch):
     """`mos refine --rough` sets CascadeConfig.refine_rough for that run and loads L too (a rough mask is cut out
-    again inside its box); without the flag it stays off and only H is loaded."""
+    again inside its box), and takes --colour-assist; without the flag it stays off and only H is loaded."""
     from mos_studio.core.cascade import Cascade
 
     img = _photo(tmp_path / "p.png", 64, 48)
     m = np.zeros((48, 64), np.uint8)
     m[10:40, 10:50] = 255
     Image.fromarray(m).save(tmp_path / "m.png")
-    seen: list[tuple[bool, bool]] = []
+    seen: list[tuple[bool, bool, float]] = []
     orig = Cascade.__call__
 
     def spy(self, *a, **k):
-        seen.append((self.config.refine_rough, self.l_model is not None))
+        seen.append((self.config.refine_rough, self.l_model is not None, self.config.l_colour_mix))
         return orig(self, *a, **k)
 
     monkeypatch.setattr(Cascade, "__call__", spy)
-    for k, flag in enumerate(([], ["--rough"])):
+    for k, flag in enumerate(([], ["--rough"], ["--rough", "--colour-assist"])):
         assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / f"r{k}.png"),
                      "--models-dir", str(models), *flag]) == 0
-    assert seen == [(False, False), (True, True)]
+    assert seen == [(False, False, 0.0), (True, True, 0.0), (True, True, 0.5)]
+    # colour assist acts where L runs: a plain refine refuses it and writes nothing
+    assert main(["refine", str(img), str(tmp_path / "m.png"), "-o", str(tmp_path / "r9.png"),
+                 "--models-dir", str(models), "--colour-assist"]) == 1
+    assert not (tmp_path / "r9.png").exists()
 
 
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):

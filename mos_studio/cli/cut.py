@@ -83,6 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "where it is sure of background (by default H keeps a mask unless it is sure it is wrong, "
                         "which leaves a right mask right; docs/MODELS.md)")
     _add_model_options(r)
+    r.add_argument("--colour-assist", "--color-assist", action=argparse.BooleanOptionalAction, default=None,
+                   help=COLOUR_HELP + "; with --rough only (a plain refine never runs L)")
     r.set_defaults(func=run_refine)
 
 
@@ -179,6 +181,9 @@ def run_refine(args: argparse.Namespace) -> int:
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image, load_mask, save_mask
 
+    if args.colour_assist is not None and not args.rough:
+        raise MosError(f"--{'' if args.colour_assist else 'no-'}colour-assist goes with --rough: a plain refine "
+                       f"keeps the mask where H is unsure and never runs L")
     img = load_image(args.image)
     mask = load_mask(args.mask, size=(img.width, img.height))
     if args.out.exists() and not args.overwrite:
@@ -189,6 +194,7 @@ def run_refine(args: argparse.Namespace) -> int:
     if args.crops is not None:  # refining a whole mask leaves crops off unless asked (CascadeConfig)
         cascade.config.local_passes = cascade.config.refine_local_passes = args.crops
     cascade.config.refine_rough = args.rough
+    set_colour_assist(cascade.config, args.colour_assist)
     res = cascade(img, mask=mask)
     out = res.mask
     if args.alpha == "soft":
