@@ -9,7 +9,7 @@ Stop 53 (docs/MODELS.md), against the teacher on 162 held-out photos, mix 0.5: L
 -> 0.820 / 0.676, but L+H level (0.833 / 0.716 -> 0.832 / 0.714), because the shipped H hardly reads the mask it is
 handed. So it is off by default (`CascadeConfig.l_colour_mix`), kept to measure again with an H that reads its input.
 It fails where the subject shares its colours with the background (a ruler on paper: −0.43 IoU; on the real-truth
-sets, stop 54: the horses better in every measure, DAVIS's IoU −1.8 points). Users turn it on per cut ("colour
+sets, stop 54: the horses better in every measure, DAVIS's pooled IoU −1.2 points). Users turn it on per cut ("colour
 assist": the app's Segment menu, `mos cut --colour-assist`, GIMP's dialog) where the colours plainly differ: the
 cup's cut goes from IoU 0.817 to 0.911 against its checked mask.
 """
