@@ -342,3 +342,36 @@ def test_select_colour_assist_is_the_cascade_with_the_colour_model(tmp_path):
     assert Request.from_json(json.dumps({**base, "mode": "refine", "rough": True, "colour": True})).colour
     with pytest.raises(RequestError, match="'colour' must be true or false"):
         Request.from_json(json.dumps({**base, "mode": "select", "colour": 1}))
+
+
+def test_select_fine_detail_is_the_cascade_with_hs_crops(tmp_path):
+    """The dialog's "Fine detail": on `make run`'s cup enlarged to 1200 px the bridge's cut is the shipped cascade's
+    with H's crops on (off in H's card), not the plain one; a plain refine refuses the field."""
+    from PIL import Image
+
+    from mos_studio.core.cascade import Cascade
+
+    models = REPO / "models"
+    rgb = np.ascontiguousarray(np.array(Image.open(REPO / "resources" / "samples" / "sample.jpg").convert("RGB")
+                                        .resize((1200, 800), Image.LANCZOS)))
+    h, w = rgb.shape[:2]
+    (tmp_path / "cup.rgb").write_bytes(rgb.tobytes())
+    out = tmp_path / "out.y8"
+    mos_client.run_bridge(
+        {"mode": "select", "image": str(tmp_path / "cup.rgb"), "format": "rgb8", "width": w, "height": h,
+         "output": str(out), "fine": True},
+        _config(models), workdir=str(tmp_path),
+    )
+    got = np.frombuffer(out.read_bytes(), np.uint8).reshape(h, w) > 0
+    cascade = Cascade.from_pretrained(models, device="cpu")
+    plain = cascade(rgb).mask > 0
+    cascade.config.local_passes = True
+    fine = cascade(rgb)
+    assert fine.crops and np.array_equal(got, fine.mask > 0)
+    assert (got != plain).sum() > 1000
+    base = {"image": "a", "output": "b", "width": 1, "height": 1, "mask": "m"}
+    with pytest.raises(RequestError, match="'fine' is for mode 'select' or a rough refine"):
+        Request.from_json(json.dumps({**base, "mode": "refine", "fine": True}))
+    assert Request.from_json(json.dumps({**base, "mode": "refine", "rough": True, "fine": True})).fine
+    with pytest.raises(RequestError, match="'fine' must be true or false"):
+        Request.from_json(json.dumps({**base, "mode": "select", "fine": "yes"}))

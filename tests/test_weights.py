@@ -143,7 +143,8 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
 
 
 def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
-    """`inference.local_passes` in H's card turns the full-resolution crops off; `mos cut --crops` turns them on."""
+    """`inference.local_passes` in H's card turns the full-resolution crops off; `mos cut --crops` (or its other
+    name, `--fine-detail`, the app's switch) turns them on."""
     from PIL import Image
 
     from mos_studio.cli.main import main
@@ -168,9 +169,10 @@ def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
         return orig(self, *a, **k)
 
     monkeypatch.setattr(Cascade, "__call__", spy)
-    for flag, expect in (([], False), (["--crops"], True), (["--no-crops"], False)):
+    for flag, expect in (([], False), (["--crops"], True), (["--no-crops"], False), (["--fine-detail"], True),
+                         (["--no-fine-detail"], False)):
         seen.clear()
-        assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{len(flag)}{expect}"),
+        assert main(["cut", str(tmp_path / "p.png"), "-o", str(tmp_path / f"o{''.join(flag)}"),
                      "--models-dir", str(tmp_path / "m"), "--export", "mask", "--alpha", "hard", *flag]) == 0
         assert seen == [expect]
 

@@ -150,21 +150,28 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 def make_gallery(datasets: list[Path], out: Path, models_dir: Path | None = None, n: int = 6, crop: int = 224,
                  device: str | None = "cpu", min_side: int = 0,
-                 before_models_dir: Path | None = None) -> tuple[Path, list[dict]]:
-    """One row per picked photo; with `before_models_dir`, a column of that (older) pair's L+H beside the new one."""
+                 before_models_dir: Path | None = None, fine_detail: bool = False) -> tuple[Path, list[dict]]:
+    """One row per picked photo; with `before_models_dir`, a column of that (older) pair's L+H beside the new one.
+    With `fine_detail`, L+H runs H's full-resolution crops (the app's switch) beside the same pair without them, and
+    the crop goes where the two differ most."""
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image, load_mask
     from mos_studio.core.metrics import mba
 
     cascade = Cascade.from_pretrained(models_dir, device=device)
     before = Cascade.from_pretrained(before_models_dir, device=device) if before_models_dir else None
+    if fine_detail:
+        if before is None:  # the same pair as its cards run it
+            before = Cascade.from_pretrained(models_dir, device=device)
+        cascade.config.local_passes = True
     rows, info = [], []
     for image_path, mask_path in pick_images(datasets, n, min_side):
         img = load_image(image_path)
         gt = load_mask(mask_path, size=(img.width, img.height))
         low = cascade.run_low(img.rgb)[0]
         high = cascade(img).probability  # the cut as a user gets it (mask=low would take the guarded refine path)
-        x0, y0, x1, y1 = _crop_box(low, high, gt, crop)
+        old = before(img).probability if before is not None else None
+        x0, y0, x1, y1 = _crop_box(old if fine_detail else low, high, gt, crop)
         c = (slice(y0, y1), slice(x0, x1))
         rgb = img.rgb
         thumb_h = y1 - y0
@@ -175,11 +182,12 @@ def make_gallery(datasets: list[Path], out: Path, models_dir: Path | None = None
         name = f"{image_path.parent.parent.name}/{image_path.stem}"[:40]
         tiles = [_label(thumb, f"{name} ({rgb.shape[1]}x{rgb.shape[0]})"),
                  _label(rgb[c], "image (1:1 crop)")]
-        if before is not None:
-            old = before(img).probability
-            tiles.append(_label(_on_green(rgb[c], old[c]), f"before: L+H  mBA {mba(old, gt):.3f}"))
+        if old is not None:
+            tiles.append(_label(_on_green(rgb[c], old[c]), f"{'default' if fine_detail else 'before'}: L+H  mBA "
+                                                           f"{mba(old, gt):.3f}"))
         tiles += [_label(_on_green(rgb[c], low[c]), f"L  mBA {mba(low, gt):.3f}"),
-                  _label(_on_green(rgb[c], high[c]), f"L+H  mBA {mba(high, gt):.3f}"),
+                  _label(_on_green(rgb[c], high[c]), f"L+H{' fine detail' if fine_detail else ''}  mBA "
+                                                     f"{mba(high, gt):.3f}"),
                   _label(_on_green(rgb[c], gt[c]), "truth")]
         row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], 1)
         rows.append(row)
@@ -210,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--min-side", type=int, default=0, help="only photos with a long side of this many px or more")
     g.add_argument("--before-models-dir", type=Path, default=None,
                    help="also show the L+H of these (older) weights, for a before/after look")
+    g.add_argument("--fine-detail", action="store_true",
+                   help="L+H with H's full-resolution crops beside the pair without them (or the before pair)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "curves":
             print(plot_curves(args.runs, args.out))
         else:
             path, info = make_gallery(args.datasets, args.out, args.models_dir, args.n, args.crop,
-                                      min_side=args.min_side, before_models_dir=args.before_models_dir)
+                                      min_side=args.min_side, before_models_dir=args.before_models_dir,
+                                      fine_detail=args.fine_detail)
             for row in info:
                 print(f"{row['image']}: crop {row['crop']}, mBA L {row['mba_L']:.4f} -> L+H {row['mba_LH']:.4f}")
             print(path)

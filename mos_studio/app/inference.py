@@ -78,6 +78,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     edge_snap: bool = True  # snap the edge onto the photo's as H's card says (False: never; cuts and regions only)
     colour_assist: bool | None = None  # L's unsure band re-decided by colour: on, off, or None as L's card says
+    fine_detail: bool | None = None  # H's full-resolution crops after its global pass: on, off, or as H's card says
 
 
 @dataclass
@@ -146,6 +147,7 @@ class _Worker(QObject):
         self._cascade: Any = None
         self._card_edge_radius: int | None = None
         self._card_colour_mix = 0.0
+        self._card_local_passes = False
 
     def _ensure_cascade(self) -> Any:
         if self._cascade is None:
@@ -153,6 +155,7 @@ class _Worker(QObject):
             # The card's edge snap, kept so the app's switch can turn it off and back on per job.
             self._card_edge_radius = getattr(getattr(self._cascade, "config", None), "edge_radius", None)
             self._card_colour_mix = float(getattr(getattr(self._cascade, "config", None), "l_colour_mix", 0.0))
+            self._card_local_passes = bool(getattr(getattr(self._cascade, "config", None), "local_passes", False))
             self.device_ready.emit(str(getattr(self._cascade, "device_name", "CPU")))
         return self._cascade
 
@@ -188,6 +191,8 @@ class _Worker(QObject):
                 from mos_studio.core.colour import assist_mix
 
                 config.l_colour_mix = assist_mix(self._card_colour_mix, job.colour_assist)
+            if config is not None and hasattr(config, "local_passes"):
+                config.local_passes = self._card_local_passes if job.fine_detail is None else job.fine_detail
 
             if job.kind == "cut":
                 result = cascade(job.image, progress=report, cancel=job.cancel)

@@ -116,6 +116,12 @@ class AppSettings:
     def set_colour_assist(self, value: bool) -> None:
         self.q.setValue("segment/colour_assist", bool(value))
 
+    def fine_detail(self) -> bool:
+        return self._get("segment/fine_detail", False, bool)
+
+    def set_fine_detail(self, value: bool) -> None:
+        self.q.setValue("segment/fine_detail", bool(value))
+
     def geometry(self) -> QByteArray | None:
         value = self.q.value("window/geometry")
         return value if isinstance(value, QByteArray) else None

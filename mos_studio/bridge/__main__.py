@@ -107,6 +107,8 @@ def run(request: Request, replies: Replies, cancel: threading.Event) -> int:
             from mos_studio.core.colour import assist_mix
 
             cascade.config.l_colour_mix = assist_mix(cascade.config.l_colour_mix, True)
+        if request.fine:  # the dialog's "Fine detail"; off keeps H's card's choice
+            cascade.config.local_passes = True
         replies.send("ready", device=cascade.device_name)
         if cancel.is_set():
             raise Cancelled("cancelled after the models were loaded")

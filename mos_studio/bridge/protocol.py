@@ -17,9 +17,12 @@ Request: one JSON line on stdin::
                                                # given mask is never snapped)
      "rough": false,                           # refine only: the selection is a quick lasso or rectangle: cut
                                                # the object out again near its edge (CascadeConfig.refine_rough)
-     "colour": false}                          # true: colour assist, L's unsure band re-decided by a colour
+     "colour": false,                          # true: colour assist, L's unsure band re-decided by a colour
                                                # model (select or a rough refine: where L runs); false keeps
                                                # L's card's choice
+     "fine": false}                            # true: fine detail, H's full-resolution crops after its
+                                               # whole-photo pass (select or a rough refine); false keeps
+                                               # H's card's choice
 
 After the request, stdin stays open: a line "cancel", or end of file (the plug-in died), cancels the run.
 
@@ -72,6 +75,7 @@ class Request:
     snap: bool = True
     rough: bool = False
     colour: bool = False
+    fine: bool = False
 
     @classmethod
     def from_json(cls, line: str) -> Request:
@@ -117,6 +121,12 @@ class Request:
         if colour and mode == "refine" and not rough:
             raise RequestError("field 'colour' is for mode 'select' or a rough refine: a refine keeps the selection "
                                "and never runs L")
+        fine = data.get("fine", False)
+        if not isinstance(fine, bool):
+            raise RequestError(f"field 'fine' must be true or false, got {fine!r}")
+        if fine and mode == "refine" and not rough:
+            raise RequestError("field 'fine' is for mode 'select' or a rough refine: a refine keeps the selection's "
+                               "edge unless H is sure, and its crops stay off")
         return cls(
             mode=mode,
             image=Path(data["image"]),
@@ -133,6 +143,7 @@ class Request:
             snap=snap,
             rough=rough,
             colour=colour,
+            fine=fine,
         )
 
     def to_json(self) -> str:
@@ -153,6 +164,7 @@ class Request:
             "snap": self.snap,
             "rough": self.rough,
             "colour": self.colour,
+            "fine": self.fine,
         }
         return json.dumps(data)
 

@@ -28,9 +28,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=None, help="folder with the weights (default: $MOS_MODELS_DIR "
                    "or the project's models/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--crops", action=argparse.BooleanOptionalAction, default=None,
-                   help="run H's full-resolution crops after its global pass (default: as H's card says; the "
-                        "shipped H measured no better with them on held-out photos and is 5x faster without)")
+    p.add_argument("--crops", "--fine-detail", dest="crops", action=argparse.BooleanOptionalAction, default=None,
+                   help="fine detail: H looks again at 1:1 in 512 px tiles along the edge after its whole-photo "
+                        "pass (default: as H's card says, off). Brings back whiskers and thin stems in photos over "
+                        "~1000 px, level on average on held-out photos, 4-7x slower on a CPU (docs/MODELS.md, "
+                        "stop 55)")
 
 
 def set_edge_snap(config: CascadeConfig, on: bool | None) -> None:

@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: eval-<name>-<stage>)")
     p.add_argument("--encoder", default="default", choices=("default", "mobilenetv3", "resnet50", "efficientnet_lite0"),
                    help="which trained pair (default: the pair the models folder's default.json names)")
-    p.add_argument("--crops", action=argparse.BooleanOptionalAction, default=None,
-                   help="run H's full-resolution crops (default: as H's card says)")
+    p.add_argument("--crops", "--fine-detail", dest="crops", action=argparse.BooleanOptionalAction, default=None,
+                   help="run H's full-resolution crops, the app's fine detail (default: as H's card says)")
     p.add_argument("--edge-snap", action=argparse.BooleanOptionalAction, default=None,
                    help="snap a cut's edge onto the photo's edges (default: as H's card says); compare with and "
                         "without it (--stage LH only: L's mask and a given mask are never snapped)")

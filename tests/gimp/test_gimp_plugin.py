@@ -154,7 +154,8 @@ def test_output_to_layer_mask(gimp_ok, reference):
 def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, photos):
     """Dialog option "Soft edges": the selection holds the matte's partial values, as `mos cut --export alpha`;
     "Snap edges to the photo" off gives `mos cut --no-edge-snap`'s cut; "Decide unsure edges by colour" on gives
-    `mos cut --colour-assist`'s cut of make run's cup.
+    `mos cut --colour-assist`'s cut of make run's cup; "Fine detail" on gives `mos cut --fine-detail`'s cut of the
+    cup enlarged to 1200 px.
 
     Run with the shipped weights (MOS_MODELS_DIR wins over the install record): random tiny weights doubt everywhere,
     which leaves no known background and so, rightly, no band to solve.
@@ -175,6 +176,12 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     for flag in ("--colour-assist", "--no-colour-assist"):
         mos(gimp_session, "cut", str(cup), "-o", str(ref_dir / flag.strip("-")), "--export", "mask", flag,
             "--models-dir", shipped, "--device", "cpu")
+    # the cup enlarged past H's 1024 px pass, where fine detail (H's full-resolution crops) has work to do
+    big_cup = gimp_session.work / "bigcup.png"
+    Image.open(cup).convert("RGB").resize((1200, 800), Image.LANCZOS).save(big_cup)
+    for flag in ("--fine-detail", "--no-fine-detail"):
+        mos(gimp_session, "cut", str(big_cup), "-o", str(ref_dir / flag.strip("-")), "--export", "mask", flag,
+            "--models-dir", shipped, "--device", "cpu")
     want = np.asarray(Image.open(ref_dir / "soft" / "photo_alpha.png").convert("L")).astype(int)
     hard = np.asarray(Image.open(ref_dir / "hard" / "photo_alpha.png").convert("L")).astype(int)
     sel = "mos-meticulous-select"
@@ -187,7 +194,8 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
              {"key": "hard", "kind": "select", "proc": sel, "image": str(photos["rgb"])},
              {"key": "nosnap", "kind": "select", "proc": sel, "image": str(photos["rgb"]),
               "props": {"snap-edges": False}},
-             {"key": "colour", "kind": "select", "proc": sel, "image": str(cup), "props": {"colour-assist": True}}]
+             {"key": "colour", "kind": "select", "proc": sel, "image": str(cup), "props": {"colour-assist": True}},
+             {"key": "fine", "kind": "select", "proc": sel, "image": str(big_cup), "props": {"fine-detail": True}}]
     run = gimp_session.run(cases, env={"MOS_MODELS_DIR": shipped})
     for case in cases:
         assert run.results.get(case["key"], {}).get("status") == "success", f"{case}: {run.output[-3000:]}"
@@ -216,6 +224,12 @@ def test_soft_edges_option_gives_the_soft_selection_of_mos_cut(gimp_session, pho
     got_colour = binary(run.raw("colour"), (cup_w, cup_h))
     assert (assisted != plain).sum() > 1000, "colour assist must move the cup's cut"
     assert iou(got_colour, assisted) >= 0.995 and iou(got_colour, assisted) > iou(got_colour, plain)
+    # "Fine detail at full resolution": the cut mos cut --fine-detail makes of the enlarged cup, not the plain one
+    fine, coarse = (np.asarray(Image.open(ref_dir / k / "bigcup_mask.png").convert("L")) >= 128
+                    for k in ("fine-detail", "no-fine-detail"))
+    got_fine = binary(run.raw("fine"), (1200, 800))
+    assert (fine != coarse).sum() > 1000, "H's crops must move the enlarged cup's cut"
+    assert iou(got_fine, fine) >= 0.995 and iou(got_fine, fine) > iou(got_fine, coarse)
 
 
 def test_refine_selection_matches_mos_refine(gimp_ok, reference):
