@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         self.act_fine_detail.setChecked(self.settings.fine_detail())
         self.act_fine_detail.setToolTip(
             "On: after its whole-photo pass, H looks again at 1:1 in 512 px tiles along the edge, which brings back "
-            "whiskers, stray hairs and thin stems in photos larger than about 1000 px. About 4-7 times slower on a "
+            "whiskers, stray hairs and thin stems in photos larger than about 1000 px. About 6 times slower on a "
             "CPU. Photos under 768 px already get an enlarged look and are unchanged.")
 
         self.tool_group = QActionGroup(self)

@@ -97,7 +97,7 @@ class MeticulousSelect(Gimp.PlugIn):
             procedure.add_boolean_argument(
                 "fine-detail", "_Fine detail at full resolution (slower)",
                 "After its whole-image pass, the refiner looks again at 1:1 in 512 px tiles along the edge: "
-                "whiskers, stray hairs and thin stems of layers larger than about 1000 px come back. About 4-7 "
+                "whiskers, stray hairs and thin stems of layers larger than about 1000 px come back. About 6 "
                 "times slower on a CPU",
                 False, GObject.ParamFlags.READWRITE,
             )
