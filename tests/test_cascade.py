@@ -431,3 +431,35 @@ def test_rough_refine_is_a_cut_in_the_selections_box_taken_near_its_edge():
     c = picky(img, mask=given)
     assert "L" not in c.stages and c.region is None
     np.testing.assert_array_equal(c.probability, b.probability)
+
+
+def test_fine_detail_crops_may_add_thin_things_but_not_whole_parts(monkeypatch):
+    """local_thin: a crop's whisker (3 px) and soft edge values are taken, a 60 px blob it adds or a 40 px hole it
+    cuts are not; and in the cascade the option reaches every crop."""
+    from mos_studio.core.cascade import drop_thick_changes
+
+    given = np.zeros((300, 400), np.float32)
+    given[100:200, 100:200] = 1.0
+    refined = given.copy()
+    refined[150:153, 200:330] = 0.9  # a whisker sticking out of the object
+    refined[20:80, 250:310] = 1.0  # a blob the global pass called background
+    refined[120:160, 120:160] = 0.0  # a hole
+    refined[100:200, 198:200] = 0.7  # a softer edge: same side of the cut
+    out = drop_thick_changes(given, refined, 4)
+    assert np.array_equal(out[150:153, 200:330], refined[150:153, 200:330])
+    assert np.array_equal(out[20:80, 250:310], given[20:80, 250:310])
+    assert np.array_equal(out[120:160, 120:160], given[120:160, 120:160])
+    assert np.array_equal(out[100:200, 198:200], refined[100:200, 198:200])
+    assert drop_thick_changes(given, given, 4) is given  # nothing changed
+    low, high = tiny_models(0)
+    img = _image(700, 900, 5)
+    seen: list[int] = []
+    import mos_studio.core.cascade as cascade_mod
+
+    def spy(g, r, t):
+        seen.append(t)
+        return drop_thick_changes(g, r, t)
+
+    monkeypatch.setattr(cascade_mod, "drop_thick_changes", spy)
+    res = Cascade(low, high, device="cpu", config=CascadeConfig(local_thin=4, min_uncertain_fraction=0.0))(img)
+    assert res.crops and seen == [4] * len(res.crops)

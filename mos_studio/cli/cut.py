@@ -31,7 +31,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crops", "--fine-detail", dest="crops", action=argparse.BooleanOptionalAction, default=None,
                    help="fine detail: H looks again at 1:1 in 512 px tiles along the edge after its whole-photo "
                         "pass (default: as H's card says, off). Brings back whiskers and thin stems in photos over "
-                        "~1000 px, level on average on held-out photos, about 6x slower on a CPU (docs/MODELS.md, "
+                        "~1000 px (the tiles change only thin patches), about 6x slower on a CPU (docs/MODELS.md, "
                         "stop 55)")
 
 

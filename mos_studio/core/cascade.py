@@ -100,6 +100,10 @@ class CascadeConfig:
     boundary_px: int = 3  # pixels either side of the global mask's edge that always get a local pass
     min_uncertain_fraction: float = 0.0005  # a crop runs when this share of its pixels is uncertain/boundary
     local_passes: bool = True
+    # H's crops may move the global pass's 0.5 cut only in patches thinner than this many photo pixels (a patch that
+    # survives an opening with a disc of 2·n + 1 keeps the global answer): whiskers, hairs and stems come from the
+    # crops, whole parts from the pass that saw the whole photo. None: the crops decide everything they cover.
+    local_thin: int | None = None
     threshold: float = 0.5
     half_on_cuda: bool = True
     optimized: bool = True  # False: the reference path (plain PyTorch, as trained) that the benchmark compares with
@@ -385,6 +389,20 @@ def keep_thin_changes(given: np.ndarray, refined: np.ndarray, thickness: int, sc
     return np.where(keep > 0, refined, given).astype(np.float32)
 
 
+def drop_thick_changes(given: np.ndarray, refined: np.ndarray, thickness: int) -> np.ndarray:
+    """`refined`, but `given` inside every patch where their 0.5 cuts differ that survives an opening with a disc of
+    2·`thickness` + 1 pixels: a close look may add or remove thin things, not whole parts."""
+    changed = ((given > 0.5) != (refined > 0.5)).astype(np.uint8)
+    if not changed.any():
+        return refined
+    t = 2 * int(thickness) + 1
+    thick = cv2.morphologyEx(changed, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t)))
+    if not thick.any():
+        return refined
+    thick = cv2.dilate(thick, np.ones((3, 3), np.uint8)) & changed  # the patches' rims too
+    return np.where(thick > 0, given, refined).astype(np.float32)
+
+
 def _to_rgb_array(image: object) -> np.ndarray:
     rgb = getattr(image, "rgb", image)
     arr = np.asarray(rgb)
@@ -538,7 +556,8 @@ class Cascade:
                     if isinstance(h_inference.get(key), bool):
                         setattr(config, key, h_inference[key])
                 # Counts and sizes, each within a sane range (a JSON true is no int here).
-                ranges = (("upscale_passes", 1, 4), ("upscale_size", 256, 4096), ("refine_min_change", 1, 16))
+                ranges = (("upscale_passes", 1, 4), ("upscale_size", 256, 4096), ("refine_min_change", 1, 16),
+                          ("local_thin", 1, 64))
                 for key, lo, hi in ranges:
                     value = h_inference.get(key)
                     if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
@@ -834,6 +853,8 @@ class Cascade:
             if _is_cancelled(cancel):
                 raise Cancelled("cancelled during H's local passes; nothing was changed")
             p, _ = self._forward(model, rgb[y0:y1, x0:x1], fine[y0:y1, x0:x1], stages=False)
+            if cfg.local_thin:
+                p = drop_thick_changes(fine[y0:y1, x0:x1], p, cfg.local_thin)
             wy = _ramp(y1 - y0, cfg.crop_overlap, y0 == 0, y1 == h)
             wx = _ramp(x1 - x0, cfg.crop_overlap, x0 == 0, x1 == w)
             wgt = wy[:, None] * wx[None, :]
