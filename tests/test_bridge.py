@@ -313,6 +313,19 @@ def test_file_request_with_unreadable_image_names_the_file(tmp_path, models):
     assert info.value.kind == "input" and str(bad) in info.value.message
 
 
+def _bridge_select(tmp_path: Path, rgb: np.ndarray, models: Path, **fields) -> np.ndarray:
+    """The bridge's select of an RGB array, as the plug-in sends it, with extra request fields; the mask as bool."""
+    h, w = rgb.shape[:2]
+    (tmp_path / "photo.rgb").write_bytes(np.ascontiguousarray(rgb).tobytes())
+    out = tmp_path / "out.y8"
+    mos_client.run_bridge(
+        {"mode": "select", "image": str(tmp_path / "photo.rgb"), "format": "rgb8", "width": w, "height": h,
+         "output": str(out), **fields},
+        _config(models), workdir=str(tmp_path),
+    )
+    return np.frombuffer(out.read_bytes(), np.uint8).reshape(h, w) > 0
+
+
 def test_select_colour_assist_is_the_cascade_with_the_colour_model(tmp_path):
     """The dialog's "Decide unsure edges by colour": on `make run`'s cup the bridge's cut is the shipped cascade's
     with l_colour_mix 0.5 (off in L's card), not the plain one; a plain refine refuses the field (it never runs L)."""
@@ -322,15 +335,7 @@ def test_select_colour_assist_is_the_cascade_with_the_colour_model(tmp_path):
 
     models = REPO / "models"
     rgb = np.ascontiguousarray(np.array(Image.open(REPO / "resources" / "samples" / "sample.jpg").convert("RGB")))
-    h, w = rgb.shape[:2]
-    (tmp_path / "cup.rgb").write_bytes(rgb.tobytes())
-    out = tmp_path / "out.y8"
-    mos_client.run_bridge(
-        {"mode": "select", "image": str(tmp_path / "cup.rgb"), "format": "rgb8", "width": w, "height": h,
-         "output": str(out), "colour": True},
-        _config(models), workdir=str(tmp_path),
-    )
-    got = np.frombuffer(out.read_bytes(), np.uint8).reshape(h, w) > 0
+    got = _bridge_select(tmp_path, rgb, models, colour=True)
     cascade = Cascade.from_pretrained(models, device="cpu")
     plain = cascade(rgb).mask > 0
     cascade.config.l_colour_mix = 0.5
@@ -354,15 +359,7 @@ def test_select_fine_detail_is_the_cascade_with_hs_crops(tmp_path):
     models = REPO / "models"
     rgb = np.ascontiguousarray(np.array(Image.open(REPO / "resources" / "samples" / "sample.jpg").convert("RGB")
                                         .resize((1200, 800), Image.LANCZOS)))
-    h, w = rgb.shape[:2]
-    (tmp_path / "cup.rgb").write_bytes(rgb.tobytes())
-    out = tmp_path / "out.y8"
-    mos_client.run_bridge(
-        {"mode": "select", "image": str(tmp_path / "cup.rgb"), "format": "rgb8", "width": w, "height": h,
-         "output": str(out), "fine": True},
-        _config(models), workdir=str(tmp_path),
-    )
-    got = np.frombuffer(out.read_bytes(), np.uint8).reshape(h, w) > 0
+    got = _bridge_select(tmp_path, rgb, models, fine=True)
     cascade = Cascade.from_pretrained(models, device="cpu")
     plain = cascade(rgb).mask > 0
     cascade.config.local_passes = True

@@ -58,6 +58,14 @@ class RequestError(MosError):
     """The request line is malformed; names the field and the problem."""
 
 
+def _flag(data: dict, key: str, default: bool) -> bool:
+    """A true/false field; anything else (1, "yes") is refused, so a typo never turns an option silently off."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise RequestError(f"field {key!r} must be true or false, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Request:
     mode: str
@@ -109,21 +117,11 @@ class Request:
             raise RequestError("mode 'refine' needs a 'mask' file (the current selection)")
         if mask is not None and not isinstance(mask, str):
             raise RequestError("field 'mask' must be a file path or null")
-        snap = data.get("snap", True)
-        if not isinstance(snap, bool):
-            raise RequestError(f"field 'snap' must be true or false, got {snap!r}")
-        rough = data.get("rough", False)
-        if not isinstance(rough, bool):
-            raise RequestError(f"field 'rough' must be true or false, got {rough!r}")
-        colour = data.get("colour", False)
-        if not isinstance(colour, bool):
-            raise RequestError(f"field 'colour' must be true or false, got {colour!r}")
+        snap, rough, colour, fine = (_flag(data, key, default) for key, default in
+                                     (("snap", True), ("rough", False), ("colour", False), ("fine", False)))
         if colour and mode == "refine" and not rough:
             raise RequestError("field 'colour' is for mode 'select' or a rough refine: a refine keeps the selection "
                                "and never runs L")
-        fine = data.get("fine", False)
-        if not isinstance(fine, bool):
-            raise RequestError(f"field 'fine' must be true or false, got {fine!r}")
         if fine and mode == "refine" and not rough:
             raise RequestError("field 'fine' is for mode 'select' or a rough refine: a refine keeps the selection's "
                                "edge unless H is sure, and its crops stay off")

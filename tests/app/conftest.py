@@ -31,6 +31,14 @@ def tiny_cascade(tiny_models_dir):
                                    config=CascadeConfig(l_size=128, global_size=320))
 
 
+@pytest.fixture(scope="module")
+def shipped_cascade():
+    """The shipped weights on the CPU, for the tests that need a real cut (each test restores what it changes)."""
+    from mos_studio.core.cascade import Cascade
+
+    return Cascade.from_pretrained(Path(__file__).resolve().parents[2] / "models", device="cpu")
+
+
 @pytest.fixture
 def tiny_loader(tiny_cascade):
     return lambda: tiny_cascade

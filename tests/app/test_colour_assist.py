@@ -5,17 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 TIMEOUT = 120_000
 CUP = Path(__file__).resolve().parents[2] / "resources" / "samples" / "sample.jpg"
-
-
-@pytest.fixture(scope="module")
-def shipped_cascade():
-    from mos_studio.core.cascade import Cascade
-
-    return Cascade.from_pretrained(Path(__file__).resolve().parents[2] / "models", device="cpu")
 
 
 def test_colour_assist_switch_runs_the_colour_model_and_is_remembered(make_window, shipped_cascade, qtbot,

@@ -12,13 +12,6 @@ TIMEOUT = 120_000
 CUP = Path(__file__).resolve().parents[2] / "resources" / "samples" / "sample.jpg"
 
 
-@pytest.fixture(scope="module")
-def shipped_cascade():
-    from mos_studio.core.cascade import Cascade
-
-    return Cascade.from_pretrained(Path(__file__).resolve().parents[2] / "models", device="cpu")
-
-
 @pytest.fixture
 def large_cup(tmp_path) -> Path:
     """`make run`'s cup enlarged to 1200 × 800: larger than H's 1024 px pass, so its crops have work to do."""
