@@ -366,40 +366,44 @@ def keep_unless_sure(
     return np.where(sure, refined, given).astype(np.float32)
 
 
-def keep_thin_changes(given: np.ndarray, refined: np.ndarray, thickness: int, scale: float) -> np.ndarray:
-    """`refined` only where its 0.5-cut differs from `given`'s in a patch that survives an opening with a disc of
-    2·`thickness` + 1 pixels at `scale` (H's global pass over the photo), `given` everywhere else."""
+def _thick_changes(given: np.ndarray, refined: np.ndarray, thickness: int, scale: float = 1.0) -> np.ndarray | None:
+    """Where the two 0.5 cuts differ in a patch that survives an opening with a disc of 2·`thickness` + 1 pixels at
+    `scale` (a view of the photo that size), with the patches' rims; uint8 at the photo's size, None where no such
+    patch exists."""
     h, w = given.shape
-    gw, gh = max(1, round(w * scale)), max(1, round(h * scale))
     changed = ((given > 0.5) != (refined > 0.5)).astype(np.uint8)
     if not changed.any():
-        return given.astype(np.float32, copy=True)
+        return None
     shrunk = scale < 1.0
-    small = cv2.resize(changed, (gw, gh), interpolation=cv2.INTER_AREA) if shrunk else changed
+    small = cv2.resize(changed, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if shrunk else changed
     t = 2 * int(thickness) + 1
     thick = cv2.morphologyEx(small, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t)))
     if not thick.any():
-        return given.astype(np.float32, copy=True)
-    # Grow the kept patches back a little so their rims are H's too, then take them at photo resolution.
+        return None
+    # Grow the patches back a little so their rims count too, then take them at photo resolution.
     grow = np.ones((3, 3), np.uint8)
     keep = cv2.dilate(thick, grow)
     if shrunk:
         keep = cv2.dilate(cv2.resize(keep, (w, h), interpolation=cv2.INTER_NEAREST), grow)
-    keep &= changed
-    return np.where(keep > 0, refined, given).astype(np.float32)
+    return keep & changed
+
+
+def keep_thin_changes(given: np.ndarray, refined: np.ndarray, thickness: int, scale: float) -> np.ndarray:
+    """`refined` only where its 0.5-cut differs from `given`'s in a patch that survives an opening with a disc of
+    2·`thickness` + 1 pixels at `scale` (H's global pass over the photo), `given` everywhere else."""
+    thick = _thick_changes(given, refined, thickness, scale)
+    if thick is None:
+        return given.astype(np.float32, copy=True)
+    return np.where(thick > 0, refined, given).astype(np.float32)
 
 
 def drop_thick_changes(given: np.ndarray, refined: np.ndarray, thickness: int) -> np.ndarray:
     """`refined`, but `given` inside every patch where their 0.5 cuts differ that survives an opening with a disc of
     2·`thickness` + 1 pixels: a close look may add or remove thin things, not whole parts."""
-    changed = ((given > 0.5) != (refined > 0.5)).astype(np.uint8)
-    if not changed.any():
+    thick = _thick_changes(given, refined, thickness)
+    if thick is None:
         return refined
-    t = 2 * int(thickness) + 1
-    thick = cv2.morphologyEx(changed, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t)))
-    if not thick.any():
-        return refined
-    thick = cv2.dilate(thick, np.ones((3, 3), np.uint8)) & changed  # the patches' rims too
     return np.where(thick > 0, given, refined).astype(np.float32)
 
 
