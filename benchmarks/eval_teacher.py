@@ -2,7 +2,7 @@
 
     python benchmarks/eval_teacher.py SPLIT_VAL_DIR [--models-dir A --models-dir B ...] [--max-images 60]
                                       [--min-side 0] [--seed 0] [--save DIR] [--global-only-too] [--error-split]
-                                      [--stage-split] [--teacher-as-l]
+                                      [--stage-split] [--teacher-as-l] [--box-margin 0.1]
 
 SPLIT_VAL_DIR holds `<source>/{images,masks}`: the held-out side of `training.pool split`, whose masks are the
 IS-Net teacher's (the truth here, binarised at 0.5). Photos are drawn at random with --seed, from those whose long
@@ -14,7 +14,10 @@ much in thick ones (a part taken or missed): `mos_studio.core.metrics.error_spli
 it is L's (both stages wrong) and how much H's (H overruling a right L), and what L+H would score with H's wrong
 overrulings undone: `mos_studio.core.metrics.stage_split`. `--teacher-as-l` runs every run once more with L's
 answer replaced by the teacher's own soft mask seen at L's resolution (`teacher_as_l`): what H and the edge snap make
-of a perfect L, so a lost point can be laid at L's door or at H's.
+of a perfect L, so a lost point can be laid at L's door or at H's. `--box-margin M` runs every run once more as a
+box prompt (the app's X, `mos cut --box`) around the teacher's object, its box grown by M of its long side on each
+side: what a user gets who drags a loose box around the subject, so a photo lost to L taking another subject can be
+told from one lost at the edge.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ def teacher_as_l(c: Cascade, soft: np.ndarray) -> np.ndarray:
     return prob
 
 
+def user_box(truth: np.ndarray, margin: float) -> tuple[int, int, int, int]:
+    """The box a user might drag around the teacher's object: its bounding box grown by `margin` of its long side
+    on each side, clipped to the photo (the whole photo when the teacher found nothing)."""
+    h, w = truth.shape
+    ys, xs = np.nonzero(truth)
+    if len(xs) == 0:
+        return 0, 0, w, h
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    grow = int(round(margin * max(x1 - x0, y1 - y0)))
+    return max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path)
@@ -88,6 +103,9 @@ def main() -> int:
                     help="also split L+H's lost IoU into L's errors that H kept and H's wrong overrulings of L")
     ap.add_argument("--teacher-as-l", action="store_true",
                     help="also run every run above with the teacher's mask at L's resolution as L's answer")
+    ap.add_argument("--box-margin", type=float, default=None, metavar="M",
+                    help="also run every run above (but --teacher-as-l's) as a box prompt around the teacher's object, "
+                         "its box grown by M of its long side")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -124,6 +142,18 @@ def main() -> int:
             oracles.add(len(cascades))
             cascades.append(twin)
             names.append(f"{name}, the teacher's mask at L's resolution as L's answer")
+    boxed: set[int] = set()
+    if args.box_margin is not None:
+        if not 0.0 <= args.box_margin <= 1.0:
+            ap.error(f"--box-margin {args.box_margin}: give a share of the box's long side, 0 to 1")
+        for k, (c, name, d) in enumerate(list(zip(cascades, names, origins, strict=True))):
+            if k in oracles:  # the teacher's answer is for the whole photo, not a box's crop
+                continue
+            twin = Cascade.from_pretrained(d)
+            twin.config = dataclasses.replace(c.config)
+            boxed.add(len(cascades))
+            cascades.append(twin)
+            names.append(f"{name}, a box prompt around the teacher's object (margin {args.box_margin:g})")
     for c in cascades:
         c.config.stage_maps = False
     print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")
@@ -142,8 +172,14 @@ def main() -> int:
                 given = teacher_as_l(c, soft)
                 c.run_low = lambda image, given=given: (given, [])  # type: ignore[method-assign]
             t0 = time.perf_counter()
-            low, _ = c.run_low(rgb)
-            full = c(rgb).probability
+            if k in boxed:  # L's answer inside the box, nothing outside it: what the box prompt hands H
+                x0, y0, x1, y1 = user_box(truth, args.box_margin)
+                low = np.zeros(truth.shape, np.float32)
+                low[y0:y1, x0:x1] = c.run_low(rgb[y0:y1, x0:x1])[0]
+                full = c(rgb, box=(x0, y0, x1, y1)).probability
+            else:
+                low, _ = c.run_low(rgb)
+                full = c(rgb).probability
             dt = time.perf_counter() - t0
             row[k] = (iou(low, truth), mba(low, truth), iou(full, truth), mba(full, truth), dt)
             if args.error_split:

@@ -126,6 +126,10 @@ def test_select_snap_off_equals_the_cascade_without_the_snap(tmp_path, layer):
     with pytest.raises(RequestError, match="'snap' must be true or false"):
         Request.from_json(json.dumps({"mode": "select", "image": "a", "output": "b", "width": 1, "height": 1,
                                       "snap": "no"}))
+    # "soft" too: a string such as "false" was once taken as true and solved a matte nobody asked for.
+    with pytest.raises(RequestError, match="'soft' must be true or false, got 'false'"):
+        Request.from_json(json.dumps({"mode": "select", "image": "a", "output": "b", "width": 1, "height": 1,
+                                      "soft": "false"}))
 
 
 def _refine_files(tmp_path: Path, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray, Path]:

@@ -233,3 +233,63 @@ def test_cut_colour_assist_switch_on_the_sample_cup(tmp_path):
     want = cascade(rgb).mask > 0
     assert np.array_equal(masks["--colour-assist"], want)
     assert (masks["--colour-assist"] != masks["default"]).sum() > 1000  # the saucer and the table wedge move
+
+
+@pytest.mark.parametrize("text, says", [
+    ("10,20,30", "expected four numbers"),
+    ("10,20,x,40", "expected four numbers"),
+    ("40,20,10,60", "X1 must be greater than X0"),
+    ("0.1,0.1,1.5,0.9", "between 0 and 1"),
+    ("5,0,40.5,40", "between 0 and 1"),
+    ("nan,0,40,40", "expected four numbers"),
+])
+def test_cut_box_refuses_a_bad_box_before_loading_anything(tmp_path, capsys, text, says):
+    img = _photo(tmp_path / "cat.jpg")
+    # No models folder: a bad box is reported before the weights are looked for.
+    assert main(["cut", str(img), "-o", str(tmp_path / "o"), "--models-dir", str(tmp_path / "none"),
+                 f"--box={text}"]) == 1
+    err = capsys.readouterr().err
+    assert says in err and f"--box {text!r}" in err
+    assert not (tmp_path / "o" / "cat_cutout.png").exists()
+
+
+def test_cut_box_is_the_cascades_box_prompt_in_pixels_and_shares(tmp_path, models, capsys):
+    """--box runs the app's box prompt: the same mask as the cascade given that box, nothing outside it; a box
+    written as shares lands on the same pixels of photos of any size, and a photo the box misses is one error line
+    while the others finish."""
+    from mos_studio.core.cascade import Cascade
+
+    src = tmp_path / "shoot"
+    src.mkdir()
+    a = _photo(src / "a.png", 96, 80)
+    _photo(src / "b.png", 192, 160)
+    rgb = np.array(Image.open(a).convert("RGB"))
+    want = Cascade.from_pretrained(models, device="cpu")(rgb, box=(24, 16, 72, 64)).mask
+    assert main(["cut", str(a), "-o", str(tmp_path / "px"), "--models-dir", str(models), "--export", "mask",
+                 "--box", "24,16,72,64"]) == 0
+    got = np.array(Image.open(tmp_path / "px" / "a_mask.png")) > 127
+    assert np.array_equal(got, want)
+    outside = np.ones_like(got)
+    outside[16:64, 24:72] = False
+    assert not got[outside].any()
+    assert "box 24,16,72,64" in capsys.readouterr().out
+    # Pixels reaching past the photo are clipped to it, on every side.
+    assert main(["cut", str(a), "-o", str(tmp_path / "clip"), "--models-dir", str(models), "--export", "mask",
+                 "--box=-30,-10,500,64"]) == 0
+    clipped = Cascade.from_pretrained(models, device="cpu")(rgb, box=(0, 0, 96, 64)).mask
+    assert np.array_equal(np.array(Image.open(tmp_path / "clip" / "a_mask.png")) > 127, clipped)
+    assert "box 0,0,96,64" in capsys.readouterr().out
+    # Shares: 0.25..0.75 of 96×80 is the box above; of 192×160 it is (48, 32, 144, 128).
+    assert main(["cut", str(src), "-o", str(tmp_path / "sh"), "--models-dir", str(models), "--export", "mask",
+                 "--box", "0.25,0.2,0.75,0.8"]) == 0
+    assert np.array_equal(np.array(Image.open(tmp_path / "sh" / "a_mask.png")) > 127, want)
+    big = np.array(Image.open(tmp_path / "sh" / "b_mask.png")) > 127
+    assert big.shape == (160, 192) and not big[:32].any() and not big[:, :48].any() and not big[128:].any()
+    # Pixels that lie outside the smaller photo: that photo fails with its name, the larger one is cut.
+    capsys.readouterr()
+    assert main(["cut", str(src), "-o", str(tmp_path / "off"), "--models-dir", str(models), "--export", "mask",
+                 "--box", "100,90,180,150"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src / 'a.png'}: --box 100,90,180,150 covers 0×0 pixels of this 96×80 photo" in err
+    assert "1 of 2 image(s) failed" in err
+    assert not (tmp_path / "off" / "a_mask.png").exists() and (tmp_path / "off" / "b_mask.png").is_file()

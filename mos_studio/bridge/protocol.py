@@ -117,8 +117,8 @@ class Request:
             raise RequestError("mode 'refine' needs a 'mask' file (the current selection)")
         if mask is not None and not isinstance(mask, str):
             raise RequestError("field 'mask' must be a file path or null")
-        snap, rough, colour, fine = (_flag(data, key, default) for key, default in
-                                     (("snap", True), ("rough", False), ("colour", False), ("fine", False)))
+        soft, snap, rough, colour, fine = (_flag(data, key, default) for key, default in (
+            ("soft", False), ("snap", True), ("rough", False), ("colour", False), ("fine", False)))
         if colour and mode == "refine" and not rough:
             raise RequestError("field 'colour' is for mode 'select' or a rough refine: a refine keeps the selection "
                                "and never runs L")
@@ -137,7 +137,7 @@ class Request:
             models_dir=data.get("models_dir") or None,
             encoder=str(data.get("encoder") or "default"),
             device=data.get("device") or None,
-            soft=bool(data.get("soft", False)),
+            soft=soft,
             snap=snap,
             rough=rough,
             colour=colour,

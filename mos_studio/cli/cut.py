@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "says; the shipped card turns it on, docs/MODELS.md)")
     p.add_argument("--colour-assist", "--color-assist", action=argparse.BooleanOptionalAction, default=None,
                    help=COLOUR_HELP)
+    p.add_argument("--box", default=None, metavar="X0,Y0,X1,Y1",
+                   help="cut out only the object inside this box (the app's box prompt): corners in pixels of the "
+                        "photo as shown (EXIF orientation applied), or as shares of its width and height when "
+                        "written with a decimal point (0.1,0.2,0.9,1.0, the same box on photos of any size); "
+                        "clipped to the photo, everything outside it is background. For a photo where the cut "
+                        "takes another subject than the one you want")
     p.set_defaults(func=run_cut)
 
     r = sub.add_parser("refine", help="refine an existing mask (H; with --rough, L and H cut it out again)")
@@ -110,6 +117,40 @@ def _parse_color(text: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
+Box = tuple[float, float, float, float]
+
+
+def parse_box(text: str) -> tuple[Box, bool]:
+    """--box X0,Y0,X1,Y1: the four numbers and whether they are shares of the photo (written with a decimal point)
+    rather than pixels, so one box can serve a folder of photos of different sizes."""
+    parts = [v.strip() for v in text.split(",")]
+    try:
+        values = tuple(float(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(map(math.isfinite, values)):
+        raise MosError(f"--box {text!r}: expected four numbers X0,Y0,X1,Y1, e.g. 120,80,900,700 (pixels) or "
+                       f"0.1,0.1,0.9,0.9 (shares of the width and height)")
+    shares = any("." in v or "e" in v.lower() for v in parts)
+    x0, y0, x1, y1 = values
+    if shares and not all(0.0 <= v <= 1.0 for v in values):
+        raise MosError(f"--box {text!r}: numbers with a decimal point are shares of the photo's width and height "
+                       f"and must lie between 0 and 1; write pixels without one")
+    if x1 <= x0 or y1 <= y0:
+        raise MosError(f"--box {text!r}: X1 must be greater than X0 and Y1 greater than Y0 (left, top, right, "
+                       f"bottom)")
+    return (x0, y0, x1, y1), shares
+
+
+def box_in_photo(box: Box, shares: bool, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box in this photo's pixels, clipped to it."""
+    x0, y0, x1, y1 = box
+    if shares:
+        x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
+    return (max(0, min(width, round(x0))), max(0, min(height, round(y0))),
+            max(0, min(width, round(x1))), max(0, min(height, round(y1))))
+
+
 def output_paths(image: Path, out_dir: Path, exports: list[str]) -> dict[str, Path]:
     names = {"cutout": f"{image.stem}_cutout.png", "mask": f"{image.stem}_mask.png",
              "composite": f"{image.stem}_composite.png", "alpha": f"{image.stem}_alpha.png"}
@@ -123,6 +164,7 @@ def run_cut(args: argparse.Namespace) -> int:
 
     exports = args.export or ["cutout"]
     color = _parse_color(args.color)
+    box = parse_box(args.box) if args.box is not None else None
     files = _collect(args.images)
     if not files:
         raise MosError(f"{', '.join(map(str, args.images))}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
@@ -144,15 +186,23 @@ def run_cut(args: argparse.Namespace) -> int:
                 if existing:
                     raise MosError(f"{existing[0]}: exists; pass --overwrite to replace it")
             soft = args.alpha == "soft" and any(k != "mask" for k in targets)
-            res = cascade(img, progress=lambda stage, f, i=i, n=path.name, s=soft: bar.update(
+            rect = None
+            if box is not None:
+                rect = box_in_photo(*box, img.width, img.height)
+                if rect[2] - rect[0] < 8 or rect[3] - rect[1] < 8:
+                    raise MosError(f"{path}: --box {args.box} covers {rect[2] - rect[0]}×{rect[3] - rect[1]} pixels "
+                                   f"of this {img.width}×{img.height} photo; it needs at least 8×8 inside it")
+            res = cascade(img, box=rect, progress=lambda stage, f, i=i, n=path.name, s=soft: bar.update(
                 i + f * (0.8 if s else 0.99), f"{n}: {stage}"))
             colours, alpha, note = img.rgb, res.mask, ""
+            if rect is not None:
+                note = f", box {','.join(map(str, rect))}"
             if soft:
                 matte = matte_result(img.rgb, res, progress=lambda stage, f, i=i, n=path.name: bar.update(
                     i + 0.8 + f * 0.19, f"{n}: {stage}"))
                 colours, alpha = matte.foreground, matte.alpha
-                note = (f", soft edges {matte.timings['total']:.1f} s" if matte.soft
-                        else ", soft edges: H was sure everywhere, hard mask kept")
+                note += (f", soft edges {matte.timings['total']:.1f} s" if matte.soft
+                         else ", soft edges: H was sure everywhere, hard mask kept")
             protect = (path,)
             for kind, target in targets.items():
                 if kind == "cutout":
