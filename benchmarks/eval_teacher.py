@@ -106,6 +106,8 @@ def main() -> int:
     ap.add_argument("--box-margin", type=float, default=None, metavar="M",
                     help="also run every run above (but --teacher-as-l's) as a box prompt around the teacher's object, "
                          "its box grown by M of its long side")
+    ap.add_argument("--box-only", action="store_true",
+                    help="with --box-margin: run only the box prompts, not the whole-photo cuts they repeat")
     args = ap.parse_args()
     todo = pick(args.root, args.max_images, args.min_side, args.seed)
     if not todo:
@@ -142,6 +144,7 @@ def main() -> int:
             oracles.add(len(cascades))
             cascades.append(twin)
             names.append(f"{name}, the teacher's mask at L's resolution as L's answer")
+            origins.append(d)
     boxed: set[int] = set()
     if args.box_margin is not None:
         if not 0.0 <= args.box_margin <= 1.0:
@@ -154,6 +157,14 @@ def main() -> int:
             boxed.add(len(cascades))
             cascades.append(twin)
             names.append(f"{name}, a box prompt around the teacher's object (margin {args.box_margin:g})")
+        if args.box_only:  # keep the box prompts alone, in their order
+            keep = sorted(boxed)
+            cascades, names = [cascades[k] for k in keep], [names[k] for k in keep]
+            boxed = set(range(len(keep)))
+    elif args.box_only:
+        ap.error("--box-only goes with --box-margin")
+    if args.box_only and args.teacher_as_l:
+        ap.error("--box-only leaves no run for --teacher-as-l's answers")
     for c in cascades:
         c.config.stage_maps = False
     print(f"{len(todo)} held-out photos ≥ {args.min_side} px (seed {args.seed}); device {cascades[0].device_name}")
@@ -176,6 +187,9 @@ def main() -> int:
                 x0, y0, x1, y1 = user_box(truth, args.box_margin)
                 low = np.zeros(truth.shape, np.float32)
                 low[y0:y1, x0:x1] = c.run_low(rgb[y0:y1, x0:x1])[0]
+                mix = min(1.0, c.config.box_whole_mix)
+                if mix > 0 and (x0, y0, x1, y1) != (0, 0, truth.shape[1], truth.shape[0]):
+                    low[y0:y1, x0:x1] = (1 - mix) * low[y0:y1, x0:x1] + mix * c.run_low(rgb)[0][y0:y1, x0:x1]
                 full = c(rgb, box=(x0, y0, x1, y1)).probability
             else:
                 low, _ = c.run_low(rgb)

@@ -106,6 +106,48 @@ def test_box_limits_object_to_box(cascade):
     assert not res.mask[outside].any()
 
 
+def test_box_prompt_looks_past_the_box_and_keeps_nothing_outside_it():
+    """box_whole_mix hands H L's look at the box mixed with its look at the whole photo; box_context runs H on the
+    box grown by that share (its maps and `Result.region` cover the grown box); nothing outside the box is object
+    either way, and a rough refine's box is left as it was."""
+    low, high = tiny_models(0)
+    img = _image(400, 600, 7)
+    box = (200, 100, 400, 300)
+    x0, y0, x1, y1 = box
+    cfg = CascadeConfig(global_size=512, crop_size=384, box_whole_mix=0.3, box_context=0.25)
+    c = Cascade(low, high, device="cpu", config=cfg)
+    seen: list[tuple[tuple[int, int], np.ndarray]] = []
+    real_refine = c._refine
+    c._refine = lambda rgb, coarse, *a, **k: (seen.append((rgb.shape[:2], coarse.copy())),
+                                              real_refine(rgb, coarse, *a, **k))[1]
+    res = c(img, box=box)
+    del c._refine
+    whole, crop = c.run_low(img)[0], c.run_low(img[y0:y1, x0:x1])[0]
+    grown = (150, 50, 450, 350)  # 0.25 of the box's 200 px long side on each side
+    assert res.region == grown
+    (shape, coarse), = seen
+    assert shape == (300, 300)
+    want = np.zeros((300, 300), np.float32)
+    want[50:250, 50:250] = np.float32(0.7) * crop + np.float32(0.3) * whole[y0:y1, x0:x1]
+    np.testing.assert_allclose(coarse, want, atol=1e-6)
+    outside = np.ones((400, 600), bool)
+    outside[y0:y1, x0:x1] = False
+    assert not res.probability[outside].any() and res.probability[~outside].any()
+    assert res.stages["H"][-1].prediction.shape == (300, 300)
+    # Grown past the photo's edge it is clipped; off (the default) H sees the box alone.
+    assert c(img, box=(0, 0, 200, 200)).region == (0, 0, 250, 250)
+    assert Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384))(
+        img, box=box).region == box
+    # A rough refine's box is the stop-46 path, untouched by both settings.
+    given = np.zeros((400, 600), np.float32)
+    given[120:280, 220:380] = 1.0
+    rough = dict(global_size=512, crop_size=384, refine_rough=True)
+    with_box = Cascade(low, high, device="cpu", config=CascadeConfig(**rough, box_whole_mix=0.3, box_context=0.25))
+    without = Cascade(low, high, device="cpu", config=CascadeConfig(**rough))
+    a, b = with_box(img, mask=given), without(img, mask=given)
+    assert a.region == b.region and np.array_equal(a.probability, b.probability)
+
+
 def test_cancel_between_crops(cascade):
     img = _image(1200, 1600, 3)
     stop = threading.Event()

@@ -22,7 +22,8 @@ def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> Non
     shutil.copy(REPO / "resources" / "samples" / "sample.jpg", root / "images" / "sample.jpg")
     shutil.copy(REPO / "tests" / "data" / "refine_good" / "sample_mask.png", root / "masks" / "sample.png")
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_teacher.py"), str(tmp_path / "val"),
-                          "--max-images", "0", "--stage-split", "--error-split", "--teacher-as-l"],
+                          "--max-images", "0", "--stage-split", "--error-split", "--teacher-as-l",
+                          "--box-margin", "0.1"],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MOS_THREADS": "2"})
     assert run.returncode == 0, run.stderr
     out = run.stdout
@@ -44,3 +45,10 @@ def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> Non
     o_iou, o_mba, oh_iou, oh_mba = map(float, oracle.groups())
     assert o_iou > 0.99 and o_iou > float(row.group(1))
     assert (oh_iou, oh_mba) != (o_iou, o_mba)
+    # A box prompt around the checked mask's object (grown by 10 %): the shipped run again as the app's X would cut
+    # it, listed after the teacher-as-L run, which gets no box twin.
+    assert "[2] models/ (shipped), a box prompt around the teacher's object (margin 0.1)" in out
+    assert "[3]" not in out
+    boxed = re.search(r"\[2\] L-up ([\d.]+)/([\d.]+) LH ([\d.]+)/([\d.]+)", out)
+    assert boxed is not None, out
+    assert 0.5 < float(boxed.group(3)) <= 1.0

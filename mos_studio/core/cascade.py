@@ -192,6 +192,13 @@ class CascadeConfig:
     # L said 1. None: no cap. Stop 51 asked whether H takes away what L had right (with the teacher's own mask as
     # L's answer, H turns IoU 0.994 into 0.933): see docs/MODELS.md for what it measured.
     keep_floor: float | None = None
+    # A box prompt (`box=` alone: the app's X, `mos cut --box`) says where the object is. L's look at the box alone
+    # is mixed with this share of its look at the whole photo, which sees what the box cuts off ...
+    box_whole_mix: float = 0.0
+    # ... and H refines the box grown by this share of its long side on each side (clipped to the photo), so it
+    # sees the object's surroundings as it does in a cut; everything outside the box stays background. A rough
+    # refine's box (`mos refine --rough`, measured at stop 46) keeps both off.
+    box_context: float = 0.0
     # A region re-refine (`roi=`, the app) keeps ONNX Runtime's buffers for the next pass instead of giving them back:
     # re-faulting ~0.5 GB of fresh pages cost 0.12 s of the 1000² re-refine's ~0.8 s. Whole-image passes still give
     # them back (kept after an 8K cut they raised its peak RSS from 1084 to 1423 MB).
@@ -899,7 +906,7 @@ class Cascade:
         the cut is sure of background; None when the cut kept too little of the selection to be trusted."""
         h, w = given.shape
         result = self._call(rgb, mask=None, roi=None, box=box, progress=report, cancel=cancel,
-                            selection=None if boxy else given)
+                            selection=None if boxy else given, rough=True)
         band = max(8.0, self.config.refine_rough_band * max(h, w))
         cut = result.probability
         prob = keep_near_edge(given, cut, band)
@@ -956,6 +963,7 @@ class Cascade:
         progress: ProgressFn | None,
         cancel: CancelLike,
         selection: np.ndarray | None = None,
+        rough: bool = False,
     ) -> Result:
         rgb = _to_rgb_array(image)
         h, w = rgb.shape[:2]
@@ -989,6 +997,11 @@ class Cascade:
             if selection is not None:  # a rough refine: L's answer averaged with the user's selection (_rough_cut)
                 mix = np.float32(self.config.refine_rough_mix)
                 sub = mix * sub + (np.float32(1.0) - mix) * selection[y0:y1, x0:x1]
+            elif not rough and self.config.box_whole_mix > 0 and region != (0, 0, w, h):
+                check()
+                mix = np.float32(min(1.0, self.config.box_whole_mix))
+                whole, _ = self.run_low(rgb)
+                sub = (np.float32(1.0) - mix) * sub + mix * whole[y0:y1, x0:x1]
             timings["L"] = time.perf_counter() - t0
             coarse = np.zeros((h, w), np.float32)
             coarse[y0:y1, x0:x1] = sub
@@ -1001,6 +1014,11 @@ class Cascade:
             report("L", 1.0)
         if roi is not None:
             region = _clip_rect(roi, w, h, "region")
+        box_region = None  # a box prompt whose H pass looks past the box: the box, cleared outside afterwards
+        if box is not None and not rough and mask is None and self.config.box_context > 0:
+            grow = round(self.config.box_context * max(region[2] - region[0], region[3] - region[1]))
+            box_region, region = region, (max(0, region[0] - grow), max(0, region[1] - grow),
+                                          min(w, region[2] + grow), min(h, region[3] + grow))
         check()
 
         prob = coarse
@@ -1057,6 +1075,13 @@ class Cascade:
             prob = coarse.copy() if (x0, y0, x1, y1) != (0, 0, w, h) else refined
             if prob is not refined:
                 prob[y0:y1, x0:x1] = refined
+            if box_region is not None:  # the user's box: nothing outside it is object
+                bx0, by0, bx1, by1 = box_region
+                prob = np.require(prob, np.float32, ("C", "W"))
+                prob[:by0] = 0.0
+                prob[by1:] = 0.0
+                prob[:, :bx0] = 0.0
+                prob[:, bx1:] = 0.0
         elif mask is not None:
             raise MosError("refining a mask needs the H model, which is not loaded")
         prob = np.ascontiguousarray(prob, dtype=np.float32)
