@@ -16,11 +16,12 @@ torch's FlopCounterMode for the exact shapes run), achieved GFLOP/s, peak RSS, t
 and the speed-up, the IoU, and the 1-minute load average around the run.
 
 Options: `--busy` adds the oversubscribed case (another 2-thread PyTorch job on the same cores: auto threads vs all
-cores); `--cli` times `mos cut` as a whole process on the 4K photo; `--refine` times the app's re-refine of a
+cores); `--cli` times `mos cut` as a whole process on the 4K photo; `--box` times a 1200 × 1200 box prompt on the
+object's edge (H's card settings and H on the box alone); `--refine` times the app's re-refine of a
 1000×1000 region. `--threads N` fixes the thread count instead of choosing it.
 
     python benchmarks/bench_cascade.py [--sizes 4K,24MP,8K] [--runs 3] [--ref-runs 1 | --no-ref] [--busy] [--cli]
-                                       [--refine] [--threads N] [--photo NAME_OR_PATH] [--weights models]
+                                       [--refine] [--box] [--threads N] [--photo NAME_OR_PATH] [--weights models]
                                        [--encoder default] [--crops | --no-crops] [--random-weights] [--device cpu]
 """
 
@@ -234,6 +235,25 @@ def run_child(spec: dict) -> dict:
         if spec.get("out"):
             x0, y0, x1, y1 = roi
             np.save(spec["out"].replace(".npy", "_refine.npy"), ref_res.mask[y0:y1, x0:x1])
+    if spec.get("box"):
+        # A box prompt of 1200 × 1200 px centred on the object's edge nearest the photo's centre (one subject among
+        # several, as a user would box it), timed with H's card settings (box_context: H also sees the box's
+        # surroundings, up to its 1024 px pass) and with H on the box alone.
+        box = refine_roi(res.probability, 1200)
+        card_context = cfg.box_context
+        for key, context in (("box", card_context), ("box_alone", 0.0)):
+            cfg.box_context = context
+            cascade(img, box=box)  # warm-up of the box's shapes
+            times, regions = [], set()
+            for _ in range(3):
+                t = time.perf_counter()
+                box_res = cascade(img, box=box)
+                times.append(time.perf_counter() - t)
+                regions.add(box_res.region)
+            row[f"{key}_s"] = round(statistics.median(times), 2)
+            row[f"{key}_h_region"] = sorted(regions)[0] if regions else None
+        cfg.box_context = card_context
+        row["box"] = box
     if cascade.device.type == "cuda":
         row["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     gf = cascade_gflops(cascade, h, w, res.crops, Flops())
@@ -297,6 +317,9 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="also run 4K beside another 2-thread PyTorch job")
     ap.add_argument("--cli", action="store_true", help="also time `mos cut` as a whole process on the 4K photo")
     ap.add_argument("--refine", action="store_true", help="also time a 1000×1000 region re-refine (4K photo)")
+    ap.add_argument("--box", action="store_true",
+                    help="also time a 1200x1200 box prompt on the object's edge, with H's card settings and H on "
+                         "the box alone (every size)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--competitor", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -314,7 +337,7 @@ def main() -> None:
     print(f"# {os.cpu_count()} CPUs, load average at start {os.getloadavg()}", flush=True)
     for size in args.sizes.split(","):
         photo = args.photo or PHOTOS.get(size, "astronaut")
-        spec = {**base, "size": size, "photo": photo, "refine": args.refine and size == "4K"}
+        spec = {**base, "size": size, "photo": photo, "refine": args.refine and size == "4K", "box": args.box}
         opt = spawn({**spec, "mode": "opt", "runs": args.runs, "threads": args.threads,
                      "out": f"{tmp}/{size}_opt.npy"})
         if opt is None:

@@ -96,7 +96,8 @@ class JobResult:
 def convert_result(job: Job, result: Any) -> JobResult:
     # A box prompt runs L on the box and H on the box or, with the card's box_context, a wider rectangle (the
     # result's region); a region re-refine runs H on the region: their maps cover only that rect.
-    h_extent = getattr(result, "region", None) or (job.rect if job.kind in ("box", "refine") else None)
+    h_extent = (getattr(result, "region", job.rect) if job.kind == "box"  # None: H saw the whole photo
+                else job.rect if job.kind == "refine" else None)
     extents = {"L": job.rect if job.kind == "box" else None, "H": h_extent}
     stages = {
         net: StageSet(net, [StageView(s.name, np.asarray(s.uncertainty, np.float32),
