@@ -16,7 +16,7 @@ torch's FlopCounterMode for the exact shapes run), achieved GFLOP/s, peak RSS, t
 and the speed-up, the IoU, and the 1-minute load average around the run.
 
 Options: `--busy` adds the oversubscribed case (another 2-thread PyTorch job on the same cores: auto threads vs all
-cores); `--cli` times `mos cut` as a whole process on the 4K photo; `--box` times a 1200 × 1200 box prompt on the
+cores); `--cli` times `mos cut` as a whole process on the 4K photo; `--box` times an 800 × 800 box prompt on the
 object's edge (H's card settings and H on the box alone); `--refine` times the app's re-refine of a
 1000×1000 region. `--threads N` fixes the thread count instead of choosing it.
 
@@ -236,10 +236,10 @@ def run_child(spec: dict) -> dict:
             x0, y0, x1, y1 = roi
             np.save(spec["out"].replace(".npy", "_refine.npy"), ref_res.mask[y0:y1, x0:x1])
     if spec.get("box"):
-        # A box prompt of 1200 × 1200 px centred on the object's edge nearest the photo's centre (one subject among
+        # A box prompt of 800 × 800 px centred on the object's edge nearest the photo's centre (one subject among
         # several, as a user would box it), timed with H's card settings (box_context: H also sees the box's
         # surroundings, up to its 1024 px pass) and with H on the box alone.
-        box = refine_roi(res.probability, 1200)
+        box = refine_roi(res.probability, 800)
         card_context = cfg.box_context
         for key, context in (("box", card_context), ("box_alone", 0.0)):
             cfg.box_context = context
@@ -318,7 +318,7 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="also time `mos cut` as a whole process on the 4K photo")
     ap.add_argument("--refine", action="store_true", help="also time a 1000×1000 region re-refine (4K photo)")
     ap.add_argument("--box", action="store_true",
-                    help="also time a 1200x1200 box prompt on the object's edge, with H's card settings and H on "
+                    help="also time an 800x800 box prompt on the object's edge, with H's card settings and H on "
                          "the box alone (every size)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--competitor", type=int, help=argparse.SUPPRESS)
