@@ -107,7 +107,8 @@ def test_box_limits_object_to_box(cascade):
 
 
 def test_box_prompt_looks_past_the_box_and_keeps_nothing_outside_it():
-    """box_whole_mix hands H L's look at the box mixed with its look at the whole photo; box_context runs H on the
+    """box_whole_mix hands H L's look at the box mixed with its look at the whole photo (weighted by the share of
+    that look's object inside the box); box_context runs H on the
     box grown by that share (its maps and `Result.region` cover the grown box); nothing outside the box is object
     either way, and a rough refine's box is left as it was."""
     low, high = tiny_models(0)
@@ -127,9 +128,13 @@ def test_box_prompt_looks_past_the_box_and_keeps_nothing_outside_it():
     assert res.region == grown
     (shape, coarse), = seen
     assert shape == (300, 300)
+    # The whole photo's look counts box_whole_mix times the share of its object inside the box.
+    share = float(whole[y0:y1, x0:x1].sum(dtype=np.float64) / whole.sum(dtype=np.float64))
+    assert 0.05 < share < 0.95
+    k = np.float32(0.3 * share)
     want = np.zeros((300, 300), np.float32)
-    want[50:250, 50:250] = np.float32(0.7) * crop + np.float32(0.3) * whole[y0:y1, x0:x1]
-    np.testing.assert_allclose(coarse, want, atol=1e-6)
+    want[50:250, 50:250] = (1 - k) * crop + k * whole[y0:y1, x0:x1]
+    np.testing.assert_allclose(coarse, want, atol=1e-5)
     outside = np.ones((400, 600), bool)
     outside[y0:y1, x0:x1] = False
     assert not res.probability[outside].any() and res.probability[~outside].any()
