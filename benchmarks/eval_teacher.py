@@ -187,9 +187,11 @@ def main() -> int:
                 x0, y0, x1, y1 = user_box(truth, args.box_margin)
                 low = np.zeros(truth.shape, np.float32)
                 low[y0:y1, x0:x1] = c.run_low(rgb[y0:y1, x0:x1])[0]
-                mix = min(1.0, c.config.box_whole_mix)
-                if mix > 0 and (x0, y0, x1, y1) != (0, 0, truth.shape[1], truth.shape[0]):
-                    low[y0:y1, x0:x1] = (1 - mix) * low[y0:y1, x0:x1] + mix * c.run_low(rgb)[0][y0:y1, x0:x1]
+                if c.config.box_whole_mix > 0 and (x0, y0, x1, y1) != (0, 0, truth.shape[1], truth.shape[0]):
+                    whole = c.run_low(rgb)[0]  # mixed in as the cascade does: as far as its object lies in the box
+                    share = float(whole[y0:y1, x0:x1].sum(dtype=np.float64) / max(float(whole.sum()), 1e-6))
+                    mix = min(1.0, c.config.box_whole_mix) * min(1.0, share)
+                    low[y0:y1, x0:x1] = (1 - mix) * low[y0:y1, x0:x1] + mix * whole[y0:y1, x0:x1]
                 full = c(rgb, box=(x0, y0, x1, y1)).probability
             else:
                 low, _ = c.run_low(rgb)
