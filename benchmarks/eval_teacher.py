@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_refine import pairs, set_config_field  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from mos_studio.core import Cascade  # noqa: E402
+from mos_studio.core.cascade import mix_whole_look  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
 from mos_studio.core.metrics import error_split, iou, mba, stage_split  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
@@ -188,10 +189,8 @@ def main() -> int:
                 low = np.zeros(truth.shape, np.float32)
                 low[y0:y1, x0:x1] = c.run_low(rgb[y0:y1, x0:x1])[0]
                 if c.config.box_whole_mix > 0 and (x0, y0, x1, y1) != (0, 0, truth.shape[1], truth.shape[0]):
-                    whole = c.run_low(rgb)[0]  # mixed in as the cascade does: as far as its object lies in the box
-                    share = float(whole[y0:y1, x0:x1].sum(dtype=np.float64) / max(float(whole.sum()), 1e-6))
-                    mix = min(1.0, c.config.box_whole_mix) * min(1.0, share)
-                    low[y0:y1, x0:x1] = (1 - mix) * low[y0:y1, x0:x1] + mix * whole[y0:y1, x0:x1]
+                    low[y0:y1, x0:x1] = mix_whole_look(low[y0:y1, x0:x1], c.run_low(rgb)[0], (x0, y0, x1, y1),
+                                                       c.config.box_whole_mix)
                 full = c(rgb, box=(x0, y0, x1, y1)).probability
             else:
                 low, _ = c.run_low(rgb)

@@ -422,6 +422,17 @@ def drop_thick_changes(given: np.ndarray, refined: np.ndarray, thickness: int) -
     return np.where(thick > 0, given, refined).astype(np.float32)
 
 
+def mix_whole_look(sub: np.ndarray, whole: np.ndarray, box: Rect, weight: float) -> np.ndarray:
+    """L's look at a box (`sub`) mixed with its look at the whole photo (`whole`, cut to the box) at `weight` times
+    the share of the whole look's object inside the box: where that look found the boxed subject it counts, where it
+    found something outside the box (the sofa beside a boxed television) it hardly does (CascadeConfig)."""
+    x0, y0, x1, y1 = box
+    inside = whole[y0:y1, x0:x1]
+    share = float(inside.sum(dtype=np.float64) / max(float(whole.sum(dtype=np.float64)), 1e-6))
+    mix = np.float32(min(1.0, weight) * min(1.0, share))
+    return (np.float32(1.0) - mix) * sub + mix * inside
+
+
 def _to_rgb_array(image: object) -> np.ndarray:
     rgb = getattr(image, "rgb", image)
     arr = np.asarray(rgb)
@@ -1012,11 +1023,7 @@ class Cascade:
                 sub = mix * sub + (np.float32(1.0) - mix) * selection[y0:y1, x0:x1]
             elif not rough and self.config.box_whole_mix > 0 and region != (0, 0, w, h):
                 check()
-                whole, _ = self.run_low(rgb)
-                inside = whole[y0:y1, x0:x1]
-                share = float(inside.sum(dtype=np.float64) / max(float(whole.sum(dtype=np.float64)), 1e-6))
-                mix = np.float32(min(1.0, self.config.box_whole_mix) * min(1.0, share))
-                sub = (np.float32(1.0) - mix) * sub + mix * inside
+                sub = mix_whole_look(sub, self.run_low(rgb)[0], region, self.config.box_whole_mix)
             timings["L"] = time.perf_counter() - t0
             coarse = np.zeros((h, w), np.float32)
             coarse[y0:y1, x0:x1] = sub
