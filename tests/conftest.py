@@ -16,3 +16,20 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def crops_seen(monkeypatch) -> list[bool]:
+    """Each Cascade call's `local_passes` setting, in call order: how a test sees which way a front end asked for
+    H's crops without timing or mocking the cut itself."""
+    from mos_studio.core.cascade import Cascade
+
+    seen: list[bool] = []
+    orig = Cascade.__call__
+
+    def spy(self, *a, **k):
+        seen.append(self.config.local_passes)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Cascade, "__call__", spy)
+    return seen

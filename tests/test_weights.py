@@ -142,7 +142,7 @@ def test_cascade_runs_l_at_the_size_its_card_names(tmp_path):
     assert np.allclose(probs[0], want, atol=1e-6) and not np.allclose(got[0].mean(), got[1].mean(), atol=1e-6)
 
 
-def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
+def test_h_card_decides_crops_and_cut_can_override(tmp_path, crops_seen):
     """`inference.local_passes` in H's card turns the full-resolution crops off; `mos cut --crops` (or its other
     name, `--fine-detail`, the app's switch) turns them on."""
     from PIL import Image
@@ -161,14 +161,7 @@ def test_h_card_decides_crops_and_cut_can_override(tmp_path, monkeypatch):
     cascade.config.local_passes = True
     assert cascade(img).crops  # the same photo is big enough for crops when they are on
     Image.fromarray(img).save(tmp_path / "p.png")
-    seen: list[bool] = []
-    orig = Cascade.__call__
-
-    def spy(self, *a, **k):
-        seen.append(self.config.local_passes)
-        return orig(self, *a, **k)
-
-    monkeypatch.setattr(Cascade, "__call__", spy)
+    seen = crops_seen
     for flag, expect in (([], False), (["--crops"], True), (["--no-crops"], False), (["--fine-detail"], True),
                          (["--no-fine-detail"], False)):
         seen.clear()

@@ -89,11 +89,9 @@ def test_gallery_of_big_photos_with_a_before_column(tmp_path):
     assert np.asarray(Image.open(out)).shape[1] == np.asarray(Image.open(plain)).shape[1] + 68 and len(info) == 2
 
 
-def test_gallery_with_fine_detail_sets_the_pair_without_crops_beside_it(tmp_path, monkeypatch):
+def test_gallery_with_fine_detail_sets_the_pair_without_crops_beside_it(tmp_path, crops_seen):
     """--fine-detail: the new column is the same pair with H's crops on, the extra column the pair as its cards run
     it, and the crop goes where the two cuts differ most."""
-    from mos_studio.core.cascade import Cascade
-
     rng = np.random.default_rng(2)
     _dataset(tmp_path / "a", 1, rng)
     models = write_tiny_models(tmp_path / "models")
@@ -101,14 +99,7 @@ def test_gallery_with_fine_detail_sets_the_pair_without_crops_beside_it(tmp_path
         data = json.loads(card.read_text())
         data["inference"] = {**data.get("inference", {}), "local_passes": False}
         card.write_text(json.dumps(data))
-    seen: list[bool] = []
-    orig = Cascade.__call__
-
-    def spy(self, *a, **k):
-        seen.append(self.config.local_passes)
-        return orig(self, *a, **k)
-
-    monkeypatch.setattr(Cascade, "__call__", spy)
+    seen = crops_seen
     plain, _ = make_gallery([tmp_path / "a"], tmp_path / "g1.png", models, n=1, crop=64)
     assert seen == [False]
     seen.clear()
