@@ -510,3 +510,43 @@ def test_fine_detail_crops_may_add_thin_things_but_not_whole_parts(monkeypatch):
     monkeypatch.setattr(cascade_mod, "drop_thick_changes", spy)
     res = Cascade(low, high, device="cpu", config=CascadeConfig(local_thin=4, min_uncertain_fraction=0.0))(img)
     assert res.crops and seen == [4] * len(res.crops)
+
+
+def test_with_crops_the_edge_snap_spares_thin_and_sure_object(monkeypatch):
+    """snap_spare_thin / snap_spare_sure: where H's crops ran, the snap may move an edge but not take away a part of
+    H's object thinner than its window (a whisker) or one H is sure of; a cut without crops is snapped as before."""
+    import mos_studio.core.cascade as cascade_mod
+    from mos_studio.core.cascade import restore_spared, thin_parts
+
+    mask = np.zeros((200, 300), bool)
+    mask[50:150, 50:150] = True  # a body
+    mask[99:102, 150:280] = True  # a 3 px whisker out of it
+    thin = thin_parts(mask, 4)
+    assert thin[99:102, 160:270].all() and not thin[70:130, 70:130].any()
+    prob = np.full((4, 4), 0.2, np.float32)
+    restore_spared(prob, np.array([0, 5, 6]), np.array([0.9, 0.8, 0.95], np.float32))
+    prob.ravel()[6] = 0.7
+    restore_spared(prob, np.array([6]), np.array([0.95], np.float32))  # above 0.5 now: left as it is
+    assert prob.ravel()[[0, 5, 6]].tolist() == pytest.approx([0.9, 0.8, 0.7])
+
+    # In the cascade: a snap that takes away all the object stands for the filter smearing thin or sure parts.
+    def wipe(rgb, prob, radius, eps, work_side, out=None, cut_only=False):
+        out[:] = np.minimum(out, 0.3)
+        return out
+
+    monkeypatch.setattr(cascade_mod, "snap_to_edges", wipe)
+    low, high = tiny_models(0)
+    img = _image(700, 900, 5)
+    base = dict(edge_radius=8, min_uncertain_fraction=0.0, global_size=512, crop_size=384)
+    with_crops = Cascade(low, high, device="cpu", config=CascadeConfig(**base))(img)
+    assert with_crops.crops and not with_crops.mask.any()  # the wipe took everything: nothing spared by default
+    spared = Cascade(low, high, device="cpu",
+                     config=CascadeConfig(**base, snap_spare_thin=2, snap_spare_sure=0.6))(img)
+    unsnapped = Cascade(low, high, device="cpu", config=CascadeConfig(**{**base, "edge_radius": None}))(img)
+    assert spared.crops and spared.mask.any()
+    sure = unsnapped.probability >= 0.6
+    assert np.array_equal(spared.probability[sure], unsnapped.probability[sure])
+    assert not (spared.mask & ~unsnapped.mask).any()  # it only gives back, never adds
+    no_crops = Cascade(low, high, device="cpu", config=CascadeConfig(
+        **base, local_passes=False, snap_spare_thin=2, snap_spare_sure=0.6))(img)
+    assert not no_crops.crops and not no_crops.mask.any()
