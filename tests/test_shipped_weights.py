@@ -146,13 +146,16 @@ def test_h_card_holds_the_whole_lineage():
     # the residual skip from the given mask, which lets the refine guard be 0.8 instead of 0.97 and still keep a
     # right mask right (a feathered one's soft pixels still need 0.97); since stop 55 the full-resolution crops, when
     # a user turns them on (fine detail), may move the cut only in patches thinner than 9 px (local_thin 4); since
-    # stop 56 a box prompt's H pass sees the box grown by its long side on each side (box_context 1.0);
+    # stop 56 a box prompt's H pass sees the box grown by its long side on each side (box_context 1.0); since stop
+    # 57, where those crops ran, the edge snap may not take away H's object that is thinner than 5 of its pixels or
+    # that H is sure of, where it hangs on to a thicker part (snap_spare_thin 2, snap_spare_sure 0.95);
     # docs/MODELS.md says why. The cascade takes all of them from the card.
     assert card["inference"] == {"local_passes": False, "refine_confidence": 0.8, "add_floor": 0.05,
                                  "h_flip": True, "refine_min_change": 8, "h_upscale": True, "upscale_size": 768,
                                  "upscale_passes": 2, "upscale_flip": True, "upscale_gain": 2.0,
                                  "refine_flip": True, "edge_radius": 8, "edge_eps": 0.001, "refine_skip": 1.0,
-                                 "refine_soft_confidence": 0.97, "local_thin": 4, "box_context": 1.0}
+                                 "refine_soft_confidence": 0.97, "local_thin": 4, "box_context": 1.0,
+                                 "snap_spare_thin": 2, "snap_spare_sure": 0.95}
     cascade = Cascade.from_pretrained(device="cpu", stages="H")
     assert not cascade.config.local_passes and cascade.config.refine_confidence == 0.8
     assert cascade.config.refine_skip == 1.0 and cascade.h_model.mask_skip == 0.0  # the skip: refines only
@@ -162,6 +165,7 @@ def test_h_card_holds_the_whole_lineage():
     assert cascade.config.upscale_flip and cascade.config.upscale_gain == 2.0 and cascade.config.refine_flip
     assert cascade.config.edge_radius == 8 and cascade.config.edge_eps == 0.001
     assert cascade.config.box_context == 1.0 and cascade.config.box_whole_mix == 0.0  # the latter is L's card's
+    assert cascade.config.snap_spare_thin == 2 and cascade.config.snap_spare_sure == 0.95
     # (stages="H" reads no L card)
     _check_lineage(card)
 
