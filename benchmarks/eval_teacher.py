@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_refine import pairs, set_config_field  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from mos_studio.core import Cascade  # noqa: E402
-from mos_studio.core.cascade import mix_whole_look  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
 from mos_studio.core.metrics import error_split, iou, mba, stage_split  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
@@ -187,10 +186,7 @@ def main() -> int:
             if k in boxed:  # L's answer inside the box, nothing outside it: what the box prompt hands H
                 x0, y0, x1, y1 = user_box(truth, args.box_margin)
                 low = np.zeros(truth.shape, np.float32)
-                low[y0:y1, x0:x1] = c.run_low(rgb[y0:y1, x0:x1])[0]
-                if c.config.box_whole_mix > 0 and (x0, y0, x1, y1) != (0, 0, truth.shape[1], truth.shape[0]):
-                    low[y0:y1, x0:x1] = mix_whole_look(low[y0:y1, x0:x1], c.run_low(rgb)[0], (x0, y0, x1, y1),
-                                                       c.config.box_whole_mix)
+                low[y0:y1, x0:x1] = c.look_at_box(rgb, (x0, y0, x1, y1))[0]
                 full = c(rgb, box=(x0, y0, x1, y1)).probability
             else:
                 low, _ = c.run_low(rgb)

@@ -153,6 +153,28 @@ def test_box_prompt_looks_past_the_box_and_keeps_nothing_outside_it():
     assert a.region == b.region and np.array_equal(a.probability, b.probability)
 
 
+def test_box_l_context_lets_l_see_past_a_tight_box():
+    """box_l_context: L looks at the box grown by that share of its long side (clipped to the photo) and its answer
+    inside the box is what H is handed; 0 (the default) is L's look at the box alone."""
+    low, high = tiny_models(0)
+    img = _image(400, 600, 7)
+    box = (200, 100, 400, 300)
+    c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384, box_l_context=0.1))
+    sub, _ = c.look_at_box(img, box)
+    assert sub.shape == (200, 200)
+    np.testing.assert_allclose(sub, c.run_low(img[80:320, 180:420])[0][20:220, 20:220], atol=1e-6)
+    corner, _ = c.look_at_box(img, (0, 0, 100, 100))  # clipped at the photo's corner
+    np.testing.assert_allclose(corner, c.run_low(img[0:110, 0:110])[0][:100, :100], atol=1e-6)
+    c.config.box_l_context = 0.0
+    np.testing.assert_allclose(c.look_at_box(img, box)[0], c.run_low(img[100:300, 200:400])[0], atol=1e-6)
+    seen: list[np.ndarray] = []
+    real_refine = c._refine
+    c.config.box_l_context = 0.1
+    c._refine = lambda rgb, coarse, *a, **k: (seen.append(coarse.copy()), real_refine(rgb, coarse, *a, **k))[1]
+    c(img, box=box)
+    np.testing.assert_allclose(seen[0], sub, atol=1e-6)  # without box_context H is handed the box alone
+
+
 def test_cancel_between_crops(cascade):
     img = _image(1200, 1600, 3)
     stop = threading.Event()

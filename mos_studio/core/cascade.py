@@ -201,6 +201,10 @@ class CascadeConfig:
     # 0.8521 / 0.7198; photos worse than the plain cut by more than 0.02 IoU 24 -> 5 (docs/MODELS.md). A plain
     # mix (0.3, not scaled by the share) lost the television (IoU 0.69 -> 0.59). 0: L's look at the box alone.
     box_whole_mix: float = 0.0
+    # ... and L looks at the box grown by this share of its long side on each side (clipped to the photo), keeping
+    # its answer inside the box: a box drawn tight round the object otherwise has L see the object cut by the edge
+    # of its view. 0: L sees the box alone.
+    box_l_context: float = 0.0
     # ... and H refines the box grown by this share of its long side on each side (clipped to the photo, and to
     # H's global pass size, so H never sees the box itself smaller: a box larger than that pass gets no context),
     # as in a cut it sees the object's surroundings; everything outside the box stays background. H's card sets
@@ -604,7 +608,7 @@ class Cascade:
                     if isinstance(inference.get(key), bool):
                         setattr(config, key, inference[key])
                 for key in ("l_zoom_margin", "l_zoom_max", "l_zoom_mix", "l_colour_mix",
-                            "box_whole_mix"):  # shares, each in [0, 1]
+                            "box_whole_mix", "box_l_context"):  # shares, each in [0, 1]
                     value = inference.get(key)
                     if isinstance(value, float) and 0.0 <= value <= 1.0:
                         setattr(config, key, value)
@@ -665,6 +669,24 @@ class Cascade:
         cascade = cls(models.get("L"), models.get("H"), device=device, config=config, h_small_model=models.get("Hs"))
         cascade.model_paths = paths
         return cascade
+
+    def look_at_box(self, rgb: np.ndarray, box: Rect,
+                    check: Callable[[], None] | None = None) -> tuple[np.ndarray, list[StageMap]]:
+        """L's answer for a box prompt, the box's size: L looks at the box grown by box_l_context of its long side
+        (so an object the user boxed tightly does not touch the edge of what L sees), and with box_whole_mix its
+        look is mixed with its look at the whole photo."""
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = box
+        pad = round(self.config.box_l_context * max(x1 - x0, y1 - y0))
+        X0, Y0, X1, Y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+        sub, stages = self.run_low(rgb[Y0:Y1, X0:X1])
+        if (X0, Y0, X1, Y1) != box:
+            sub = np.ascontiguousarray(sub[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0])
+        if self.config.box_whole_mix > 0 and box != (0, 0, w, h):
+            if check is not None:
+                check()
+            sub = mix_whole_look(sub, self.run_low(rgb)[0], box, self.config.box_whole_mix)
+        return sub, stages
 
     def _snap_spared(self, refined: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The flat indices and values of H's object pixels the edge snap may not take away (snap_spare_thin,
@@ -1068,13 +1090,13 @@ class Cascade:
             x0, y0, x1, y1 = region
             report("L", 0.0)
             t0 = time.perf_counter()
-            sub, stages["L"] = self.run_low(rgb[y0:y1, x0:x1])
+            if rough:
+                sub, stages["L"] = self.run_low(rgb[y0:y1, x0:x1])
+            else:
+                sub, stages["L"] = self.look_at_box(rgb, region, check)
             if selection is not None:  # a rough refine: L's answer averaged with the user's selection (_rough_cut)
                 mix = np.float32(self.config.refine_rough_mix)
                 sub = mix * sub + (np.float32(1.0) - mix) * selection[y0:y1, x0:x1]
-            elif not rough and self.config.box_whole_mix > 0 and region != (0, 0, w, h):
-                check()
-                sub = mix_whole_look(sub, self.run_low(rgb)[0], region, self.config.box_whole_mix)
             timings["L"] = time.perf_counter() - t0
             coarse = np.zeros((h, w), np.float32)
             coarse[y0:y1, x0:x1] = sub
