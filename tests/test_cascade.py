@@ -160,8 +160,11 @@ def test_box_l_context_lets_l_see_past_a_tight_box():
     img = _image(400, 600, 7)
     box = (200, 100, 400, 300)
     c = Cascade(low, high, device="cpu", config=CascadeConfig(global_size=512, crop_size=384, box_l_context=0.1))
-    sub, _ = c.look_at_box(img, box)
+    sub, maps = c.look_at_box(img, box)
     assert sub.shape == (200, 200)
+    _, whole_maps = c.run_low(img[80:320, 180:420])  # L's maps cut to the box (240 px seen, 200 kept)
+    assert maps and all(m.prediction.shape == (round(w.prediction.shape[0] * 200 / 240),) * 2
+                        for m, w in zip(maps, whole_maps, strict=True))
     np.testing.assert_allclose(sub, c.run_low(img[80:320, 180:420])[0][20:220, 20:220], atol=1e-6)
     corner, _ = c.look_at_box(img, (0, 0, 100, 100))  # clipped at the photo's corner
     np.testing.assert_allclose(corner, c.run_low(img[0:110, 0:110])[0][:100, :100], atol=1e-6)

@@ -682,6 +682,14 @@ class Cascade:
         sub, stages = self.run_low(rgb[Y0:Y1, X0:X1])
         if (X0, Y0, X1, Y1) != box:
             sub = np.ascontiguousarray(sub[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0])
+            # L's stage maps (at its own resolution) cut to the box too: the app lays them over the box.
+            def cut(a: np.ndarray) -> np.ndarray:
+                mh, mw = a.shape
+                fy, fx = mh / (Y1 - Y0), mw / (X1 - X0)
+                r0, c0 = int(round((y0 - Y0) * fy)), int(round((x0 - X0) * fx))
+                r1, c1 = max(r0 + 1, int(round((y1 - Y0) * fy))), max(c0 + 1, int(round((x1 - X0) * fx)))
+                return np.ascontiguousarray(a[r0:r1, c0:c1])
+            stages = [StageMap(m.name, cut(m.uncertainty), cut(m.prediction)) for m in stages]
         if self.config.box_whole_mix > 0 and box != (0, 0, w, h):
             if check is not None:
                 check()
