@@ -87,9 +87,11 @@ def test_l_card_holds_the_whole_lineage():
     assert card["sha256"] == sha256_file(path) and card["stage"] == "L" and card["dtype"] == "float16"
     assert card["encoder"] == "efficientnet_lite0" and 3_200_000 < card["parameters"] < 3_300_000
     # Mirror averaging (stop 25), a second, closer look at the box around L's answer (stop 32), and a box prompt's
-    # look at the box mixed with the whole photo's as far as that look's object lies inside the box (stop 56).
+    # look at the box mixed with the whole photo's as far as that look's object lies inside the box (stop 56), and
+    # L seeing the box grown by 0.1 of its long side, so a tight box does not cut the object off (stop 57).
     assert card["inference"] == {"l_size": 336, "l_flip": True, "l_zoom": True, "l_zoom_margin": 0.15,
-                                 "l_zoom_max": 0.8, "l_zoom_mix": 0.5, "box_whole_mix": 0.5}
+                                 "l_zoom_max": 0.8, "l_zoom_mix": 0.5, "box_whole_mix": 0.5,
+                                 "box_l_context": 0.1}
     assert "l_zoom (stop 32)" in card["inference_notes"]
     # Stop 48's run: the decoder and blocks 14-15 from stop 38's L.
     assert card["command"].startswith("python -m training.dectrain train ") and "--tune 14" in card["command"]
@@ -214,6 +216,7 @@ def test_default_cascade_cuts_the_cup_out_of_the_sample_photo():
     cascade = Cascade.from_pretrained(device="cpu")
     assert cascade.config.l_size == 336 and cascade.config.l_flip and not cascade.config.local_passes
     assert cascade.config.l_zoom and cascade.config.l_zoom_mix == 0.5 and cascade.config.box_whole_mix == 0.5
+    assert cascade.config.box_l_context == 0.1
     img = load_image(SAMPLE)
     result = cascade(img)
     mask = result.mask

@@ -203,7 +203,9 @@ class CascadeConfig:
     box_whole_mix: float = 0.0
     # ... and L looks at the box grown by this share of its long side on each side (clipped to the photo), keeping
     # its answer inside the box: a box drawn tight round the object otherwise has L see the object cut by the edge
-    # of its view. 0: L sees the box alone.
+    # of its view. Stop 57, L's card 0.1, the 162 held-out photos, IoU / mBA against the teacher: a box exactly
+    # round the teacher's object 0.8363 / 0.7179 -> 0.8560 / 0.7229 (photos worse than the plain cut by more than
+    # 0.02 IoU: 33 -> 9); a box 10 % larger 0.8521 / 0.7198 -> 0.8516 / 0.7189. 0: L sees the box alone.
     box_l_context: float = 0.0
     # ... and H refines the box grown by this share of its long side on each side (clipped to the photo, and to
     # H's global pass size, so H never sees the box itself smaller: a box larger than that pass gets no context),
