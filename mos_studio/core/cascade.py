@@ -240,9 +240,10 @@ class CascadeConfig:
     # thinner than 2·snap_spare_thin + 1 of the snap's own pixels (a whisker or a cigarette is a pixel or two wide
     # in the 1024 px view the snap is fitted on, and its filter smears it into the wall behind), nor where H's
     # answer is at least snap_spare_sure, as long as that object hangs on to a thicker part (loose specks are still
-    # cleared). It may still move every other edge. Stop 57, the 5 held-out photos of
-    # 2K px and more against their sharpened labels, fine detail on: IoU / mBA 0.7275 / 0.6535 -> 0.7285 / 0.6544
-    # with H's card's 2 and 0.95, and the Canon walker's cigarette and the Pentax cat's whiskers kept whole.
+    # cleared). It may still move every other edge. Stop 57, the 5 held-out photos of 2K px and more against their
+    # sharpened labels, fine detail on: IoU / mBA 0.7276 / 0.6534 -> 0.7286 / 0.6534 with H's card's 2 and 0.95
+    # (level on the 13 photos of 769 px and more and on DAVIS), and the Canon walker's cigarette and the Pentax
+    # cat's whiskers kept whole at 1:1 (docs/gallery_stop57.jpg).
     # 0 / None: off. A cut without crops is unchanged.
     snap_spare_thin: int = 0
     snap_spare_sure: float | None = None
