@@ -65,11 +65,13 @@ class BrushStroke:
         self.bounds: Rect | None = None
         self._before = mask.copy()
         self._last: tuple[float, float] | None = None
+        self.points: list[tuple[float, float]] = []
 
     def add(self, point: tuple[float, float]) -> Rect | None:
         """Extend the stroke to `point` (image pixel coordinates); returns the sub-rectangle that may have changed."""
         start = self._last if self._last is not None else point
         self._last = point
+        self.points.append(point)
         h, w = self.mask.shape
         rect = segment_rect(start, point, self.radius, w, h)
         if rect is None:
@@ -89,6 +91,21 @@ class BrushStroke:
         after = self.mask[y0:y1, x0:x1].copy()
         self._before = None  # free the snapshot
         return self.bounds, before, after
+
+    def footprint(self) -> np.ndarray | None:
+        """Boolean map, the mask's size, of the pixels the stroke painted (whatever they held before); None when it
+        never touched the image. A colour stroke hands this to the core as what the user marked."""
+        if self.bounds is None:
+            return None
+        h, w = self.mask.shape
+        out = np.zeros((h, w), bool)
+        pts = [self.points[0], *self.points]
+        for a, b in zip(pts, pts[1:], strict=False):
+            rect = segment_rect(a, b, self.radius, w, h)
+            if rect is not None:
+                x0, y0, x1, y1 = rect
+                out[y0:y1, x0:x1] |= capsule(rect, a, b, self.radius)
+        return out
 
     def abort(self) -> None:
         """Put the mask back as it was (e.g. the image changed under the stroke)."""

@@ -8,6 +8,8 @@ few thousand screen pixels.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -23,13 +25,16 @@ from PySide6.QtGui import (
     QResizeEvent,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
 from .brush import BrushStroke
 from .document import Document, clip_rect
 from .imaging import DisplayPyramid, SharedImage, band_table, checker_brush, map_image, tint_table
 
-TOOLS = ("pan", "brush", "erase", "box", "refine_rect", "refine_lasso")
+TOOLS = ("pan", "brush", "erase", "colour_brush", "colour_erase", "box", "refine_rect", "refine_lasso")
+PAINTING = ("brush", "erase", "colour_brush", "colour_erase")  # tools drawn as a round brush under the mouse
+COLOUR_REACH = 4.0  # a colour stroke may grow this many brush radii from its own pixels
+MIN_COLOUR_REACH = 16
 OVERLAYS = ("tint", "composite", "checker", "off")
 MIN_ZOOM, MAX_ZOOM = 0.01, 32.0
 MIN_PROMPT = 8  # the cascade needs a box or region of at least 8×8 pixels
@@ -44,6 +49,7 @@ class Canvas(QWidget):
     box_drawn = Signal(tuple)  # (x0, y0, x1, y1) image pixels
     region_drawn = Signal(tuple, object)  # bounding rect, polygon (N x 2 float array) or None for a rectangle
     cursor_moved = Signal(int, int)
+    edit_message = Signal(str)  # a line for the status bar about an edit just made (a colour stroke's outcome)
 
     def __init__(self, doc: Document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +73,7 @@ class Canvas(QWidget):
         self.stage_label = ""
         self._checker = checker_brush()
         self._stroke: BrushStroke | None = None
+        self._stroke_colour = False  # the running stroke is a colour stroke (grown by colour when it ends)
         self._pan_from: QPointF | None = None
         self._space = False
         self._drag_from: QPointF | None = None  # image coords
@@ -165,7 +172,7 @@ class Canvas(QWidget):
         self._drag_from = self._drag_to = None
         self._lasso = []
         self.setCursor(Qt.CursorShape.OpenHandCursor if tool == "pan" else
-                       Qt.CursorShape.BlankCursor if tool in ("brush", "erase") else Qt.CursorShape.CrossCursor)
+                       Qt.CursorShape.BlankCursor if tool in PAINTING else Qt.CursorShape.CrossCursor)
         self.tool_changed.emit(tool)
         self.update()
 
@@ -310,7 +317,7 @@ class Canvas(QWidget):
             p.drawPolygon(poly)
             p.setPen(QPen(QColor(0, 200, 255), 1.5, Qt.PenStyle.DashLine))
             p.drawPolygon(poly)
-        if self.tool in ("brush", "erase") and self._mouse is not None:
+        if self.tool in PAINTING and self._mouse is not None:
             r = self.brush_radius * self.scale
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(QColor(0, 0, 0), 3))
@@ -345,8 +352,9 @@ class Canvas(QWidget):
         if event.button() != Qt.MouseButton.LeftButton:
             return
         img = self.to_image(pos)
-        if self.tool in ("brush", "erase"):
-            self._stroke = BrushStroke(self.doc.mask, self.brush_radius, 255 if self.tool == "brush" else 0)
+        if self.tool in PAINTING:
+            self._stroke = BrushStroke(self.doc.mask, self.brush_radius, 0 if self.tool.endswith("erase") else 255)
+            self._stroke_colour = self.tool.startswith("colour")
             self._extend_stroke(img)
         elif self.tool in ("box", "refine_rect"):
             self._drag_from = self._drag_to = img
@@ -372,7 +380,7 @@ class Canvas(QWidget):
         elif self._lasso:
             self._lasso.append(img)
             self.update()
-        if self.tool in ("brush", "erase"):
+        if self.tool in PAINTING:
             self.update(old_cursor | self._brush_cursor_rect(pos))
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
@@ -422,16 +430,55 @@ class Canvas(QWidget):
         stroke, self._stroke = self._stroke, None
         if stroke is None:
             return
+        footprint = stroke.footprint() if self._stroke_colour else None
         done = stroke.finish()
-        if done is not None:
-            rect, before, after = done
+        if done is None:
+            return
+        rect, before, after = done
+        if footprint is None:
             self.doc.push_patch(rect, before, after, "Brush" if stroke.value else "Erase")
+            return
+        self._grow_by_colour(rect, before, footprint, add=bool(stroke.value), radius=stroke.radius)
 
-    def paint_stroke(self, points: list[tuple[float, float]], erase: bool = False, radius: int | None = None) -> None:
-        """Paint a stroke through image-space points, exactly as a mouse drag would (used by tests and scripts)."""
+    def _grow_by_colour(self, rect: tuple[int, int, int, int], before: np.ndarray, footprint: np.ndarray, add: bool,
+                        radius: float) -> None:
+        """Replace a finished colour stroke's paint with what its colours reach (one undo step), or put the mask
+        back as it was when that fails: a colour stroke never leaves a half-made edit."""
+        from mos_studio.core.strokes import colour_stroke
+
+        x0, y0, x1, y1 = rect
+        self.doc.mask[y0:y1, x0:x1] = before  # the paint was only to show the stroke while it was drawn
+        name = "Colour brush" if add else "Colour eraser"
+        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        t0 = time.perf_counter()
+        try:
+            grown = colour_stroke(self.doc.rgb, self.doc.mask, footprint, add, reach)
+        except ValueError as err:
+            grown = None
+            self.edit_message.emit(f"{name}: nothing changed ({err})")
+        finally:
+            QApplication.restoreOverrideCursor()
+        changed = False
+        if grown is not None:
+            (gx0, gy0, gx1, gy1), values = grown
+            changed = self.doc.replace_region((gx0, gy0, gx1, gy1), values.astype(np.uint8) * 255, name)
+            self.edit_message.emit(
+                f"{name}: {'changed the mask' if changed else 'nothing to change'} within {reach:.0f} px of the "
+                f"stroke ({time.perf_counter() - t0:.1f} s)")
+        if not changed:  # show the mask without the stroke's paint again
+            if self._pyramid is not None:
+                self._pyramid.update_mask(x0, y0, x1, y1)
+            self.update(self.image_rect_to_widget(QRect(x0, y0, x1 - x0, y1 - y0)))
+
+    def paint_stroke(self, points: list[tuple[float, float]], erase: bool = False, radius: int | None = None,
+                     colour: bool = False) -> None:
+        """Paint a stroke through image-space points, exactly as a mouse drag would (used by tests and scripts);
+        `colour`: as the colour brush or eraser, grown by colour when it ends."""
         if self.doc.mask is None or not points:
             return
         self._stroke = BrushStroke(self.doc.mask, radius or self.brush_radius, 0 if erase else 255)
+        self._stroke_colour = colour
         for x, y in points:
             self._extend_stroke(QPointF(x, y))
         self.end_stroke()

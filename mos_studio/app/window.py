@@ -188,6 +188,9 @@ class MainWindow(QMainWindow):
         for tool, text, key, ic in (
             ("brush", "&Brush (add)", "B", "mdi6.brush"),
             ("erase", "&Eraser", "E", "mdi6.eraser"),
+            ("colour_brush", "Colour br&ush (add; grows by colour to the photo's edges)", "W", "mdi6.auto-fix"),
+            ("colour_erase", "C&olour eraser (remove; grows by colour to the photo's edges)", "Shift+W",
+             "mdi6.magic-staff"),
             ("box", "Bo&x prompt (segment the object in a box)", "X", "mdi6.select-drag"),
             ("refine_rect", "&Re-refine rectangle", "R", "mdi6.selection"),
             ("refine_lasso", "Re-refine &lasso", "L", "mdi6.lasso"),
@@ -328,6 +331,7 @@ class MainWindow(QMainWindow):
         c.brush_size_changed.connect(self._on_brush_size)
         c.box_drawn.connect(self.run_box)
         c.region_drawn.connect(self.run_refine)
+        c.edit_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         self.brush_spin.valueChanged.connect(c.set_brush_radius)
         self.overlay_combo.currentIndexChanged.connect(lambda i: c.set_overlay(self.overlay_combo.itemData(i)))
         self.opacity_slider.valueChanged.connect(self._on_opacity)

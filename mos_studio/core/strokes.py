@@ -1,0 +1,169 @@
+"""Colour strokes: a quick stroke over part of the photo, grown by colour to the photo's own edges.
+
+The cut's worst faults are whole patches on the wrong side that the networks are sure of: the dark felt kept
+between a plant's stems, a hole through a cat's shadowed back, a dark shoe dropped on dark pavement (docs/MODELS.md,
+"cannot"). Neither H's re-refine (it agrees with itself there) nor the plain brush (it needs a steady hand along
+every leaf) fixes them quickly. Here the user marks a few pixels of the wrong patch; what has their colours and
+hangs together with the stroke, within `reach` of it, goes to the stroke's side, and the new edge follows the
+photo: a graph cut (OpenCV's GrabCut, run once with colour mixtures made here and frozen: the stroke's side from the
+stroke's colours, the other side from what looks nothing like them), the stroke sure and the cut beyond the reach as
+it stands, on a copy of at most `work_side` px, then the edge snap at full resolution.
+
+A stroke only ever adds (object strokes) or only ever removes (background strokes), and nothing beyond its reach
+changes: a mistaken stroke costs one undo, never a distant part of the mask.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .edges import snap_to_edges
+
+Rect = tuple[int, int, int, int]
+
+WORK_SIDE = 512  # the colour models and graph cut run on a copy of the stroke's surroundings about this long
+CONTEXT = 2.0  # colours are learnt from this many reaches around the stroke (the cut there as it stands)
+COMPONENTS = 5  # colour clusters per side for the first guess inside the reach
+MARGIN = 2.0  # the first guess gives the stroke's side only what its colours favour by e² to one
+
+
+def _clusters(x: np.ndarray, k: int, rng: np.random.Generator) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """A diagonal Gaussian mixture of Lab colours from k-means: (weight, mean, variance) per cluster."""
+    if len(x) > 6000:
+        x = x[rng.choice(len(x), 6000, replace=False)]
+    x = np.ascontiguousarray(x, np.float32)
+    k = max(1, min(k, len(x) // 8))
+    if k == 1:
+        return [(1.0, x.mean(0), x.var(0) + 9.0)]
+    _, lab, _ = cv2.kmeans(x, k, None, (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 20, 0.5), 2,
+                           cv2.KMEANS_PP_CENTERS)
+    lab = lab.ravel()
+    out = []
+    for j in range(k):
+        xs = x[lab == j]
+        if len(xs) >= 3:
+            out.append((len(xs) / len(x), xs.mean(0), xs.var(0) + 9.0))  # +9: no cluster sharper than 3 Lab units
+    return out
+
+
+def _log_likelihood(model: list[tuple[float, np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    terms = [np.log(w) - 0.5 * (((x - mu) ** 2) / var + np.log(2 * np.pi * var)).sum(-1) for w, mu, var in model]
+    return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+
+def _opencv_model(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 5-component full-covariance colour mixture of `x` (N×3, the graph cut's BGR) in the layout cv2.grabCut
+    reads (weights, means, covariances), so the cut can run with these models frozen."""
+    if len(x) > 6000:
+        x = x[rng.choice(len(x), 6000, replace=False)]
+    x = np.ascontiguousarray(x, np.float32)
+    k = max(1, min(5, len(x) // 8))
+    if k == 1:
+        lab = np.zeros(len(x), np.int32)
+    else:
+        _, lab, _ = cv2.kmeans(x, k, None, (cv2.TERM_CRITERIA_COUNT + cv2.TERM_CRITERIA_EPS, 20, 0.5), 2,
+                               cv2.KMEANS_PP_CENTERS)
+        lab = lab.ravel()
+    weights, means, covs = np.zeros(5), np.zeros((5, 3)), np.tile(np.eye(3).ravel(), (5, 1))
+    for j in range(k):
+        xs = x[lab == j].astype(np.float64)
+        if len(xs) < 3:
+            continue
+        weights[j] = len(xs) / len(x)
+        means[j] = xs.mean(0)
+        covs[j] = (np.cov(xs, rowvar=False) + 9.0 * np.eye(3)).ravel()  # no cluster sharper than 3 levels
+    weights /= weights.sum()
+    return np.concatenate([weights, means.ravel(), covs.ravel()])[None, :]
+
+
+def stroke_rect(stroke: np.ndarray, reach: float) -> Rect | None:
+    """The rectangle a stroke may change: its bounding box grown by `reach`, clipped; None for an empty stroke."""
+    ys, xs = np.nonzero(stroke)
+    if ys.size == 0:
+        return None
+    h, w = stroke.shape
+    r = int(np.ceil(reach))
+    return max(0, int(xs.min()) - r), max(0, int(ys.min()) - r), min(w, int(xs.max()) + 1 + r), \
+        min(h, int(ys.max()) + 1 + r)
+
+
+def colour_stroke(rgb: np.ndarray, mask: np.ndarray, stroke: np.ndarray, add: bool, reach: float,
+                  work_side: int = WORK_SIDE, snap: bool = True) -> tuple[Rect, np.ndarray] | None:
+    """The mask after a colour stroke: `(rect, values)`, the bool mask inside `rect`, or None for an empty stroke.
+
+    `mask` (bool or 0/255) is the cut before the stroke, `stroke` (bool, the photo's size) the pixels the user
+    painted, `add` True for an object stroke, `reach` how far (photo pixels) the stroke may grow. The stroke's own
+    pixels always take its side.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"colour_stroke: expected an H×W×3 photo, got shape {rgb.shape}")
+    h, w = rgb.shape[:2]
+    if mask.shape != (h, w) or stroke.shape != (h, w):
+        raise ValueError(f"colour_stroke: photo {(h, w)}, mask {mask.shape} and stroke {stroke.shape} differ in size")
+    if reach < 1:
+        raise ValueError(f"colour_stroke: reach must be at least 1 px, not {reach}")
+    stroke = stroke.astype(bool, copy=False)
+    rect = stroke_rect(stroke, reach)
+    if rect is None:
+        return None
+    cx0, cy0, cx1, cy1 = stroke_rect(stroke, CONTEXT * reach + 8) or rect
+    obj = mask[cy0:cy1, cx0:cx1] > (127 if mask.dtype == np.uint8 else 0.5 if mask.dtype.kind == "f" else 0)
+    st_full = stroke[cy0:cy1, cx0:cx1]
+    ch, cw = obj.shape
+    s = min(1.0, work_side / max(ch, cw))
+    size = (max(1, round(cw * s)), max(1, round(ch * s)))
+    small = cv2.resize(np.ascontiguousarray(rgb[cy0:cy1, cx0:cx1, :3]), size, interpolation=cv2.INTER_AREA)
+    st = cv2.resize(st_full.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0  # a thin stroke survives
+    mk = cv2.resize(obj.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+    k = max(1, round(reach * s))
+    near = cv2.dilate(st.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))) > 0
+    other = (~mk if add else mk) & ~st
+    grown = st.copy()
+    if st.any() and np.count_nonzero(other) >= 16:
+        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+        rng = np.random.default_rng(0)
+        cv2.setRNGSeed(0)  # k-means and GrabCut draw on OpenCV's per-thread generator: the same stroke, the same cut
+        mine = _clusters(lab[st], COMPONENTS, rng)
+        fit_mine = _log_likelihood(mine, lab)
+        ratio = fit_mine - _log_likelihood(_clusters(lab[other], COMPONENTS, rng), lab)
+        sure_t, sure_o = (cv2.GC_FGD, cv2.GC_BGD) if add else (cv2.GC_BGD, cv2.GC_FGD)
+        maybe_t, maybe_o = (cv2.GC_PR_FGD, cv2.GC_PR_BGD) if add else (cv2.GC_PR_BGD, cv2.GC_PR_FGD)
+        labels = np.where(mk, cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)  # outside the reach: the cut as it stands
+        labels[near] = np.where(ratio[near] > MARGIN, maybe_t, maybe_o)  # inside: a first guess by colour alone
+        labels[st] = sure_t
+        # The graph cut runs with colour models made here and frozen: the stroke's side from the stroke alone, the
+        # other side from its pixels that look nothing like the stroke. A wrong patch is often most of the other
+        # side near the stroke (the felt between the stems), and GrabCut's own models, learnt from the labels,
+        # would teach the other side the stroke's colours and keep the patch.
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        pix = bgr.reshape(-1, 3).astype(np.float32)
+        unlike = (other & (fit_mine < np.percentile(fit_mine[st], 5) - 2.0)).ravel()  # a little less alike
+        model_t = _opencv_model(pix[st.ravel()], rng)
+        model_o = _opencv_model(pix[unlike if np.count_nonzero(unlike) >= 16 else other.ravel()], rng)
+        fgd, bgd = (model_t, model_o) if add else (model_o, model_t)
+        try:
+            cv2.grabCut(bgr, labels, None, bgd, fgd, 1, cv2.GC_EVAL_FREEZE_MODEL)
+        except cv2.error as err:  # e.g. a colour model it cannot use; the caller keeps the mask as it was
+            raise ValueError(f"colour_stroke: the colour models could not be used ({err.msg.strip()})") from err
+        taken = ((labels == sure_t) | (labels == maybe_t)) & near
+        n, comp = cv2.connectedComponents(taken.astype(np.uint8), connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[np.unique(comp[st & taken])] = True
+        keep[0] = False
+        grown = keep[comp] | st
+    # Back to full resolution: the grown patch as a soft map over the cut, its edge snapped to the photo's.
+    before = obj.astype(np.float32)
+    patch = cv2.resize(grown.astype(np.float32), (cw, ch), interpolation=cv2.INTER_LINEAR)
+    prob = np.maximum(before, patch) if add else np.minimum(before, 1.0 - patch)
+    if snap and s < 1.0:
+        prob = snap_to_edges(np.ascontiguousarray(rgb[cy0:cy1, cx0:cx1, :3]), prob, cut_only=True)
+    new = prob > 0.5
+    x0, y0, x1, y1 = rect
+    reach_disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(np.ceil(reach)) + 1,) * 2)
+    allowed = cv2.dilate(st_full.astype(np.uint8), reach_disc) > 0
+    new = (new | obj) & (allowed | obj) if add else (new & obj) | (obj & ~allowed)  # one direction, within reach
+    new[st_full] = add
+    ox, oy = x0 - cx0, y0 - cy0
+    return rect, new[oy:oy + (y1 - y0), ox:ox + (x1 - x0)].copy()
