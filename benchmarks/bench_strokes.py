@@ -1,0 +1,98 @@
+"""What does a colour stroke (the app's colour brush and eraser, mos_studio.core.strokes) cost? Time and memory.
+
+    python benchmarks/bench_strokes.py [--sizes 640px,4K,8K] [--radii 5,20,80] [--runs 5]
+
+A real photo (bench_cascade's photos and sizes), a mask with object edges on it (bench_edges' blobs), and a stroke
+across the photo's middle with a brush of each radius (the app's reach: 4 radii, at least 16 px), as an eraser and
+as a brush. Each size runs in a fresh child process, so peak RSS is that size's alone. Printed: the median and
+minimum seconds of --runs calls per radius and kind, the peak RSS before and after them, and how many pixels the
+last call changed. The app runs the same call on its GUI thread when a stroke ends. No timing assertions anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(size: str, radii: list[int], runs: int) -> dict:
+    import cv2
+    import numpy as np
+
+    from mos_studio.app.canvas import COLOUR_REACH, MIN_COLOUR_REACH
+    from mos_studio.core.strokes import colour_stroke
+
+    w, h = SIZES[size]
+    rgb = load_photo(PHOTOS.get(size, "astronaut"), w, h)
+    g = cv2.GaussianBlur(rgb[..., 1].astype(np.float32), (0, 0), max(w, h) / 60)  # a few large blobs
+    mask = g > np.median(g)
+    before = _peak_mb()
+    rows = []
+    for radius in radii:
+        stroke = np.zeros((h, w), np.uint8)
+        cv2.line(stroke, (int(w * 0.4), int(h * 0.45)), (int(w * 0.6), int(h * 0.55)), 1, 2 * radius)
+        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)
+        for add in (False, True):
+            times, changed = [], 0
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                rect, values = colour_stroke(rgb, mask, stroke > 0, add, reach)
+                times.append(time.perf_counter() - t0)
+                x0, y0, x1, y1 = rect
+                changed = int(np.count_nonzero(values != mask[y0:y1, x0:x1]))
+            rows.append({"radius": radius, "reach": reach, "kind": "brush" if add else "eraser",
+                         "median_s": statistics.median(times), "min_s": min(times), "changed_px": changed,
+                         "rect": f"{x1 - x0}x{y1 - y0}"})
+    return {"size": size, "pixels": f"{w}x{h}", "rows": rows, "peak_before_mb": before, "peak_after_mb": _peak_mb()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="640px,4K,8K")
+    ap.add_argument("--radii", default="5,20,80", help="brush radii in photo pixels, comma-separated")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    try:
+        radii = [int(r) for r in args.radii.split(",")]
+    except ValueError:
+        ap.error(f"--radii: give whole numbers of pixels, comma-separated, not {args.radii!r}")
+    if args.child:
+        print(json.dumps(child(args.child, radii, args.runs)))
+        return 0
+    print(f"colour strokes on the CPU, {args.runs} runs each; peak RSS per size in a fresh process")
+    print("| size | pixels | brush radius (px) | reach (px) | stroke | region | median s | min s | changed (px) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes.split(","):
+        if size not in SIZES:
+            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+        out = subprocess.run([sys.executable, __file__, "--child", size, "--radii", args.radii, "--runs",
+                              str(args.runs)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(f"| {size} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        for row in r["rows"]:
+            print(f"| {r['size']} | {r['pixels']} | {row['radius']} | {row['reach']:.0f} | {row['kind']} | "
+                  f"{row['rect']} | {row['median_s']:.3f} | {row['min_s']:.3f} | {row['changed_px']} |")
+        print(f"| {r['size']} | peak RSS {r['peak_before_mb']:.0f} MB before the strokes, {r['peak_after_mb']:.0f} "
+              f"MB after | | | | | | | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
