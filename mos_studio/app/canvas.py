@@ -322,8 +322,15 @@ class Canvas(QWidget):
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(QColor(0, 0, 0), 3))
             p.drawEllipse(self._mouse, r, r)
-            p.setPen(QPen(QColor(255, 255, 255) if self.tool == "brush" else QColor(255, 90, 90), 1.5))
+            adds = self.tool in ("brush", "colour_brush")
+            p.setPen(QPen(QColor(255, 255, 255) if adds else QColor(255, 90, 90), 1.5))
             p.drawEllipse(self._mouse, r, r)
+            if self.tool.startswith("colour"):  # how far the stroke may grow: a dotted ring at the reach
+                reach = self.colour_reach() * self.scale
+                p.setPen(QPen(QColor(0, 0, 0, 160), 2.5))
+                p.drawEllipse(self._mouse, reach, reach)
+                p.setPen(QPen(QColor(255, 255, 255) if adds else QColor(255, 90, 90), 1, Qt.PenStyle.DotLine))
+                p.drawEllipse(self._mouse, reach, reach)
         if self.stage_label:
             width = self.fontMetrics().horizontalAdvance(self.stage_label)
             p.fillRect(QRect(8, 8, width + 14, 22), QColor(0, 0, 0, 160))
@@ -333,8 +340,12 @@ class Canvas(QWidget):
     def _brush_cursor_rect(self, center: QPointF | None) -> QRect:
         if center is None:
             return QRect()
-        r = self.brush_radius * self.scale + 4
+        r = (self.colour_reach() if self.tool.startswith("colour") else self.brush_radius) * self.scale + 4
         return QRectF(center.x() - r, center.y() - r, 2 * r, 2 * r).toAlignedRect()
+
+    def colour_reach(self) -> float:
+        """How far (image pixels) a colour stroke with the current brush may grow from its own pixels."""
+        return max(MIN_COLOUR_REACH, COLOUR_REACH * self.brush_radius)
 
     # -- input ------------------------------------------------------------------------------------------------------
     def _panning_gesture(self, event: QMouseEvent) -> bool:
@@ -449,7 +460,7 @@ class Canvas(QWidget):
         x0, y0, x1, y1 = rect
         self.doc.mask[y0:y1, x0:x1] = before  # the paint was only to show the stroke while it was drawn
         name = "Colour brush" if add else "Colour eraser"
-        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)
+        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)  # as colour_reach(), for the radius the stroke had
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         t0 = time.perf_counter()
         try:

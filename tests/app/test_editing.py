@@ -354,3 +354,18 @@ def test_colour_brush_fills_the_missing_part_of_the_disc_without_spilling(window
     assert added.sum() > 800 and np.count_nonzero(added & ~disc) < 20
     assert not np.any(half & ~now)
     assert doc.undo_stack.command(doc.undo_stack.count() - 1).text() == "Colour brush"
+
+
+def test_colour_tools_show_the_reach_as_a_ring_round_the_brush(bare_canvas):
+    c = bare_canvas
+    c.set_overlay("off")
+    c.set_brush_radius(6)
+    c.set_tool("colour_erase")
+    before = qimage_to_array(c.grab().toImage())
+    QTest.mouseMove(c, QPoint(300, 220))  # not where another test left the pointer: Qt sends no move then
+    after = qimage_to_array(c.grab().toImage())
+    ys, xs = np.nonzero(np.abs(after.astype(int) - before.astype(int)).sum(-1) > 0)
+    assert c.colour_reach() == 24  # 4 brush radii
+    assert xs.max() - xs.min() == pytest.approx(2 * 24 * c.scale, abs=6)  # the ring, not just the brush
+    assert abs(xs.mean() - 300) < 3 and abs(ys.mean() - 220) < 3
+    assert not c.doc.mask.any()
