@@ -51,6 +51,15 @@ def child(size: str, runs: int, radius: int) -> dict:
             "peak_before_mb": before, "peak_after_mb": _peak_mb(), "moved_px": moved}
 
 
+def run_child(script: str, args: list[str]) -> dict | str:
+    """`script` with `args` in a fresh process (so its peak RSS is its own): the JSON of its last stdout line, or
+    the last line of its error when it failed."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit status {out.returncode}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="640px,4K,8K")
@@ -67,12 +76,10 @@ def main() -> int:
     for size in args.sizes.split(","):
         if size not in SIZES:
             ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
-        out = subprocess.run([sys.executable, __file__, "--child", size, "--runs", str(args.runs), "--radius",
-                              str(args.radius)], capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(f"| {size} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
+        r = run_child(__file__, ["--child", size, "--runs", str(args.runs), "--radius", str(args.radius)])
+        if isinstance(r, str):
+            print(f"| {size} | failed: {r} |")
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {r['size']} | {r['pixels']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['peak_before_mb']:.0f} | "
               f"{r['peak_after_mb']:.0f} | {r['peak_after_mb'] - r['peak_before_mb']:.0f} | {r['moved_px']} |")
     return 0

@@ -15,7 +15,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
+from bench_edges import run_child  # noqa: E402
 
 
 def _peak_mb() -> float:
@@ -80,12 +80,10 @@ def main() -> int:
     for size in args.sizes.split(","):
         if size not in SIZES:
             ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
-        out = subprocess.run([sys.executable, __file__, "--child", size, "--radii", args.radii, "--runs",
-                              str(args.runs)], capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(f"| {size} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} |")
+        r = run_child(__file__, ["--child", size, "--radii", args.radii, "--runs", str(args.runs)])
+        if isinstance(r, str):
+            print(f"| {size} | failed: {r} |")
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         for row in r["rows"]:
             print(f"| {r['size']} | {r['pixels']} | {row['radius']} | {row['reach']:.0f} | {row['kind']} | "
                   f"{row['rect']} | {row['median_s']:.3f} | {row['min_s']:.3f} | {row['changed_px']} |")
