@@ -200,3 +200,24 @@ def test_neighbouring_tiles_cross_fade_instead_of_meeting_in_a_step(monkeypatch)
     inside = m.alpha[100, 96]  # the middle of a tile, beyond every neighbour's margin: that tile's own answer
     crop_mean = img[:, 64 - 16:128 + 16, 0].mean() / 255.0
     assert abs(inside - crop_mean) < 0.01
+
+
+def test_a_painted_band_is_matted_without_any_doubt_from_h():
+    """The app's soft-edge brush: the user paints over the hairs of a hard mask that H was sure of (no doubt at
+    all); the painted pixels are solved, the rest keeps the mask, and the cut-out's hairs come back soft."""
+    alpha = strand_alpha()
+    img = compose(alpha)
+    mask = alpha > 0.5
+    assert build_trimap(mask, None) is None  # nothing to solve without doubt or paint
+    painted = np.zeros(mask.shape, np.uint8)
+    cv2.ellipse(painted, (100, 96), (62, 50), 0, 180, 360, 255, 36)  # a thick arc over the hairs above the disc
+    tri = build_trimap(mask, None, painted=painted)
+    assert tri is not None and (tri[painted > 0] == UNKNOWN).all()
+    edge = cv2.morphologyEx(mask.astype(np.uint8) * 255, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)) > 0
+    assert (tri[(painted == 0) & ~edge] == np.where(mask, 255, 0)[(painted == 0) & ~edge]).all()
+    m = soft_matte(img, mask, None, painted=painted)
+    assert m.soft
+    inside = painted > 0
+    assert sad(m.alpha[inside], alpha[inside]) < 0.6 * sad(mask[inside].astype(np.float32), alpha[inside])
+    with pytest.raises(MosError, match="painted soft-edge band"):
+        build_trimap(mask, None, painted=np.zeros((5, 5), bool))

@@ -31,8 +31,8 @@ from .brush import BrushStroke
 from .document import Document, clip_rect
 from .imaging import DisplayPyramid, SharedImage, band_table, checker_brush, map_image, tint_table
 
-TOOLS = ("pan", "brush", "erase", "colour_brush", "colour_erase", "box", "refine_rect", "refine_lasso")
-PAINTING = ("brush", "erase", "colour_brush", "colour_erase")  # tools drawn as a round brush under the mouse
+TOOLS = ("pan", "brush", "erase", "colour_brush", "colour_erase", "soft_brush", "box", "refine_rect", "refine_lasso")
+PAINTING = ("brush", "erase", "colour_brush", "colour_erase", "soft_brush")  # drawn as a round brush under the mouse
 COLOUR_REACH = 4.0  # a colour stroke may grow this many brush radii from its own pixels
 MIN_COLOUR_REACH = 16
 OVERLAYS = ("tint", "composite", "checker", "off")
@@ -74,6 +74,7 @@ class Canvas(QWidget):
         self._checker = checker_brush()
         self._stroke: BrushStroke | None = None
         self._stroke_colour = False  # the running stroke is a colour stroke (grown by colour when it ends)
+        self._stroke_soft = False  # the running stroke paints the soft-edge strokes, not the mask
         self._pan_from: QPointF | None = None
         self._space = False
         self._drag_from: QPointF | None = None  # image coords
@@ -317,13 +318,22 @@ class Canvas(QWidget):
             p.drawPolygon(poly)
             p.setPen(QPen(QColor(0, 200, 255), 1.5, Qt.PenStyle.DashLine))
             p.drawPolygon(poly)
+        if self._stroke is not None and self._stroke_soft and self._stroke.points:  # the soft-edge stroke so far
+            trail = QPolygonF([self.to_widget(QPointF(x, y)) for x, y in self._stroke.points])
+            pen = QPen(QColor(255, 0, 255, 110), max(1.0, 2 * self._stroke.radius * self.scale))
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+            p.setPen(pen)
+            p.drawPolyline(trail)
         if self.tool in PAINTING and self._mouse is not None:
             r = self.brush_radius * self.scale
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(QColor(0, 0, 0), 3))
             p.drawEllipse(self._mouse, r, r)
             adds = self.tool in ("brush", "colour_brush")
-            p.setPen(QPen(QColor(255, 255, 255) if adds else QColor(255, 90, 90), 1.5))
+            ring = QColor(255, 0, 255) if self.tool == "soft_brush" else QColor(255, 255, 255) if adds else \
+                QColor(255, 90, 90)
+            p.setPen(QPen(ring, 1.5))
             p.drawEllipse(self._mouse, r, r)
             if self.tool.startswith("colour"):  # how far the stroke may grow: a dotted ring at the reach
                 reach = self.colour_reach() * self.scale
@@ -363,9 +373,15 @@ class Canvas(QWidget):
         if event.button() != Qt.MouseButton.LeftButton:
             return
         img = self.to_image(pos)
-        if self.tool in PAINTING:
+        if self.tool == "soft_brush":
+            self._stroke = BrushStroke(self.doc.ensure_soft_band(), self.brush_radius, 255)
+            self._stroke_colour = False
+            self._stroke_soft = True
+            self._extend_stroke(img)
+        elif self.tool in PAINTING:
             self._stroke = BrushStroke(self.doc.mask, self.brush_radius, 0 if self.tool.endswith("erase") else 255)
             self._stroke_colour = self.tool.startswith("colour")
+            self._stroke_soft = False
             self._extend_stroke(img)
         elif self.tool in ("box", "refine_rect"):
             self._drag_from = self._drag_to = img
@@ -431,7 +447,9 @@ class Canvas(QWidget):
     def _extend_stroke(self, img: QPointF) -> None:
         assert self._stroke is not None
         rect = self._stroke.add((img.x(), img.y()))
-        if rect is not None:
+        if rect is not None and self._stroke_soft:  # drawn as a trail by _paint_tool_feedback; the band follows
+            self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
+        elif rect is not None:
             if self._pyramid is not None:  # zoomed out, the overlay is drawn from a coarser copy: keep it in step
                 self._pyramid.update_mask(*rect)
             self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
@@ -446,6 +464,11 @@ class Canvas(QWidget):
         if done is None:
             return
         rect, before, after = done
+        if self._stroke_soft:
+            self._stroke_soft = False
+            self.doc.push_soft_patch(rect, before, after, "Soft-edge brush")
+            self.update()
+            return
         if footprint is None:
             self.doc.push_patch(rect, before, after, "Brush" if stroke.value else "Erase")
             return
@@ -483,13 +506,15 @@ class Canvas(QWidget):
             self.update(self.image_rect_to_widget(QRect(x0, y0, x1 - x0, y1 - y0)))
 
     def paint_stroke(self, points: list[tuple[float, float]], erase: bool = False, radius: int | None = None,
-                     colour: bool = False) -> None:
+                     colour: bool = False, soft: bool = False) -> None:
         """Paint a stroke through image-space points, exactly as a mouse drag would (used by tests and scripts);
-        `colour`: as the colour brush or eraser, grown by colour when it ends."""
+        `colour`: as the colour brush or eraser, grown by colour when it ends; `soft`: as the soft-edge brush."""
         if self.doc.mask is None or not points:
             return
-        self._stroke = BrushStroke(self.doc.mask, radius or self.brush_radius, 0 if erase else 255)
-        self._stroke_colour = colour
+        target = self.doc.ensure_soft_band() if soft else self.doc.mask
+        self._stroke = BrushStroke(target, radius or self.brush_radius, 0 if erase else 255)
+        self._stroke_colour = colour and not soft
+        self._stroke_soft = soft
         for x, y in points:
             self._extend_stroke(QPointF(x, y))
         self.end_stroke()

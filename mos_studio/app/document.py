@@ -61,6 +61,7 @@ class Document(QObject):
     mask_changed = Signal(QRect)  # the changed region in image pixels
     stages_changed = Signal()
     generation_changed = Signal(int)
+    soft_band_changed = Signal(QRect)  # the user's soft-edge strokes changed there (image pixels)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -68,6 +69,9 @@ class Document(QObject):
         self.rgb: np.ndarray | None = None
         self.icc_profile: bytes | None = None
         self.mask: np.ndarray | None = None
+        # Where the user painted with the soft-edge brush (uint8, 255 = solve alpha here), None until the first
+        # stroke: exports with soft edges matte it whatever H thought of it.
+        self.soft_band: np.ndarray | None = None
         self.probability: np.ndarray | None = None
         self.stages: dict[str, StageSet] = {}
         self.device: str | None = None
@@ -107,6 +111,7 @@ class Document(QObject):
         self.path = Path(path) if path is not None else None
         self.icc_profile = icc_profile
         self.mask = np.zeros(self.rgb.shape[:2], np.uint8)
+        self.soft_band = None
         self.probability = None
         self.stages = {}
         self.device = None
@@ -143,6 +148,27 @@ class Document(QObject):
         self.undo_stack.push(MaskPatchCommand(self, rect, before, after, text))
         return True
 
+    def ensure_soft_band(self) -> np.ndarray:
+        """The soft-edge strokes' array, made (empty) on first use."""
+        assert self.rgb is not None
+        if self.soft_band is None:
+            self.soft_band = np.zeros(self.rgb.shape[:2], np.uint8)
+        return self.soft_band
+
+    def write_soft_patch(self, rect: tuple[int, int, int, int], values: np.ndarray) -> None:
+        """Write `values` into the soft-edge strokes at rect; used only by undo commands."""
+        x0, y0, x1, y1 = rect
+        self.ensure_soft_band()[y0:y1, x0:x1] = values
+        self.soft_band_changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+
+    def push_soft_patch(self, rect: tuple[int, int, int, int], before: np.ndarray, after: np.ndarray,
+                        text: str) -> bool:
+        """Record a soft-edge stroke on the undo stack (and apply it); False when it changes nothing."""
+        if np.array_equal(before, after):
+            return False
+        self.undo_stack.push(SoftBandPatchCommand(self, rect, before, after, text))
+        return True
+
     def replace_region(self, rect: tuple[int, int, int, int], new_values: np.ndarray, text: str,
                        where: np.ndarray | None = None) -> bool:
         """Set the mask inside rect to `new_values` (only where `where` is true, if given) as one undoable step."""
@@ -175,3 +201,13 @@ class MaskPatchCommand(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.write_patch(self.rect, self.before)
+
+
+class SoftBandPatchCommand(MaskPatchCommand):
+    """Undoable soft-edge stroke: the same sub-rectangle bookkeeping, written to the soft-edge strokes."""
+
+    def redo(self) -> None:
+        self.doc.write_soft_patch(self.rect, self.after)
+
+    def undo(self) -> None:
+        self.doc.write_soft_patch(self.rect, self.before)

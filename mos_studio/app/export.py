@@ -33,6 +33,7 @@ class ExportJob:
     overwrite: bool = False
     soft: bool = False  # Soft edges: solve alpha where H was unsure (and fix the colours there) before writing
     doubt: np.ndarray | None = None  # H's uncertainty at the image's size (uint8), when the last cut left one
+    painted: np.ndarray | None = None  # the user's soft-edge strokes (uint8, 255 = solve alpha here), if any
     soft_applied: bool = False  # set by the worker: a band was found and the matte was written
 
 
@@ -48,10 +49,10 @@ class _ExportWorker(QObject):
         start = time.perf_counter()
         try:
             rgb, alpha = job.rgb, job.alpha
-            if job.soft and job.doubt is not None:
+            if job.soft and (job.doubt is not None or job.painted is not None):
                 from mos_studio.core.matting import soft_matte
 
-                matte = soft_matte(job.rgb, job.alpha > 127, job.doubt)
+                matte = soft_matte(job.rgb, job.alpha > 127, job.doubt, painted=job.painted)
                 if matte.soft:  # without a band the mask (possibly already soft, from a file) is written as is
                     rgb, alpha, job.soft_applied = matte.foreground, matte.alpha_u8, True
             if job.kind == "cutout":

@@ -191,6 +191,8 @@ class MainWindow(QMainWindow):
             ("colour_brush", "Colour br&ush (add; grows by colour to the photo's edges)", "W", "mdi6.auto-fix"),
             ("colour_erase", "C&olour eraser (remove; grows by colour to the photo's edges)", "Shift+W",
              "mdi6.magic-staff"),
+            ("soft_brush", "&Soft-edge brush (paint where the cut-out's edge should be soft: hair, fur)", "S",
+             "mdi6.blur"),
             ("box", "Bo&x prompt (segment the object in a box)", "X", "mdi6.select-drag"),
             ("refine_rect", "&Re-refine rectangle", "R", "mdi6.selection"),
             ("refine_lasso", "Re-refine &lasso", "L", "mdi6.lasso"),
@@ -362,6 +364,7 @@ class MainWindow(QMainWindow):
         self._band_timer.timeout.connect(self.update_band)
         for sig in (self.doc.mask_changed, self.doc.stages_changed, self.doc.image_changed):
             sig.connect(lambda *_: self._band_timer.start() if self.act_soft_edges.isChecked() else None)
+        self.doc.soft_band_changed.connect(self._on_soft_strokes)
 
     def _restore_settings(self) -> None:
         s = self.settings
@@ -473,6 +476,15 @@ class MainWindow(QMainWindow):
             self.act_soft_edges.setChecked(on)
         self.update_band()
 
+    def _on_soft_strokes(self, _rect: object = None) -> None:
+        """A soft-edge stroke (or its undo): show the band again, and turn Soft edges on, which the stroke is for."""
+        if not self.act_soft_edges.isChecked():
+            self.set_soft_edges(True)
+            self.statusBar().showMessage("Soft edges turned on: exports solve alpha in the band you paint (magenta)",
+                                         6000)
+        else:
+            self._band_timer.start()
+
     def h_doubt(self) -> np.ndarray | None:
         """H's uncertainty from the last cut, at the image's size (uint8), or None when H has not run."""
         stage_set = self.doc.stages.get("H")
@@ -493,11 +505,11 @@ class MainWindow(QMainWindow):
 
         from mos_studio.core.matting import UNKNOWN, build_trimap
 
-        trimap = build_trimap(self.doc.mask > 127, self.h_doubt())
+        trimap = build_trimap(self.doc.mask > 127, self.h_doubt(), painted=self.doc.soft_band)
         if trimap is None:
             self.canvas.set_band(None)
-            self.statusBar().showMessage("Soft edges: no band where H was unsure (run Cut out first); exports use "
-                                         "the mask as it is", 5000)
+            self.statusBar().showMessage("Soft edges: no band where H was unsure (run Cut out first, or paint one "
+                                         "with the soft-edge brush, S); exports use the mask as it is", 5000)
             return 0
         band = (trimap == UNKNOWN).astype(np.uint8) * 255
         self.soft_band_px = int(np.count_nonzero(band))
@@ -756,7 +768,8 @@ class MainWindow(QMainWindow):
         job = ExportJob(kind, path, self.doc.rgb, self.doc.mask.copy(), self.doc.icc_profile,
                         (color.red(), color.green(), color.blue()),
                         protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite,
-                        soft=soft, doubt=self.h_doubt() if soft else None)
+                        soft=soft, doubt=self.h_doubt() if soft else None,
+                        painted=self.doc.soft_band.copy() if soft and self.doc.soft_band is not None else None)
         if not self.exporter.submit(job):
             self.statusBar().showMessage("An export is already running", 4000)
             return False

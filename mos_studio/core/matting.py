@@ -158,12 +158,15 @@ def build_trimap(
     uncertainty: np.ndarray | None,
     config: MattingConfig | None = None,
     probability: np.ndarray | None = None,
+    painted: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """uint8 trimap (0, 128, 255) from the final mask and H's doubt; None when the band is missing or degenerate.
 
     `uncertainty` is uint8 (255 = most unsure) or float in [0, 1] at the mask's size; `probability` (the cascade's
-    final map) adds its own doubt, 1 − |2p − 1|. Degenerate: no doubt above the threshold near the mask's edge, a
-    mask with no edge at all (empty or full), or a band that leaves no known object or no known background.
+    final map) adds its own doubt, 1 − |2p − 1|. `painted` (bool or nonzero, the mask's size): pixels the user
+    marked for matting (the app's soft-edge brush), unknown wherever they lie and with or without any doubt from H.
+    Degenerate: no doubt above the threshold near the mask's edge and nothing painted, a mask with no edge at all
+    (empty or full), or a band that leaves no known object or no known background.
     """
     cfg = config or MattingConfig()
     m = np.asarray(mask)
@@ -190,14 +193,28 @@ def build_trimap(
         else:
             u = np.nan_to_num(d.astype(np.float32)) > cfg.uncertain
         unsure = u if unsure is None else unsure | u
-    if unsure is None or not unsure.any():
+    user = None
+    if painted is not None:
+        user = np.asarray(painted)
+        if user.shape != (h, w):
+            raise MosError(f"the painted soft-edge band is {user.shape[1]}×{user.shape[0]} but the mask is {w}×{h}")
+        user = user.astype(bool, copy=False)
+        if not user.any():
+            user = None
+    if unsure is not None:
+        band = cfg.max_band_px if cfg.max_band_px is not None else _default_max_band(w, h)
+        # Only doubt near the edge: a whole see-through interior in the band defeats closed-form matting (measured:
+        # SAD 82 vs 46 on the glass composite, docs/SOFT_EDGES.md), and doubt deep inside is texture, not
+        # transparency. What the user painted is taken as it is.
+        unsure &= _near_edge(mask_u8, band)
+        if not unsure.any():
+            unsure = None
+    if unsure is None and user is None:
         return None
-    band = cfg.max_band_px if cfg.max_band_px is not None else _default_max_band(w, h)
-    # Only doubt near the edge: a whole see-through interior in the band defeats closed-form matting (measured:
-    # SAD 82 vs 46 on the glass composite, docs/SOFT_EDGES.md), and doubt deep inside is texture, not transparency.
-    unsure &= _near_edge(mask_u8, band)
-    if not unsure.any():
-        return None
+    if unsure is None:
+        unsure = user.copy()
+    elif user is not None:
+        unsure |= user
     if cfg.edge_px > 0:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * cfg.edge_px + 1, 2 * cfg.edge_px + 1))
         unsure |= cv2.morphologyEx(mask_u8, cv2.MORPH_GRADIENT, k) > 0
@@ -374,11 +391,13 @@ def soft_matte(
     config: MattingConfig | None = None,
     progress: ProgressFn | None = None,
     cancel_check: Callable[[], bool] | None = None,
+    painted: np.ndarray | None = None,
 ) -> Matte:
     """Soft alpha and fringe-free colours for `image` cut by `mask`, solved where H is unsure.
 
     `mask` is the final (hard) mask; `uncertainty` H's doubt at the image's size (see `stage_uncertainty`, or
-    `matte_result` to go straight from a cascade `Result`). A ready `trimap` (0/128/255) skips the trimap step.
+    `matte_result` to go straight from a cascade `Result`). `painted`: pixels the user marked for matting (see
+    `build_trimap`). A ready `trimap` (0/128/255) skips the trimap step.
     Without an unknown band the result is the hard mask unchanged (`soft=False`). `cancel_check()` returning True
     between tiles raises `Cancelled`.
     """
@@ -389,7 +408,7 @@ def soft_matte(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if trimap is None:
-        tri_full = build_trimap(hard, uncertainty, cfg, probability)
+        tri_full = build_trimap(hard, uncertainty, cfg, probability, painted)
     else:
         tri_full = np.asarray(trimap, np.uint8)
         if tri_full.shape != (h, w):

@@ -78,3 +78,56 @@ def test_soft_edges_band_follows_mask_edits_and_needs_h(window, photo, qtbot):
     first = window.soft_band_px
     window.canvas.paint_stroke([(20, 20), (300, 220)], radius=12)
     qtbot.waitUntil(lambda: window.soft_band_px != first, timeout=5000)
+
+
+def test_soft_edge_brush_paints_a_band_that_exports_soft_without_any_cut(window, tmp_path, qtbot, message_log):
+    """A hand-painted mask (H never ran, so no band of its own), Soft edges off: an S drag along the disc's blurred
+    edge turns Soft edges on, shows the painted band, is one undo step, and the exported cut-out is soft there
+    and nowhere far from it."""
+    import cv2
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+
+    from tests.app.conftest import make_photo
+
+    rgb = cv2.GaussianBlur(make_photo(), (0, 0), 2.0)  # an edge a few pixels wide, as out-of-focus fur is
+    path = tmp_path / "soft.png"
+    Image.fromarray(rgb).save(path)
+    assert window.open_path(path)
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (xx - w * 0.45) ** 2 + (yy - h * 0.5) ** 2 <= (min(w, h) * 0.3) ** 2
+    window.doc.replace_region((0, 0, w, h), disc.astype(np.uint8) * 255, "paint")
+    window.set_soft_edges(False)
+    canvas = window.canvas
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_S)
+    assert canvas.tool == "soft_brush"
+    canvas.set_brush_radius(6)
+    cx, cy, r = w * 0.45, h * 0.5, min(w, h) * 0.3
+    arc = [(cx + r * np.cos(t), cy + r * np.sin(t)) for t in np.linspace(-2.4, -0.7, 12)]  # the disc's upper rim
+    pts = [canvas.to_widget(QPointF(x, y)).toPoint() for x, y in arc]
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(canvas, p)
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
+
+    assert window.act_soft_edges.isChecked()  # the stroke is for the export: Soft edges came on
+    painted = window.doc.soft_band > 0
+    assert painted.sum() > 300 and np.array_equal(window.doc.mask > 0, disc)  # the mask itself is untouched
+    assert window.doc.undo_stack.command(window.doc.undo_stack.count() - 1).text() == "Soft-edge brush"
+    assert window.update_band() >= painted.sum() and window.canvas.band_shown
+    with qtbot.waitSignal(window.export_done, timeout=TIMEOUT):
+        assert window.export_to("cutout", tmp_path / "out.png")
+    a = np.asarray(Image.open(tmp_path / "out.png"))[..., 3]
+    partial = (a > 10) & (a < 245)
+    assert np.count_nonzero(partial & painted) > 100  # soft where painted...
+    near = cv2.dilate(painted.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    rim = cv2.morphologyEx(disc.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((7, 7), np.uint8)) > 0
+    assert not np.any(partial & ~near & ~rim)  # ...and elsewhere only in the thin band every edge gets
+    true = cv2.GaussianBlur(disc.astype(np.float32), (0, 0), 2.0)  # the blurred edge's own coverage
+    got = a.astype(np.float32) / 255.0
+    assert np.abs(got - true)[painted].sum() < 0.6 * np.abs(disc - true)[painted].sum()  # closer to it than hard
+    window.doc.undo_stack.undo()
+    assert not window.doc.soft_band.any()
+    assert window.update_band() == 0 and not message_log.errors

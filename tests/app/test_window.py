@@ -168,6 +168,7 @@ def test_tool_shortcuts_switch_tools(window, qtbot, make_photo):
     window.canvas.setFocus()
     for key, tool in ((Qt.Key.Key_X, "box"), (Qt.Key.Key_R, "refine_rect"), (Qt.Key.Key_L, "refine_lasso"),
                       (Qt.Key.Key_H, "pan"), (Qt.Key.Key_E, "erase"), (Qt.Key.Key_W, "colour_brush"),
+                      (Qt.Key.Key_S, "soft_brush"),
                       (Qt.Key.Key_B, "brush")):
         qtbot.keyClick(window.canvas, key)
         assert window.canvas.tool == tool
