@@ -155,6 +155,8 @@ class MainWindow(QMainWindow):
             self.all_actions.append(act)
         self.act_clear = a("C&lear mask", self.clear_mask, "Ctrl+Backspace", "mdi6.eraser-variant", group="Edit")
         self.act_invert = a("&Invert mask", self.invert_mask, "Ctrl+I", "mdi6.invert-colors", group="Edit")
+        self.act_clear_soft = a("Clear &soft-edge strokes", self.clear_soft_strokes, "Ctrl+Shift+Backspace",
+                                "mdi6.blur-off", group="Edit")
 
         self.act_cut = a("&Cut out", self.run_cut, ["Ctrl+Return", "Ctrl+Enter"], "mdi6.content-cut", group="Segment")
         self.act_cancel = a("C&ancel", self.controller.cancel, "Esc", "mdi6.cancel", group="Segment")
@@ -241,7 +243,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction(self.act_quit)
         m = mb.addMenu("&Edit")
-        for act in (self.act_undo, self.act_redo, None, self.act_clear, self.act_invert):
+        for act in (self.act_undo, self.act_redo, None, self.act_clear, self.act_invert, self.act_clear_soft):
             m.addSeparator() if act is None else m.addAction(act)
         m = mb.addMenu("&Segment")
         m.addAction(self.act_cut)
@@ -406,7 +408,8 @@ class MainWindow(QMainWindow):
             act.setEnabled(has and not busy)
         for act in (self.act_export_cutout, self.act_export_mask, self.act_export_composite):
             act.setEnabled(has and not self.exporter.busy)
-        for act in (self.act_clear, self.act_invert, self.act_fit, self.act_100, self.act_zoom_in, self.act_zoom_out):
+        for act in (self.act_clear, self.act_invert, self.act_fit, self.act_100, self.act_zoom_in, self.act_zoom_out,
+                    self.act_clear_soft):
             act.setEnabled(has)
         self.act_cancel.setEnabled(busy)
 
@@ -631,6 +634,13 @@ class MainWindow(QMainWindow):
         if self.doc.mask is not None:
             self.doc.replace_region((0, 0, self.doc.width, self.doc.height), np.zeros_like(self.doc.mask),
                                     "Clear mask")
+
+    def clear_soft_strokes(self) -> None:
+        """Forget every soft-edge stroke (one undo step); the band is H's again."""
+        band = self.doc.soft_band
+        if band is not None and band.any():
+            self.doc.push_soft_patch((0, 0, self.doc.width, self.doc.height), band.copy(), np.zeros_like(band),
+                                     "Clear soft-edge strokes")
 
     def invert_mask(self) -> None:
         if self.doc.mask is not None:

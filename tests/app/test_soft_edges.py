@@ -131,3 +131,10 @@ def test_soft_edge_brush_paints_a_band_that_exports_soft_without_any_cut(window,
     window.doc.undo_stack.undo()
     assert not window.doc.soft_band.any()
     assert window.update_band() == 0 and not message_log.errors
+    window.doc.undo_stack.redo()
+    assert window.doc.soft_band.any()
+    window.act_clear_soft.trigger()  # Edit ▸ Clear soft-edge strokes, itself one undo step
+    assert not window.doc.soft_band.any() and np.array_equal(window.doc.mask > 0, disc)
+    assert window.doc.undo_stack.command(window.doc.undo_stack.count() - 1).text() == "Clear soft-edge strokes"
+    window.doc.undo_stack.undo()
+    assert np.array_equal(window.doc.soft_band > 0, painted)
