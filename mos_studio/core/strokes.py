@@ -98,11 +98,11 @@ def colour_stroke(rgb: np.ndarray, mask: np.ndarray, stroke: np.ndarray, add: bo
                   work_side: int = WORK_SIDE, snap: bool = True) -> tuple[Rect, np.ndarray] | None:
     """The mask after a colour stroke: `(rect, values)`, the bool mask inside `rect`, or None for an empty stroke.
 
-    `mask` (bool or 0/255) is the cut before the stroke, `stroke` (bool, the photo's size) the pixels the user
-    painted, `add` True for an object stroke, `reach` how far (photo pixels) the stroke may grow. The stroke's own
-    pixels always take its side.
+    `mask` (bool, 0/255 or a probability) is the cut before the stroke, `stroke` (bool, the photo's size) the pixels
+    the user painted, `add` True for an object stroke, `reach` how far (photo pixels) the stroke may grow. The
+    stroke's own pixels always take its side.
     """
-    rgb = np.asarray(rgb)
+    rgb, mask, stroke = np.asarray(rgb), np.asarray(mask), np.asarray(stroke)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"colour_stroke: expected an H×W×3 photo, got shape {rgb.shape}")
     h, w = rgb.shape[:2]
@@ -133,7 +133,7 @@ def colour_stroke(rgb: np.ndarray, mask: np.ndarray, stroke: np.ndarray, add: bo
         mine = _clusters(lab[st], COMPONENTS, rng)
         fit_mine = _log_likelihood(mine, lab)
         ratio = fit_mine - _log_likelihood(_clusters(lab[other], COMPONENTS, rng), lab)
-        sure_t, sure_o = (cv2.GC_FGD, cv2.GC_BGD) if add else (cv2.GC_BGD, cv2.GC_FGD)
+        sure_t = cv2.GC_FGD if add else cv2.GC_BGD
         maybe_t, maybe_o = (cv2.GC_PR_FGD, cv2.GC_PR_BGD) if add else (cv2.GC_PR_BGD, cv2.GC_PR_FGD)
         labels = np.where(mk, cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)  # outside the reach: the cut as it stands
         labels[near] = np.where(ratio[near] > MARGIN, maybe_t, maybe_o)  # inside: a first guess by colour alone
