@@ -58,6 +58,16 @@ def icon(name: str):  # noqa: ANN201 - QIcon
     return qta.icon(name, color=pal.windowText().color().name(), color_disabled=pal.mid().color().name())
 
 
+
+# What the newer tools do, shown in the status bar when one is picked (the menu text is only their name).
+TOOL_HINTS = {
+    "colour_brush": "Colour brush: paint a few pixels of what the cut missed; on release it grows by colour to the "
+                    "photo's edges, within the dotted ring",
+    "colour_erase": "Colour eraser: paint a few pixels of background the cut kept; on release it goes, up to the "
+                    "photo's edges, within the dotted ring",
+    "soft_brush": "Soft-edge brush: paint over fur or hair at the edge; exports with Soft edges solve alpha there",
+}
+
 class MainWindow(QMainWindow):
     """MOS Studio's window. `loader` builds the cascade (tests pass tiny models); `settings` persists preferences."""
 
@@ -422,6 +432,8 @@ class MainWindow(QMainWindow):
     def _on_tool(self, tool: str) -> None:
         if tool in self.tool_actions:
             self.tool_actions[tool].setChecked(True)
+        if tool in TOOL_HINTS:
+            self.statusBar().showMessage(TOOL_HINTS[tool], 8000)
 
     def _on_overlay(self, mode: str) -> None:
         i = self.overlay_combo.findData(mode)

@@ -172,6 +172,8 @@ def test_tool_shortcuts_switch_tools(window, qtbot, make_photo):
                       (Qt.Key.Key_B, "brush")):
         qtbot.keyClick(window.canvas, key)
         assert window.canvas.tool == tool
+        if tool in ("colour_brush", "soft_brush"):  # the newer tools say what they do
+            assert window.statusBar().currentMessage().startswith(("Colour brush:", "Soft-edge brush:"))
 
 
 def test_open_in_background_keeps_only_the_latest_request(window, photo, tmp_path, qtbot, message_log, make_photo):
