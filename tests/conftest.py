@@ -33,3 +33,19 @@ def crops_seen(monkeypatch) -> list[bool]:
 
     monkeypatch.setattr(Cascade, "__call__", spy)
     return seen
+
+
+@pytest.fixture
+def cup_val_root(tmp_path):
+    """A held-out root in eval_teacher.py's layout holding `make run`'s photo, its checked mask standing in for the
+    teacher's (tests/data/refine_good/README.md)."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "val"
+    (root / "cup" / "images").mkdir(parents=True)
+    (root / "cup" / "masks").mkdir()
+    shutil.copy(repo / "resources" / "samples" / "sample.jpg", root / "cup" / "images" / "sample.jpg")
+    shutil.copy(repo / "tests" / "data" / "refine_good" / "sample_mask.png", root / "cup" / "masks" / "sample.png")
+    return root

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_one_aimed_stroke_improves_the_shipped_cut_of_the_cup(tmp_path: Path) -> None:
-    root = tmp_path / "val" / "cup"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    shutil.copy(REPO / "resources" / "samples" / "sample.jpg", root / "images" / "sample.jpg")
-    shutil.copy(REPO / "tests" / "data" / "refine_good" / "sample_mask.png", root / "masks" / "sample.png")
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_strokes.py"), str(tmp_path / "val")],
+def test_one_aimed_stroke_improves_the_shipped_cut_of_the_cup(cup_val_root: Path) -> None:
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_strokes.py"), str(cup_val_root)],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MOS_THREADS": "2"})
     assert run.returncode == 0, run.stderr
     row = re.search(r"(brush |eraser) r\s*(\d+) patch\s+(\d+) px  IoU ([\d.]+) -> ([\d.]+)", run.stdout)

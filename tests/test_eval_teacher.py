@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_eval_teacher_splits_the_lost_iou_between_l_and_h(tmp_path: Path) -> None:
-    root = tmp_path / "val" / "cup"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    shutil.copy(REPO / "resources" / "samples" / "sample.jpg", root / "images" / "sample.jpg")
-    shutil.copy(REPO / "tests" / "data" / "refine_good" / "sample_mask.png", root / "masks" / "sample.png")
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_teacher.py"), str(tmp_path / "val"),
+def test_eval_teacher_splits_the_lost_iou_between_l_and_h(cup_val_root: Path) -> None:
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_teacher.py"), str(cup_val_root),
                           "--max-images", "0", "--stage-split", "--error-split", "--teacher-as-l",
                           "--box-margin", "0.1"],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MOS_THREADS": "2"})
