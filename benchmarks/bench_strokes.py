@@ -33,8 +33,7 @@ def child(size: str, radii: list[int], runs: int) -> dict:
     import cv2
     import numpy as np
 
-    from mos_studio.app.canvas import COLOUR_REACH, MIN_COLOUR_REACH
-    from mos_studio.core.strokes import colour_stroke
+    from mos_studio.core.strokes import colour_stroke, reach_for_brush
 
     w, h = SIZES[size]
     rgb = load_photo(PHOTOS.get(size, "astronaut"), w, h)
@@ -45,7 +44,7 @@ def child(size: str, radii: list[int], runs: int) -> dict:
     for radius in radii:
         stroke = np.zeros((h, w), np.uint8)
         cv2.line(stroke, (int(w * 0.4), int(h * 0.45)), (int(w * 0.6), int(h * 0.55)), 1, 2 * radius)
-        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)
+        reach = reach_for_brush(radius)
         for add in (False, True):
             times, changed = [], 0
             for _ in range(runs):

@@ -27,11 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval_teacher import pick  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from mos_studio.app.canvas import COLOUR_REACH, MIN_COLOUR_REACH  # noqa: E402
 from mos_studio.core import Cascade  # noqa: E402
 from mos_studio.core.io import load_image  # noqa: E402
 from mos_studio.core.metrics import iou, mba  # noqa: E402
-from mos_studio.core.strokes import colour_stroke  # noqa: E402
+from mos_studio.core.strokes import colour_stroke, reach_for_brush  # noqa: E402
 from training.data.sources import read_gray  # noqa: E402
 
 
@@ -82,7 +81,7 @@ def main() -> int:
         stroke = np.zeros(cut.shape, np.uint8)
         cv2.circle(stroke, (x, y), radius, 1, -1)
         t0 = time.perf_counter()
-        grown = colour_stroke(rgb, cut, stroke > 0, add, max(MIN_COLOUR_REACH, COLOUR_REACH * radius))
+        grown = colour_stroke(rgb, cut, stroke > 0, add, reach_for_brush(radius))
         seconds = time.perf_counter() - t0
         after = cut.copy()
         if grown is not None:

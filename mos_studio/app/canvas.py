@@ -33,8 +33,6 @@ from .imaging import DisplayPyramid, SharedImage, band_table, checker_brush, map
 
 TOOLS = ("pan", "brush", "erase", "colour_brush", "colour_erase", "soft_brush", "box", "refine_rect", "refine_lasso")
 PAINTING = ("brush", "erase", "colour_brush", "colour_erase", "soft_brush")  # drawn as a round brush under the mouse
-COLOUR_REACH = 4.0  # a colour stroke may grow this many brush radii from its own pixels
-MIN_COLOUR_REACH = 16
 OVERLAYS = ("tint", "composite", "checker", "off")
 MIN_ZOOM, MAX_ZOOM = 0.01, 32.0
 MIN_PROMPT = 8  # the cascade needs a box or region of at least 8×8 pixels
@@ -355,7 +353,9 @@ class Canvas(QWidget):
 
     def colour_reach(self) -> float:
         """How far (image pixels) a colour stroke with the current brush may grow from its own pixels."""
-        return max(MIN_COLOUR_REACH, COLOUR_REACH * self.brush_radius)
+        from mos_studio.core.strokes import reach_for_brush
+
+        return reach_for_brush(self.brush_radius)
 
     # -- input ------------------------------------------------------------------------------------------------------
     def _panning_gesture(self, event: QMouseEvent) -> bool:
@@ -447,12 +447,13 @@ class Canvas(QWidget):
     def _extend_stroke(self, img: QPointF) -> None:
         assert self._stroke is not None
         rect = self._stroke.add((img.x(), img.y()))
-        if rect is not None and self._stroke_soft:  # drawn as a trail by _paint_tool_feedback; the band follows
-            self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
-        elif rect is not None:
-            if self._pyramid is not None:  # zoomed out, the overlay is drawn from a coarser copy: keep it in step
-                self._pyramid.update_mask(*rect)
-            self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
+        if rect is None:
+            return
+        # zoomed out, the overlay is drawn from a coarser copy: keep it in step (a soft-edge stroke is drawn as a trail
+        # by _paint_tool_feedback instead, and the band follows when it ends)
+        if self._pyramid is not None and not self._stroke_soft:
+            self._pyramid.update_mask(*rect)
+        self.update(self.image_rect_to_widget(QRect(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1])))
 
     def end_stroke(self) -> None:
         """Finish the running stroke and record it as one undoable step."""
@@ -478,12 +479,12 @@ class Canvas(QWidget):
                         radius: float) -> None:
         """Replace a finished colour stroke's paint with what its colours reach (one undo step), or put the mask
         back as it was when that fails: a colour stroke never leaves a half-made edit."""
-        from mos_studio.core.strokes import colour_stroke
+        from mos_studio.core.strokes import colour_stroke, reach_for_brush
 
         x0, y0, x1, y1 = rect
         self.doc.mask[y0:y1, x0:x1] = before  # the paint was only to show the stroke while it was drawn
         name = "Colour brush" if add else "Colour eraser"
-        reach = max(MIN_COLOUR_REACH, COLOUR_REACH * radius)  # as colour_reach(), for the radius the stroke had
+        reach = reach_for_brush(radius)  # the radius the stroke had, not the brush's now
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         t0 = time.perf_counter()
         try:

@@ -25,6 +25,8 @@ Rect = tuple[int, int, int, int]
 WORK_SIDE = 512  # the colour models and graph cut run on a copy of the stroke's surroundings about this long
 CONTEXT = 2.0  # colours are learnt from this many reaches around the stroke (the cut there as it stands)
 COMPONENTS = 5  # colour clusters per side for the first guess inside the reach
+BRUSH_REACH = 4.0  # the app's colour brush may grow this many brush radii from its own pixels...
+MIN_REACH = 16.0  # ...and at least this many pixels
 MARGIN = 2.0  # the first guess gives the stroke's side only what its colours favour by e² to one
 
 
@@ -81,6 +83,11 @@ def _within(stroke: np.ndarray, reach: float) -> np.ndarray:
     """The pixels within `reach` of the stroke (a distance transform: a dilation with a disc that wide costs the
     disc's area per pixel, seconds for a large brush on a 4K photo)."""
     return cv2.distanceTransform((~stroke).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= reach
+
+
+def reach_for_brush(radius: float) -> float:
+    """How far (photo pixels) a stroke of a brush with this radius may grow, as the app's colour brush lets it."""
+    return max(MIN_REACH, BRUSH_REACH * radius)
 
 
 def stroke_rect(stroke: np.ndarray, reach: float) -> Rect | None:
