@@ -113,3 +113,26 @@ def test_bad_input_is_refused_and_an_empty_stroke_changes_nothing(cup):
     with pytest.raises(ValueError, match="H×W×3"):
         colour_stroke(rgb[..., 0], good, good, add=True, reach=10)
     assert colour_stroke(rgb, good, np.zeros_like(good), add=True, reach=10) is None
+
+
+def test_a_cropped_stroke_gives_the_same_answer_as_a_full_size_map(cup):
+    """The app hands over only the stroke's bounding box (`origin=`); the answer must not depend on that."""
+    rgb, good = cup
+    wedge = np.zeros(good.shape, np.uint8)
+    cv2.fillPoly(wedge, [np.array([(0, 0), (260, 0), (150, 90), (0, 150)])], 1)
+    wrong = good | (wedge > 0)
+    st = stroke(good.shape, [(20, 30), (200, 15), (40, 100)], 12)
+    ys, xs = np.nonzero(st)
+    for pad in (0, 7):  # a crop exactly round the stroke, and one with empty margins (the photo's edge clips it)
+        x0, y0 = max(0, xs.min() - pad), max(0, ys.min() - pad)
+        crop = st[y0:ys.max() + 1 + pad, x0:xs.max() + 1 + pad]
+        assert crop.size < st.size / 4
+        assert stroke_rect(crop, 48, (int(x0), int(y0)), st.shape) == stroke_rect(st, 48)
+        whole = colour_stroke(rgb, wrong, st, add=False, reach=48)
+        cropped = colour_stroke(rgb, wrong, crop, add=False, reach=48, origin=(int(x0), int(y0)))
+        assert whole[0] == cropped[0]
+        assert np.array_equal(whole[1], cropped[1])
+    with pytest.raises(ValueError, match="does not fit"):
+        colour_stroke(rgb, wrong, crop, add=False, reach=48, origin=(rgb.shape[1] - 10, 0))
+    with pytest.raises(ValueError, match="does not fit"):
+        colour_stroke(rgb, wrong, crop, add=False, reach=48, origin=(-1, 0))

@@ -92,20 +92,22 @@ class BrushStroke:
         self._before = None  # free the snapshot
         return self.bounds, before, after
 
-    def footprint(self) -> np.ndarray | None:
-        """Boolean map, the mask's size, of the pixels the stroke painted (whatever they held before); None when it
-        never touched the image. A colour stroke hands this to the core as what the user marked."""
+    def footprint(self) -> tuple[tuple[int, int], np.ndarray] | None:
+        """`((x0, y0), map)`: a boolean map of the stroke's bounding box, True where the stroke painted (whatever
+        those pixels held before), and where that box starts; None when it never touched the image. A colour stroke
+        hands this to the core as what the user marked; a full-size map cost most of a short stroke's time at 8K."""
         if self.bounds is None:
             return None
+        bx0, by0, bx1, by1 = self.bounds
         h, w = self.mask.shape
-        out = np.zeros((h, w), bool)
+        out = np.zeros((by1 - by0, bx1 - bx0), bool)
         pts = [self.points[0], *self.points]
         for a, b in zip(pts, pts[1:], strict=False):
             rect = segment_rect(a, b, self.radius, w, h)
             if rect is not None:
                 x0, y0, x1, y1 = rect
-                out[y0:y1, x0:x1] |= capsule(rect, a, b, self.radius)
-        return out
+                out[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] |= capsule(rect, a, b, self.radius)
+        return (bx0, by0), out
 
     def abort(self) -> None:
         """Put the mask back as it was (e.g. the image changed under the stroke)."""

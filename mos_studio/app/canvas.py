@@ -475,8 +475,8 @@ class Canvas(QWidget):
             return
         self._grow_by_colour(rect, before, footprint, add=bool(stroke.value), radius=stroke.radius)
 
-    def _grow_by_colour(self, rect: tuple[int, int, int, int], before: np.ndarray, footprint: np.ndarray, add: bool,
-                        radius: float) -> None:
+    def _grow_by_colour(self, rect: tuple[int, int, int, int], before: np.ndarray,
+                        footprint: tuple[tuple[int, int], np.ndarray], add: bool, radius: float) -> None:
         """Replace a finished colour stroke's paint with what its colours reach (one undo step), or put the mask
         back as it was when that fails: a colour stroke never leaves a half-made edit."""
         from mos_studio.core.strokes import colour_stroke, reach_for_brush
@@ -488,7 +488,7 @@ class Canvas(QWidget):
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         t0 = time.perf_counter()
         try:
-            grown = colour_stroke(self.doc.rgb, self.doc.mask, footprint, add, reach)
+            grown = colour_stroke(self.doc.rgb, self.doc.mask, footprint[1], add, reach, origin=footprint[0])
         except ValueError as err:
             grown = None
             self.edit_message.emit(f"{name}: nothing changed ({err})")

@@ -79,6 +79,10 @@ class Document(QObject):
         self.generation = 0
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(200)
+        # Every step, undo or redo moves this on: an export started at one count and finished at the same count
+        # wrote exactly what the user sees, and only then is the document clean (nothing of theirs to lose).
+        self.edits = 0
+        self.undo_stack.indexChanged.connect(self._count_edit)
 
     # -- state ------------------------------------------------------------------------------------------------------
     @property
@@ -96,6 +100,22 @@ class Document(QObject):
     @property
     def has_mask(self) -> bool:
         return self.mask is not None and bool(self.mask.any())
+
+    @property
+    def unexported(self) -> bool:
+        """True when closing the photo would lose a mask the user has not exported since they last changed it (a
+        cut, stroke, re-refine or undo made after the last export). An empty mask has nothing to lose."""
+        return self.has_image and not self.undo_stack.isClean() and self.has_mask
+
+    def mark_exported(self, edits: int) -> bool:
+        """Call when an export started at edit count `edits` has been written: the document is clean again unless
+        it changed meanwhile (then it stays unexported). True when it is clean now."""
+        if edits == self.edits:
+            self.undo_stack.setClean()
+        return self.undo_stack.isClean()
+
+    def _count_edit(self, _index: int) -> None:
+        self.edits += 1
 
     def bump_generation(self) -> int:
         self.generation += 1

@@ -35,6 +35,7 @@ class ExportJob:
     doubt: np.ndarray | None = None  # H's uncertainty at the image's size (uint8), when the last cut left one
     painted: np.ndarray | None = None  # the user's soft-edge strokes (uint8, 255 = solve alpha here), if any
     soft_applied: bool = False  # set by the worker: a band was found and the matte was written
+    edits: int = -1  # the document's edit count when the export started (Document.mark_exported)
 
 
 class _ExportWorker(QObject):

@@ -19,3 +19,23 @@ def ask_overwrite(parent: QWidget | None, path: str) -> bool:
         parent, "Replace file?", f"{path} already exists.\nDo you want to replace it?",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
     return answer == QMessageBox.StandardButton.Yes
+
+
+def ask_unexported(parent: QWidget | None, name: str, doing: str) -> str:
+    """Before closing a photo whose mask was changed since its last export: "export", "discard" or "cancel".
+
+    `doing` finishes the question's sentence ("closing", "opening another photo"); Escape and the window's close
+    button mean cancel, so nothing is lost by a stray key."""
+    box = QMessageBox(QMessageBox.Icon.Warning, "Export the cut-out first?",
+                      f"The mask of {name} has changes that have not been exported.",
+                      QMessageBox.StandardButton.NoButton, parent)
+    box.setInformativeText(f"Export the cut-out before {doing}? If you discard them, the mask and its undo history "
+                           "are gone.")
+    export = box.addButton("&Export cut-out…", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("&Discard changes", QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(export)
+    box.setEscapeButton(cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    return "export" if clicked is export else "discard" if clicked is discard else "cancel"

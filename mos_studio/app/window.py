@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         self.soft_band_px = 0
         self.last_timings: dict[str, float] = {}
         self._job_started_at = 0.0
+        # what to do once the export the user chose in the "export first?" question has been written
+        self._after_export: Callable[[], object] | None = None
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.setCentralWidget(self.canvas)
@@ -370,6 +372,8 @@ class MainWindow(QMainWindow):
         ex.busy_changed.connect(lambda _busy: self._update_enabled())
         self.doc.image_changed.connect(self._update_enabled)
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._update_enabled())
+        self.doc.undo_stack.indexChanged.connect(lambda _i: self._show_modified())
+        self.doc.undo_stack.cleanChanged.connect(lambda _clean: self._show_modified())
         self._band_timer = QTimer(self)
         self._band_timer.setSingleShot(True)
         self._band_timer.setInterval(250)  # a brush stroke is many mask changes: recompute the band once after it
@@ -580,8 +584,7 @@ class MainWindow(QMainWindow):
             return False
         finally:
             self.unsetCursor()
-        self._on_opened(path, loaded)
-        return True
+        return self._on_opened(path, loaded)
 
     def open_async(self, path: str | Path) -> None:
         """Open a photo decoded on a worker thread (dialog, drop, recent files, command line)."""
@@ -600,7 +603,31 @@ class MainWindow(QMainWindow):
     def _on_open_failed(self, path: Path, title: str, message: str, hint: str) -> None:
         messages.show_error(self, title, message, hint)
 
-    def _on_opened(self, path: Path, loaded) -> None:  # noqa: ANN001 - LoadedImage
+    def _show_modified(self) -> None:
+        """The title's asterisk: the mask has changes not exported yet (closing would ask first)."""
+        try:
+            modified = self.doc.unexported
+        except RuntimeError:  # the undo stack is being deleted with the window and says it is clean
+            return
+        self.setWindowModified(modified)
+
+    def may_discard(self, doing: str, then: Callable[[], object]) -> bool:
+        """True when the current mask may go: nothing unexported, or the user said to discard it. When they chose to
+        export it first, the export dialog opens and `then` runs once that export is written (False meanwhile)."""
+        if not self.doc.unexported:
+            return True
+        name = self.doc.path.name if self.doc.path else "this photo"
+        answer = messages.ask_unexported(self, name, doing)
+        if answer == "discard":
+            return True
+        if answer == "export" and self.export_dialog("cutout"):
+            self._after_export = then
+            self.statusBar().showMessage(f"Exporting the cut-out of {name} before {doing}…", 8000)
+        return False
+
+    def _on_opened(self, path: Path, loaded) -> bool:  # noqa: ANN001 - LoadedImage
+        if not self.may_discard("opening another photo", lambda: self._on_opened(path, loaded)):
+            return False
         if self.controller.busy:
             self.controller.cancel()  # its result is dropped anyway: the document changes below
         self.hide_stage()
@@ -609,13 +636,16 @@ class MainWindow(QMainWindow):
         if alpha is not None and alpha.shape == self.doc.mask.shape and int(alpha.min()) < 255:
             # a cut-out exported earlier: carry on editing its alpha (one undo step away from an empty mask)
             self.doc.replace_region((0, 0, self.doc.width, self.doc.height), alpha, "Mask from the file's alpha")
+            self.doc.undo_stack.setClean()  # it is what the file holds: nothing to lose yet
         self.settings.add_recent(path)
         self.settings.set_last_open_dir(path.parent)
-        self.setWindowTitle(f"{path.name} ({self.doc.width}×{self.doc.height}) — {APP_NAME}")
+        self.setWindowTitle(f"{path.name}[*] ({self.doc.width}×{self.doc.height}) — {APP_NAME}")
+        self._show_modified()
         self.statusBar().showMessage(f"Opened {path.name}: {self.doc.width}×{self.doc.height}, "
                                      f"{self.doc.width * self.doc.height / 1e6:.1f} MP", 5000)
         self.canvas.setFocus()
         self.image_opened.emit(str(path))
+        return True
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -758,18 +788,20 @@ class MainWindow(QMainWindow):
         stem = self.doc.path.stem if self.doc.path else "image"
         return f"{stem}_{kind}{EXPORT_KINDS[kind][2]}"
 
-    def export_dialog(self, kind: str) -> None:
+    def export_dialog(self, kind: str) -> bool:
+        """Ask where to export and start it; False when the user cancelled or nothing was started."""
         if not self.doc.has_image:
-            return
+            return False
+        self._after_export = None  # an export the user starts by hand carries out nothing left pending
         title, filters, suffix = EXPORT_KINDS[kind]
         start = str(Path(self.settings.last_export_dir()) / self.suggested_name(kind))
         path, selected = QFileDialog.getSaveFileName(self, f"Export {title}", start, filters,
                                                      options=QFileDialog.Option.DontConfirmOverwrite)
         if not path:
-            return
+            return False
         if not Path(path).suffix:
             path += ".png" if "PNG" in selected else suffix
-        self.export_to(kind, path)
+        return self.export_to(kind, path)
 
     def export_to(self, kind: str, path: str | Path, color: QColor | None = None) -> bool:
         """Start exporting on the worker thread; asks before replacing a file; False when nothing was started."""
@@ -791,7 +823,8 @@ class MainWindow(QMainWindow):
                         (color.red(), color.green(), color.blue()),
                         protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite,
                         soft=soft, doubt=self.h_doubt() if soft else None,
-                        painted=self.doc.soft_band.copy() if soft and self.doc.soft_band is not None else None)
+                        painted=self.doc.soft_band.copy() if soft and self.doc.soft_band is not None else None,
+                        edits=self.doc.edits)
         if not self.exporter.submit(job):
             self.statusBar().showMessage("An export is already running", 4000)
             return False
@@ -809,9 +842,19 @@ class MainWindow(QMainWindow):
             self._job_ended()
         soft = " with soft edges" if job.soft_applied else ""
         self.statusBar().showMessage(f"Exported {job.path}{soft} in {seconds:.1f} s", 8000)
+        clean = job.rgb is self.doc.rgb and self.doc.mark_exported(job.edits)
+        self._show_modified()
         self.export_done.emit(str(job.path))
+        then, self._after_export = self._after_export, None
+        if then is not None:
+            if clean:
+                then()
+            else:  # changed while it was written: ask again rather than lose the newer edit
+                self.statusBar().showMessage(f"Exported {job.path}; the mask changed meanwhile, so nothing more was "
+                                             "done", 8000)
 
     def _on_export_failed(self, job: ExportJob, message: str, hint: str) -> None:
+        self._after_export = None  # the photo stays open: its mask is not safe anywhere yet
         self.progress.setRange(0, 1000)
         if not self.controller.busy:
             self._job_ended()
@@ -869,6 +912,9 @@ class MainWindow(QMainWindow):
         self.opener.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if not self._shut_down and not self.may_discard("closing", self.close):
+            event.ignore()
+            return
         self.save_settings()
         self.shutdown()
         super().closeEvent(event)

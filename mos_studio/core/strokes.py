@@ -90,40 +90,58 @@ def reach_for_brush(radius: float) -> float:
     return max(MIN_REACH, BRUSH_REACH * radius)
 
 
-def stroke_rect(stroke: np.ndarray, reach: float) -> Rect | None:
-    """The rectangle a stroke may change: its bounding box grown by `reach`, clipped; None for an empty stroke."""
+def stroke_rect(stroke: np.ndarray, reach: float, origin: tuple[int, int] = (0, 0),
+                shape: tuple[int, int] | None = None) -> Rect | None:
+    """The rectangle a stroke may change: its bounding box grown by `reach`, clipped; None for an empty stroke.
+
+    `stroke` may be a crop of the photo with its top-left pixel at `origin` (x, y) of a photo of `shape` (h, w):
+    looking for a small stroke's pixels in a full-size map cost most of a short stroke's time at 8K."""
     ys, xs = np.nonzero(stroke)
     if ys.size == 0:
         return None
-    h, w = stroke.shape
+    h, w = stroke.shape if shape is None else shape
+    ox, oy = origin
     r = int(np.ceil(reach))
-    return max(0, int(xs.min()) - r), max(0, int(ys.min()) - r), min(w, int(xs.max()) + 1 + r), \
-        min(h, int(ys.max()) + 1 + r)
+    return max(0, ox + int(xs.min()) - r), max(0, oy + int(ys.min()) - r), min(w, ox + int(xs.max()) + 1 + r), \
+        min(h, oy + int(ys.max()) + 1 + r)
 
 
 def colour_stroke(rgb: np.ndarray, mask: np.ndarray, stroke: np.ndarray, add: bool, reach: float,
-                  work_side: int = WORK_SIDE, snap: bool = True) -> tuple[Rect, np.ndarray] | None:
+                  work_side: int = WORK_SIDE, snap: bool = True,
+                  origin: tuple[int, int] | None = None) -> tuple[Rect, np.ndarray] | None:
     """The mask after a colour stroke: `(rect, values)`, the bool mask inside `rect`, or None for an empty stroke.
 
-    `mask` (bool, 0/255 or a probability) is the cut before the stroke, `stroke` (bool, the photo's size) the pixels
-    the user painted, `add` True for an object stroke, `reach` how far (photo pixels) the stroke may grow. The
-    stroke's own pixels always take its side.
+    `mask` (bool, 0/255 or a probability) is the cut before the stroke, `stroke` the pixels the user painted: a
+    bool map the photo's size, or, with `origin` (x, y), a crop of it whose top-left pixel lies there (what the app
+    hands over: only the stroke's bounding box, never a full-size map); `add` True for an object stroke, `reach` how
+    far (photo pixels) the stroke may grow. The stroke's own pixels always take its side.
     """
     rgb, mask, stroke = np.asarray(rgb), np.asarray(mask), np.asarray(stroke)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"colour_stroke: expected an H×W×3 photo, got shape {rgb.shape}")
     h, w = rgb.shape[:2]
-    if mask.shape != (h, w) or stroke.shape != (h, w):
-        raise ValueError(f"colour_stroke: photo {(h, w)}, mask {mask.shape} and stroke {stroke.shape} differ in size")
+    if mask.shape != (h, w):
+        raise ValueError(f"colour_stroke: photo {(h, w)} and mask {mask.shape} differ in size")
+    if origin is None:
+        if stroke.shape != (h, w):
+            raise ValueError(f"colour_stroke: photo {(h, w)} and stroke {stroke.shape} differ in size")
+        origin = (0, 0)
+    ox, oy = int(origin[0]), int(origin[1])
+    if stroke.ndim != 2 or ox < 0 or oy < 0 or ox + stroke.shape[1] > w or oy + stroke.shape[0] > h:
+        raise ValueError(f"colour_stroke: a stroke of shape {stroke.shape} at {(ox, oy)} does not fit in the "
+                         f"{w}×{h} photo")
     if reach < 1:
         raise ValueError(f"colour_stroke: reach must be at least 1 px, not {reach}")
     stroke = stroke.astype(bool, copy=False)
-    rect = stroke_rect(stroke, reach)
+    rect = stroke_rect(stroke, reach, (ox, oy), (h, w))
     if rect is None:
         return None
-    cx0, cy0, cx1, cy1 = stroke_rect(stroke, CONTEXT * reach + 8) or rect
+    cx0, cy0, cx1, cy1 = stroke_rect(stroke, CONTEXT * reach + 8, (ox, oy), (h, w)) or rect
+    st_full = np.zeros((cy1 - cy0, cx1 - cx0), bool)  # the stroke placed in its surroundings
+    sx0, sy0 = max(ox, cx0), max(oy, cy0)
+    sx1, sy1 = min(ox + stroke.shape[1], cx1), min(oy + stroke.shape[0], cy1)
+    st_full[sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = stroke[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox]
     obj = mask[cy0:cy1, cx0:cx1] > (127 if mask.dtype == np.uint8 else 0.5 if mask.dtype.kind == "f" else 0)
-    st_full = stroke[cy0:cy1, cx0:cx1]
     ch, cw = obj.shape
     s = min(1.0, work_side / max(ch, cw))
     size = (max(1, round(cw * s)), max(1, round(ch * s)))

@@ -84,6 +84,8 @@ class MessageLog:
         self.errors: list[tuple[str, str, str]] = []
         self.overwrite_questions: list[str] = []
         self.overwrite_answer = True
+        self.unexported_questions: list[tuple[str, str]] = []
+        self.unexported_answer = "discard"  # closing a window with edits, as tests did before the question existed
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +101,13 @@ def message_log(monkeypatch) -> MessageLog:
         log.overwrite_questions.append(path)
         return log.overwrite_answer
 
+    def ask_unexported(parent, name, doing):
+        log.unexported_questions.append((name, doing))
+        return log.unexported_answer
+
     monkeypatch.setattr(messages, "show_error", show_error)
     monkeypatch.setattr(messages, "ask_overwrite", ask_overwrite)
+    monkeypatch.setattr(messages, "ask_unexported", ask_unexported)
     return log
 
 

@@ -93,6 +93,23 @@ def test_brush_stroke_class_clips_at_borders():
     assert mask[0, 0] == 255 and mask[49, 59] == 255 and mask[49, 0] == 0
 
 
+def test_brush_stroke_footprint_is_its_bounding_box_and_marks_what_it_painted():
+    """A colour stroke hands the core only its bounding box, whatever the mask held there before."""
+    mask = np.zeros((400, 600), np.uint8)
+    mask[:, 300:] = 255  # half already object: the footprint still marks the stroke's pixels there
+    stroke = BrushStroke(mask, 6, 0)
+    assert stroke.footprint() is None
+    for p in [(100.0, 200.0), (250.0, 210.0), (380.0, 260.0)]:
+        stroke.add(p)
+    (x0, y0), fp = stroke.footprint()
+    rect, _, _ = stroke.finish()
+    assert (x0, y0, x0 + fp.shape[1], y0 + fp.shape[0]) == rect  # no full-size map
+    painted = np.zeros(mask.shape, bool)
+    painted[y0:y0 + fp.shape[0], x0:x0 + fp.shape[1]] = fp
+    assert np.array_equal(painted[:, 300:], mask[:, 300:] == 0)  # on the object half: exactly what was erased
+    assert fp[200 - y0, 100 - x0] and fp[260 - y0, 380 - x0] and not fp[0, -1]
+
+
 def test_brush_size_wheel_and_keys(window, qtbot, make_photo):
     canvas = window.canvas
     window.doc.set_image(make_photo(), path="photo.png")
