@@ -39,3 +39,23 @@ def ask_unexported(parent: QWidget | None, name: str, doing: str) -> str:
     box.exec()
     clicked = box.clickedButton()
     return "export" if clicked is export else "discard" if clicked is discard else "cancel"
+
+
+def ask_recover(parent: QWidget | None, name: str, saved_at: float) -> str:
+    """A recovery copy of this photo's mask was left behind: "restore", "discard" or "later" (Escape: asked again
+    next time the photo opens)."""
+    import time
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved_at))
+    box = QMessageBox(QMessageBox.Icon.Question, "Restore the unexported mask?",
+                      f"MOS Studio kept a copy of the mask of {name} from {when} that was never exported (the app "
+                      "was closed before it could ask).", QMessageBox.StandardButton.NoButton, parent)
+    box.setInformativeText("Restore it as one undo step, or discard the copy?")
+    restore = box.addButton("&Restore", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("&Discard copy", QMessageBox.ButtonRole.DestructiveRole)
+    later = box.addButton("&Not now", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(restore)
+    box.setEscapeButton(later)
+    box.exec()
+    clicked = box.clickedButton()
+    return "restore" if clicked is restore else "discard" if clicked is discard else "later"

@@ -5,6 +5,7 @@ The window takes an `AppSettings`, so tests hand it one backed by an INI file in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -20,6 +21,12 @@ class AppSettings:
     @classmethod
     def from_file(cls, path: str | Path) -> AppSettings:
         return cls(QSettings(str(path), QSettings.Format.IniFormat))
+
+    def recovery_dir(self) -> Path:
+        """Where recovery copies of unexported masks live (mos_studio.app.recovery): beside the settings file, so a
+        test's temporary settings get a temporary folder too; $MOS_RECOVERY_DIR wins."""
+        env = os.environ.get("MOS_RECOVERY_DIR")
+        return Path(env) if env else Path(self.q.fileName()).parent / "recovery"
 
     def _get(self, key: str, default, kind=str):  # noqa: ANN001, ANN202 - thin QSettings wrapper
         value = self.q.value(key, default)

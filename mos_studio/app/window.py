@@ -42,9 +42,11 @@ from .export import EXPORT_KINDS, ExportController, ExportJob
 from .inference import CascadeLoader, InferenceController, Job, JobResult, UserFacingError
 from .inspector import StageInspector
 from .opener import ImageOpener, describe_open_error
+from .recovery import RecoveryStore, photo_key
 from .settings import AppSettings
 
 APP_NAME = "MOS Studio"
+RECOVERY_DELAY_MS = 1500  # a recovery copy of an unexported mask is kept this long after the last edit
 OVERLAY_TITLES = {"tint": "Mask tint", "composite": "Composite on colour", "checker": "Cut-out on checkerboard",
                   "off": "No overlay"}
 OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp);;All files (*)"
@@ -96,6 +98,11 @@ class MainWindow(QMainWindow):
         self._job_started_at = 0.0
         # what to do once the export the user chose in the "export first?" question has been written
         self._after_export: Callable[[], object] | None = None
+        # a copy of an unexported mask, kept a moment after each edit (mos_studio.app.recovery)
+        self.recovery = RecoveryStore(self.settings.recovery_dir())
+        self.recovery.prune()
+        self._recovery_key: str | None = None
+        self._recovery_error_shown: str | None = None
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.setCentralWidget(self.canvas)
@@ -374,6 +381,12 @@ class MainWindow(QMainWindow):
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._update_enabled())
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._show_modified())
         self.doc.undo_stack.cleanChanged.connect(lambda _clean: self._show_modified())
+        self._recovery_timer = QTimer(self)
+        self._recovery_timer.setSingleShot(True)
+        self._recovery_timer.setInterval(RECOVERY_DELAY_MS)
+        self._recovery_timer.timeout.connect(self.keep_recovery_copy)
+        self.doc.undo_stack.indexChanged.connect(lambda _i: self._on_edit_for_recovery())
+        self.doc.undo_stack.cleanChanged.connect(lambda _clean: self._on_edit_for_recovery())
         self._band_timer = QTimer(self)
         self._band_timer.setSingleShot(True)
         self._band_timer.setInterval(250)  # a brush stroke is many mask changes: recompute the band once after it
@@ -603,6 +616,53 @@ class MainWindow(QMainWindow):
     def _on_open_failed(self, path: Path, title: str, message: str, hint: str) -> None:
         messages.show_error(self, title, message, hint)
 
+    def _on_edit_for_recovery(self) -> None:
+        try:
+            unexported = self.doc.unexported
+        except RuntimeError:  # torn down with the window
+            return
+        if unexported:
+            self._recovery_timer.start()  # once the edits pause: a brush stroke is one step, a cut another
+        else:
+            self._recovery_timer.stop()
+            if self._recovery_key is not None:
+                self.recovery.remove(self._recovery_key)  # exported, or undone to what was: nothing to recover
+
+    def keep_recovery_copy(self) -> None:
+        """Hand a copy of the unexported mask to the recovery store (written on its thread)."""
+        self._recovery_timer.stop()
+        err = self.recovery.last_error
+        if err and err != self._recovery_error_shown:
+            self._recovery_error_shown = err
+            self.statusBar().showMessage(f"Note: {err}", 10000)
+        if self._recovery_key is None or not self.doc.unexported or self.doc.path is None:
+            return
+        band = self.doc.soft_band
+        self.recovery.save(self._recovery_key, self.doc.path, self.doc.mask.copy(),
+                           band.copy() if band is not None and band.any() else None)
+
+    def _offer_recovery(self, name: str) -> None:
+        """A copy of this photo's mask left by a session that ended before it was exported: offer it back."""
+        if self._recovery_key is None:
+            return
+        found = self.recovery.find(self._recovery_key, self.doc.width, self.doc.height)
+        if found is None:
+            return
+        answer = messages.ask_recover(self, name, found.saved_at)
+        if answer == "discard":
+            self.recovery.remove(self._recovery_key)
+        if answer != "restore":
+            return
+        stack = self.doc.undo_stack
+        stack.beginMacro("Recovered mask")
+        self.doc.replace_region((0, 0, self.doc.width, self.doc.height), found.mask, "Recovered mask")
+        if found.soft_band is not None:
+            band = self.doc.ensure_soft_band()
+            self.doc.push_soft_patch((0, 0, self.doc.width, self.doc.height), band.copy(), found.soft_band,
+                                     "Recovered soft-edge strokes")
+        stack.endMacro()
+        self.statusBar().showMessage(f"Restored the unexported mask of {name} (Ctrl+Z takes it back)", 8000)
+
     def _show_modified(self) -> None:
         """The title's asterisk: the mask has changes not exported yet (closing would ask first)."""
         try:
@@ -619,6 +679,10 @@ class MainWindow(QMainWindow):
         name = self.doc.path.name if self.doc.path else "this photo"
         answer = messages.ask_unexported(self, name, doing)
         if answer == "discard":
+            self._recovery_timer.stop()
+            if self._recovery_key is not None:
+                self.recovery.remove(self._recovery_key)
+                self._recovery_key = None  # the user let it go: keep no copy of it any more
             return True
         if answer == "export" and self.export_dialog("cutout"):
             self._after_export = then
@@ -632,6 +696,7 @@ class MainWindow(QMainWindow):
             self.controller.cancel()  # its result is dropped anyway: the document changes below
         self.hide_stage()
         self.doc.set_image(loaded.rgb, path=path, icc_profile=loaded.icc_profile)
+        self._recovery_key = photo_key(path, self.doc.width, self.doc.height)
         alpha = getattr(loaded, "alpha", None)
         if alpha is not None and alpha.shape == self.doc.mask.shape and int(alpha.min()) < 255:
             # a cut-out exported earlier: carry on editing its alpha (one undo step away from an empty mask)
@@ -640,6 +705,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(path)
         self.settings.set_last_open_dir(path.parent)
         self.setWindowTitle(f"{path.name}[*] ({self.doc.width}×{self.doc.height}) — {APP_NAME}")
+        self._offer_recovery(path.name)
         self._show_modified()
         self.statusBar().showMessage(f"Opened {path.name}: {self.doc.width}×{self.doc.height}, "
                                      f"{self.doc.width * self.doc.height / 1e6:.1f} MP", 5000)
@@ -910,6 +976,9 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         self.exporter.shutdown()
         self.opener.shutdown()
+        if self._recovery_timer.isActive() or self.doc.unexported:  # quitting without the question (a signal)
+            self.keep_recovery_copy()
+        self.recovery.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         if not self._shut_down and not self.may_discard("closing", self.close):

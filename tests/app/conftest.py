@@ -86,6 +86,8 @@ class MessageLog:
         self.overwrite_answer = True
         self.unexported_questions: list[tuple[str, str]] = []
         self.unexported_answer = "discard"  # closing a window with edits, as tests did before the question existed
+        self.recover_questions: list[str] = []
+        self.recover_answer = "later"
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +109,12 @@ def message_log(monkeypatch) -> MessageLog:
 
     monkeypatch.setattr(messages, "show_error", show_error)
     monkeypatch.setattr(messages, "ask_overwrite", ask_overwrite)
+    def ask_recover(parent, name, saved_at):
+        log.recover_questions.append(name)
+        return log.recover_answer
+
     monkeypatch.setattr(messages, "ask_unexported", ask_unexported)
+    monkeypatch.setattr(messages, "ask_recover", ask_recover)
     return log
 
 
