@@ -169,3 +169,45 @@ def test_the_real_recovery_question_and_escape_means_not_now(qtbot):
 @pytest.fixture(autouse=True)
 def _no_real_home(monkeypatch):
     monkeypatch.delenv("MOS_RECOVERY_DIR", raising=False)
+
+
+KILLED_SESSION = r"""
+import os, signal, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtWidgets import QApplication
+from mos_studio.app.settings import AppSettings
+from mos_studio.app.window import MainWindow
+app = QApplication([])
+win = MainWindow(AppSettings.from_file(sys.argv[1]), preload=False)
+win.show()
+assert win.open_path(sys.argv[2])
+win.canvas.paint_stroke([(100.0, 100.0), (160.0, 120.0)], radius=12)
+deadline = time.monotonic() + 20
+while not list(win.recovery.folder.glob("*.json")) and time.monotonic() < deadline:
+    app.processEvents()  # the window's own timer writes the copy
+    time.sleep(0.05)
+win.recovery.flush()
+print(int((win.doc.mask > 0).sum()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close event, no question, no shutdown
+"""
+
+
+def test_a_killed_app_loses_no_more_than_the_last_moment(tmp_path, photo, make_window, tiny_loader, message_log):
+    import subprocess
+    import sys
+
+    settings_file = tmp_path / "killed" / "settings.ini"
+    settings_file.parent.mkdir()
+    out = subprocess.run([sys.executable, "-c", KILLED_SESSION, str(settings_file), str(photo)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == -9, out.stderr  # it really was killed
+    painted = int(out.stdout.split()[0])
+    assert painted > 1000
+
+    from mos_studio.app.settings import AppSettings
+
+    message_log.recover_answer = "restore"
+    win = make_window(tiny_loader, settings=AppSettings.from_file(settings_file))
+    assert win.open_path(photo)
+    assert message_log.recover_questions == [photo.name]
+    assert int((win.doc.mask > 0).sum()) == painted
