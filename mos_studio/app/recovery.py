@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 KEEP_DAYS = 30  # copies older than this are removed when the app starts
@@ -55,6 +54,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _png(values: np.ndarray) -> bytes:
+    import cv2  # not at import: the window starts without OpenCV (docs/PERFORMANCE.md, startup)
+
     ok, buf = cv2.imencode(".png", values, [cv2.IMWRITE_PNG_COMPRESSION, 1])  # fast: masks compress well anyway
     if not ok:
         raise OSError("the PNG encoder failed")
@@ -69,14 +70,15 @@ class RecoveryStore:
         self.folder = Path(folder)
         self.last_error: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mos-recovery")
-        self._pending: Future | None = None
+        self._closed = False
 
     # -- writing (on the worker thread, in the order asked) ---------------------------------------------------------
-    def save(self, key: str, photo: str | Path, mask: np.ndarray, soft_band: np.ndarray | None) -> Future:
+    def save(self, key: str, photo: str | Path, mask: np.ndarray, soft_band: np.ndarray | None) -> Future | None:
         """Keep a copy of `mask` (and the soft-edge strokes) for the photo `key`; the arrays must be the caller's
-        own copies (they are read on the worker thread)."""
-        self._pending = self._pool.submit(self._save, key, str(photo), mask, soft_band)
-        return self._pending
+        own copies (they are read on the worker thread). None once the store is closed."""
+        if self._closed:
+            return None
+        return self._pool.submit(self._save, key, str(photo), mask, soft_band)
 
     def _save(self, key: str, photo: str, mask: np.ndarray, soft_band: np.ndarray | None) -> None:
         try:
@@ -94,10 +96,11 @@ class RecoveryStore:
         except (OSError, ValueError) as err:
             self.last_error = f"could not keep a recovery copy in {self.folder}: {err}"
 
-    def remove(self, key: str) -> Future:
-        """Forget the copy of photo `key` (after any save still queued for it)."""
-        self._pending = self._pool.submit(self._remove, key)
-        return self._pending
+    def remove(self, key: str) -> Future | None:
+        """Forget the copy of photo `key` (after any save still queued for it). None once the store is closed."""
+        if self._closed:
+            return None
+        return self._pool.submit(self._remove, key)
 
     def _remove(self, key: str) -> None:
         for suffix in (".json", ".mask.png", ".soft.png"):  # the JSON first: without it nothing is offered
@@ -108,9 +111,12 @@ class RecoveryStore:
 
     def flush(self) -> None:
         """Wait for every queued write and removal."""
-        self._pool.submit(lambda: None).result()
+        if not self._closed:
+            self._pool.submit(lambda: None).result()
 
     def close(self) -> None:
+        """Finish what is queued and stop the writer; later saves and removals are ignored."""
+        self._closed = True
         self._pool.shutdown(wait=True)
 
     # -- reading (on the GUI thread, when a photo opens) ------------------------------------------------------------
@@ -118,6 +124,10 @@ class RecoveryStore:
         """The copy kept for photo `key` at this size, or None (none, unreadable, or another size)."""
         self.flush()
         meta_path = self.folder / f"{key}.json"
+        if not meta_path.exists():
+            return None
+        import cv2
+
         try:
             meta = json.loads(meta_path.read_text("utf-8"))
             if (int(meta["width"]), int(meta["height"])) != (width, height):
