@@ -293,3 +293,32 @@ def test_cut_box_is_the_cascades_box_prompt_in_pixels_and_shares(tmp_path, model
     assert f"{src / 'a.png'}: --box 100,90,180,150 covers 0×0 pixels of this 96×80 photo" in err
     assert "1 of 2 image(s) failed" in err
     assert not (tmp_path / "off" / "a_mask.png").exists() and (tmp_path / "off" / "b_mask.png").is_file()
+
+
+def test_cut_export_stages_writes_the_sheet_and_the_block_maps(tmp_path, models, capsys):
+    from mos_studio.core.cascade import Cascade
+    from mos_studio.core.io import load_image
+
+    img = _photo(tmp_path / "ant.png", 120, 90)
+    out = tmp_path / "out"
+    assert main(["cut", str(img), "-o", str(out), "--models-dir", str(models), "--export", "stages"]) == 0
+    assert "ant_stages.png" in capsys.readouterr().out
+    assert not (out / "ant_cutout.png").exists()  # only what was asked
+    sheet = np.asarray(Image.open(out / "ant_stages.png").convert("RGB"))
+    assert sheet.ndim == 3 and sheet.std() > 5
+    arrays = np.load(out / "ant_stages.npz")
+    names = ["S8_0", "S8_1", "S8_2", "S4_2", "S8_3", "S4_3", "S2_3"]
+    assert sorted(arrays.keys()) == sorted(f"{n}/{b}/{k}" for n in ("L", "H") for b in names
+                                           for k in ("uncertainty", "prediction"))
+    # the same maps as the Python API's (the same weights, the same photo)
+    res = Cascade.from_pretrained(models)(load_image(img))
+    for net in ("L", "H"):
+        for m in res.stages[net]:
+            assert np.allclose(arrays[f"{net}/{m.name}/prediction"], m.prediction, atol=1e-5)
+            unsure = arrays[f"{net}/{m.name}/uncertainty"]
+            assert 0.0 <= unsure.min() <= unsure.max() <= 1.0
+    # the npz is guarded like every output: no overwrite without --overwrite, even when only it exists
+    (out / "ant_stages.png").unlink()
+    assert main(["cut", str(img), "-o", str(out), "--models-dir", str(models), "--export", "stages"]) == 1
+    assert "ant_stages.npz: exists" in capsys.readouterr().err
+    assert not (out / "ant_stages.png").exists()

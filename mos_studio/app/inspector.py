@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .document import Document, StageSet
 from .imaging import SharedImage, map_image
@@ -66,6 +75,7 @@ class Thumbnail(QWidget):
 class StageInspector(QWidget):
     stage_selected = Signal(str, int, str)  # net, block index, kind
     stage_cleared = Signal()
+    save_requested = Signal()  # the user wants the maps as files (the window asks where)
 
     def __init__(self, doc: Document, thumb_width: int = 112, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,11 +112,18 @@ class StageInspector(QWidget):
         self.stretch.setToolTip("Off: absolute values (uncertainty 1 = p of 0.5). On: min–max per map, to see faint "
                                 "structure.")
         self.stretch.toggled.connect(self.refresh)
+        self.save_button = QPushButton("Save maps…")
+        self.save_button.setToolTip("Write every block's maps of L and H: a sheet as the paper's Figure 6 (PNG, "
+                                    "stretched if the box above is ticked) and the float maps at each block's "
+                                    "resolution beside it (.npz)")
+        self.save_button.clicked.connect(self.save_requested)
+        self.save_button.setEnabled(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.hint)
         layout.addWidget(self.tabs)
         layout.addWidget(self.stretch)
+        layout.addWidget(self.save_button)
         self.setMinimumWidth(2 * thumb_width + 120)
         doc.stages_changed.connect(self.refresh)
         doc.image_changed.connect(self.refresh)
@@ -133,6 +150,7 @@ class StageInspector(QWidget):
                     thumb.set_map(None if view is None else map_image(self.display_values(getattr(view, kind)), kind))
         has = bool(self.doc.stages)
         self.hint.setVisible(not has)
+        self.save_button.setEnabled(has)
         if has and "H" in self.doc.stages and "L" not in self.doc.stages:
             self.tabs.setCurrentIndex(1)
 

@@ -156,6 +156,8 @@ class MainWindow(QMainWindow):
                                  "mdi6.content-save-outline", group="File")
         self.act_export_composite = a("Export c&omposite on colour…", lambda: self.export_dialog("composite"),
                                       "Ctrl+Shift+E", "mdi6.image-move", group="File")
+        self.act_export_stages = a("Export stage maps (sheet and arrays)…", self.export_stages_dialog, None,
+                                   "mdi6.view-grid-outline", group="File")
         self.act_soft_edges = a("&Soft edges (alpha matting where H was unsure)", self.set_soft_edges, "Shift+S",
                                 "mdi6.blur", checkable=True, group="File")
         self.act_soft_edges.setToolTip("On: exports solve a soft alpha in the band where H was unsure (shown in "
@@ -260,6 +262,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         for act in (self.act_export_cutout, self.act_export_mask, self.act_export_composite):
             m.addAction(act)
+        m.addAction(self.act_export_stages)
         m.addAction(self.act_soft_edges)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -362,6 +365,7 @@ class MainWindow(QMainWindow):
         self.opacity_slider.valueChanged.connect(self._on_opacity)
         self.inspector.stage_selected.connect(self._show_stage)
         self.inspector.stage_cleared.connect(self.hide_stage)
+        self.inspector.save_requested.connect(self.export_stages_dialog)
         ic = self.controller
         ic.started.connect(self._on_job_started)
         ic.progress.connect(self._on_progress)
@@ -380,6 +384,7 @@ class MainWindow(QMainWindow):
         ex.failed.connect(self._on_export_failed)
         ex.busy_changed.connect(lambda _busy: self._update_enabled())
         self.doc.image_changed.connect(self._update_enabled)
+        self.doc.stages_changed.connect(self._update_enabled)
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._update_enabled())
         self.doc.undo_stack.indexChanged.connect(lambda _i: self._show_modified())
         self.doc.undo_stack.cleanChanged.connect(lambda _clean: self._show_modified())
@@ -441,6 +446,7 @@ class MainWindow(QMainWindow):
                     self.act_clear_soft):
             act.setEnabled(has)
         self.act_cancel.setEnabled(busy)
+        self.act_export_stages.setEnabled(has and bool(self.doc.stages))
 
     def _show_pos(self, x: int, y: int) -> None:
         if self.doc.has_image and 0 <= x < self.doc.width and 0 <= y < self.doc.height:
@@ -900,6 +906,41 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("An export is already running", 4000)
             return False
         self.settings.set_last_export_dir(path.parent)
+        return True
+
+    def export_stages_dialog(self) -> bool:
+        """Ask where to write the HierPR maps of the last cut and write them (a sheet and, beside it, the arrays)."""
+        if not self.doc.stages:
+            self.statusBar().showMessage("No stage maps yet: run Cut out (Ctrl+Enter) first", 4000)
+            return False
+        stem = self.doc.path.stem if self.doc.path else "photo"
+        start = str(Path(self.settings.last_export_dir()) / f"{stem}_stages.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Export stage maps", start, "PNG sheet (*.png)",
+                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return False
+        return self.export_stages_to(path if Path(path).suffix else path + ".png")
+
+    def export_stages_to(self, path: str | Path) -> bool:
+        """Write the sheet to `path` and the float maps to the same name with .npz; asks before replacing either."""
+        from mos_studio.core.errors import MosError
+        from mos_studio.core.stages import save_stages
+
+        sheet = Path(path)
+        arrays = sheet.with_suffix(".npz")
+        existing = [p for p in (sheet, arrays) if p.exists()]
+        if existing and not messages.ask_overwrite(self, " and ".join(str(p) for p in existing)):
+            return False
+        maps = {net: stage_set.stages for net, stage_set in self.doc.stages.items()}
+        regions = {net: stage_set.extent for net, stage_set in self.doc.stages.items()}
+        try:
+            save_stages(maps, sheet, arrays, regions=regions, stretch=self.inspector.stretch.isChecked(),
+                        overwrite=bool(existing), protect=(self.doc.path,) if self.doc.path else ())
+        except MosError as err:
+            messages.show_error(self, "Export failed", str(err), "Choose another file name or folder.")
+            return False
+        self.settings.set_last_export_dir(sheet.parent)
+        self.statusBar().showMessage(f"Saved the stage maps to {sheet} and {arrays.name}", 8000)
         return True
 
     def _on_export_started(self, job: ExportJob) -> None:

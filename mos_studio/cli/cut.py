@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from .progress import ProgressBar
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
-EXPORTS = ("cutout", "mask", "composite", "alpha")
+EXPORTS = ("cutout", "mask", "composite", "alpha", "stages")
 ALPHA_HELP = ("soft (default): alpha matting where H is unsure, with the object's own colours at the edge (no fringe "
               "of the old background); hard: the 0/255 mask. Applies to cutout, composite and the alpha export; "
               "the mask export is always the hard 0/255 mask, the alpha export (NAME_alpha.png) the 8-bit matte")
@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cut", help="cut objects out of images (L + H cascade)")
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--export", action="append", choices=EXPORTS, help="what to write (repeatable; default cutout)")
+    p.add_argument("--export", action="append", choices=EXPORTS,
+                   help="what to write (repeatable; default cutout). stages: the 7 HierPR blocks' uncertainty and "
+                        "prediction maps of L and H as a sheet (NAME_stages.png, as the paper's Figure 6) and as "
+                        "float arrays at each block's resolution (NAME_stages.npz, keys NET/BLOCK/KIND)")
     p.add_argument("--color", default="0,255,0", help="composite background as R,G,B (default green)")
     p.add_argument("--alpha", choices=("soft", "hard"), default="soft", help=ALPHA_HELP)
     _add_model_options(p)
@@ -153,7 +156,10 @@ def box_in_photo(box: Box, shares: bool, width: int, height: int) -> tuple[int, 
 
 def output_paths(image: Path, out_dir: Path, exports: list[str]) -> dict[str, Path]:
     names = {"cutout": f"{image.stem}_cutout.png", "mask": f"{image.stem}_mask.png",
-             "composite": f"{image.stem}_composite.png", "alpha": f"{image.stem}_alpha.png"}
+             "composite": f"{image.stem}_composite.png", "alpha": f"{image.stem}_alpha.png",
+             "stages": f"{image.stem}_stages.png", "stages_arrays": f"{image.stem}_stages.npz"}
+    if "stages" in exports:
+        exports = [*exports, "stages_arrays"]
     return {e: out_dir / names[e] for e in exports}
 
 
@@ -161,6 +167,7 @@ def run_cut(args: argparse.Namespace) -> int:
     from mos_studio.core.cascade import Cascade
     from mos_studio.core.io import load_image, save_composite, save_cutout, save_mask
     from mos_studio.core.matting import matte_result
+    from mos_studio.core.stages import save_stages
 
     exports = args.export or ["cutout"]
     color = _parse_color(args.color)
@@ -185,7 +192,7 @@ def run_cut(args: argparse.Namespace) -> int:
                 existing = [str(t) for t in targets.values() if t.exists()]
                 if existing:
                     raise MosError(f"{existing[0]}: exists; pass --overwrite to replace it")
-            soft = args.alpha == "soft" and any(k != "mask" for k in targets)
+            soft = args.alpha == "soft" and any(k in ("cutout", "composite", "alpha") for k in targets)
             rect = None
             if box is not None:
                 rect = box_in_photo(*box, img.width, img.height)
@@ -212,6 +219,11 @@ def run_cut(args: argparse.Namespace) -> int:
                     save_mask(res.mask, target, overwrite=args.overwrite, protect=protect)
                 elif kind == "alpha":
                     save_mask(alpha, target, overwrite=args.overwrite, protect=protect)
+                elif kind == "stages":
+                    save_stages(res.stages, target, targets["stages_arrays"], regions={"H": res.region},
+                                overwrite=args.overwrite, protect=protect)
+                elif kind == "stages_arrays":
+                    pass  # written with the sheet
                 else:
                     save_composite(colours, alpha, target, color, icc_profile=img.icc_profile,
                                    overwrite=args.overwrite, protect=protect)
