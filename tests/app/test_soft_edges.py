@@ -78,6 +78,11 @@ def test_soft_edges_band_follows_mask_edits_and_needs_h(window, photo, qtbot):
     first = window.soft_band_px
     window.canvas.paint_stroke([(20, 20), (300, 220)], radius=12)
     qtbot.waitUntil(lambda: window.soft_band_px != first, timeout=5000)
+    # H's enlarged doubt is made once a cut, not after every stroke; a new cut makes it anew
+    doubt = window.h_doubt()
+    assert doubt is window.h_doubt() and doubt.shape == window.doc.mask.shape
+    _cut(window, photo, qtbot)
+    assert window.h_doubt() is not doubt
 
 
 def test_soft_edge_brush_paints_a_band_that_exports_soft_without_any_cut(window, tmp_path, qtbot, message_log):
