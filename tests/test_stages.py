@@ -40,6 +40,20 @@ def test_the_sheet_has_a_tile_per_block_at_its_own_resolution():
     assert set(np.unique(stretched)) == {0, 255}  # the faint map rescaled to its own range
 
 
+def test_uncertainty_is_drawn_in_the_inspectors_heat_colours():
+    from PySide6.QtGui import QColor
+
+    from mos_studio.app.imaging import HEAT_TABLE
+    from mos_studio.core.stages import heat_lut
+
+    table = np.array([QColor.fromRgba(c).getRgb()[:3] for c in HEAT_TABLE], np.int16)
+    assert np.abs(heat_lut().astype(np.int16) - table).max() <= 1  # the same ramp as the app's panel
+    m = maps()
+    sheet = stage_montage(m, tile_height=64)
+    tile = sheet[26 + 20:26 + 64, 112:112 + 96]  # L's S8_0 uncertainty, below its label: 0.5 everywhere
+    assert np.array_equal(np.unique(tile.reshape(-1, 3), axis=0), heat_lut()[[128]])
+
+
 def test_arrays_keep_every_map_exactly():
     m = maps()
     arrays = stage_arrays(m)

@@ -25,6 +25,16 @@ KINDS = ("uncertainty", "prediction")
 LABEL_W = 112  # px left of the tiles for the row names
 TITLE_H = 26  # px above each network's rows
 GAP = 4
+# Uncertainty in the inspector's heat colours (black, purple, orange, pale yellow; mos_studio.app.imaging.HEAT_TABLE,
+# kept equal by tests/test_stages.py), predictions in grey, as the app shows them.
+HEAT_STOPS = ((0.0, (0, 0, 4)), (0.3, (87, 16, 110)), (0.6, (221, 81, 58)), (1.0, (252, 255, 164)))
+
+
+def heat_lut() -> np.ndarray:
+    """256 × 3 uint8: the heat colour of each 8-bit uncertainty value."""
+    x = np.arange(256) / 255.0
+    xs = [a for a, _ in HEAT_STOPS]
+    return np.stack([np.rint(np.interp(x, xs, [c[i] for _, c in HEAT_STOPS])) for i in range(3)], 1).astype(np.uint8)
 
 
 def _values(a: np.ndarray, stretch: bool) -> np.ndarray:
@@ -40,9 +50,9 @@ def _text(img: np.ndarray, text: str, x: int, y: int, scale: float = 0.45, color
 
 
 def stage_montage(stages: Mapping[str, Sequence], tile_height: int = 160, stretch: bool = False) -> np.ndarray:
-    """One RGB sheet: per network (L, then H), a row of uncertainty maps and a row of predictions, one column per
-    block, each map enlarged to `tile_height` px. `stages` maps "L"/"H" to lists of objects with `name`,
-    `uncertainty` and `prediction` (core.cascade.StageMap, or the app's StageView)."""
+    """One RGB sheet: per network (L, then H), a row of uncertainty maps (heat colours) and a row of predictions
+    (grey), one column per block, each map enlarged to `tile_height` px. `stages` maps "L"/"H" to lists of objects
+    with `name`, `uncertainty` and `prediction` (core.cascade.StageMap, or the app's StageView)."""
     nets = [n for n in ("L", "H") if stages.get(n)] + [n for n in stages if n not in ("L", "H") and stages[n]]
     if not nets:
         raise ValueError("no stage maps: the cascade ran with stage_maps off, or nothing was segmented")
@@ -58,6 +68,7 @@ def stage_montage(stages: Mapping[str, Sequence], tile_height: int = 160, stretc
     width = LABEL_W + cols * (max(tw for *_, tw, _ in blocks) + GAP)
     height = sum(TITLE_H + 2 * (tile_height + GAP) for _ in blocks) + GAP
     sheet = np.full((height, width, 3), 32, np.uint8)
+    lut = heat_lut()
     y = 0
     for net, maps, tile_w, (h, w) in blocks:
         _text(sheet, f"{NET_TITLES.get(net, net)}: {len(maps)} blocks, finest map {w}x{h}"
@@ -70,7 +81,7 @@ def stage_montage(stages: Mapping[str, Sequence], tile_height: int = 160, stretc
                 tx = LABEL_W + c * (tile_w + GAP)
                 v = _values(getattr(m, kind), stretch)
                 tile = cv2.resize(v, (tile_w, tile_height), interpolation=cv2.INTER_NEAREST)
-                sheet[ty:ty + tile_height, tx:tx + tile_w] = tile[..., None]
+                sheet[ty:ty + tile_height, tx:tx + tile_w] = lut[tile] if kind == "uncertainty" else tile[..., None]
                 if row == 0:
                     mh, mw = v.shape
                     cv2.rectangle(sheet, (tx, ty), (tx + 92, ty + 16), (0, 0, 0), -1)
