@@ -46,8 +46,7 @@ from .recovery import RecoveryStore, photo_key
 from .settings import AppSettings
 
 APP_NAME = "MOS Studio"
-CUT_HINT = ("A patch on the wrong side: colour eraser (Shift+W) or colour brush (W) over it; another subject taken: "
-            "box prompt (X)")
+CUT_HINT = "Wrong patch? Colour eraser (Shift+W) or colour brush (W) over it. Wrong subject? Box prompt (X)"
 RECOVERY_DELAY_MS = 1500  # a recovery copy of an unexported mask is kept this long after the last edit
 OVERLAY_TITLES = {"tint": "Mask tint", "composite": "Composite on colour", "checker": "Cut-out on checkerboard",
                   "off": "No overlay"}
@@ -842,7 +841,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {res.device}")
         took = time.perf_counter() - self._job_started_at
         if job.kind == "cut":  # where the cut goes wrong, say which tool fixes it fastest
-            self.statusBar().showMessage(f"Done in {took:.1f} s on {res.device}. {CUT_HINT}", 15000)
+            self.statusBar().showMessage(f"Done in {took:.1f} s. {CUT_HINT}", 15000)  # the device: bottom right
         else:
             self.statusBar().showMessage(f"Done in {took:.1f} s on {res.device}", 6000)
         self.result_applied.emit(job)

@@ -30,7 +30,7 @@ def test_open_then_cut_out_runs_in_background_and_fills_mask_and_stages(window, 
     assert doc.undo_stack.count() == 1 and doc.undo_stack.undoText() == "Cut out"
     assert "CPU" in window.device_label.text()
     assert not window.progress.isVisible() and window.act_cut.isEnabled()
-    status = window.statusBar().currentMessage()  # the time, and which tools fix a wrong patch
+    status = window.statusBar().currentMessage()  # the time, and which tools fix a wrong patch or subject
     assert status.startswith("Done in") and "Shift+W" in status and "(X)" in status
     # the inspector shows every map; a click shows it over the image, a second click hides it
     thumb = window.inspector.thumbs[("H", 3, "uncertainty")]
