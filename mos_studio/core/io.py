@@ -12,9 +12,10 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
@@ -407,13 +408,19 @@ def _atomic_save(img: Image.Image, path: Path, overwrite: bool, protect: Iterabl
     elif fmt == "TIFF":
         params.setdefault("compression", "tiff_lzw")
     params = {k: v for k, v in params.items() if v is not None}
+    return write_atomic(path, lambda fp: img.save(fp, format=fmt, **params))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """`write(fp)` into a temporary file beside `path`, then rename it over `path`: a crash or a full disk never
+    leaves a half-written file. The caller checks the target first (`_check_target`)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".part")
     except OSError as err:
         raise ExportError(f"{path}: cannot write in {path.parent} ({err.strerror or err})") from err
     try:
         with os.fdopen(fd, "wb") as fp:
-            img.save(fp, format=fmt, **params)
+            write(fp)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; an export should get the user's usual permissions
         os.replace(tmp, path)
     except (OSError, ValueError) as err:

@@ -8,8 +8,6 @@ absolute (0 black, 1 white) unless `stretch`, which rescales each map to its own
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ExportError
-from .io import _atomic_save, _check_target, current_umask
+from .io import _atomic_save, _check_target, write_atomic
 
 NET_TITLES = {"L": "L (segmenter)", "H": "H (refiner)"}
 KINDS = ("uncertainty", "prediction")
@@ -122,19 +120,6 @@ def save_stages(stages: Mapping[str, Sequence], sheet_path: str | Path, arrays_p
         for net, rect in (regions or {}).items():
             if rect is not None:
                 arrays[f"{net}/region"] = np.asarray(rect, np.int64)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.part")
-        except OSError as err:
-            raise ExportError(f"{path}: cannot write in {path.parent} ({err.strerror or err})") from err
-        try:
-            with os.fdopen(fd, "wb") as fp:
-                np.savez_compressed(fp, **arrays)
-            os.chmod(tmp, 0o666 & ~current_umask())  # as every export: the user's usual permissions
-            os.replace(tmp, path)
-        except (OSError, ValueError) as err:
-            raise ExportError(f"{path}: could not be written ({err})") from err
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, lambda fp: np.savez_compressed(fp, **arrays))
         written.append(path)
     return written
