@@ -17,6 +17,13 @@ def test_public_names_and_signatures():
         assert call[name].kind is inspect.Parameter.KEYWORD_ONLY and call[name].default is None, name
     init = inspect.signature(MeticulousNet).parameters
     assert init["encoder"].default == "mobilenetv3" and init["in_channels"].default == 3
+    from mos_studio.core import save_stages, stage_montage
+
+    save = inspect.signature(save_stages).parameters
+    assert list(save)[:3] == ["stages", "sheet_path", "arrays_path"] and save["arrays_path"].default is None
+    for name in ("regions", "stretch", "overwrite", "protect"):
+        assert save[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+    assert inspect.signature(stage_montage).parameters["stretch"].default is False
 
 
 def test_network_and_cascade_outputs_by_keyword():

@@ -22,6 +22,8 @@ _EXPORTS = {
     "MattingConfig": "mos_studio.core.matting",
     "soft_matte": "mos_studio.core.matting",
     "matte_result": "mos_studio.core.matting",
+    "save_stages": "mos_studio.core.stages",
+    "stage_montage": "mos_studio.core.stages",
 }
 
 __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
@@ -37,7 +39,9 @@ __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "save_composite",
     "save_cutout",
     "save_mask",
+    "save_stages",
     "soft_matte",
+    "stage_montage",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io import load_image, load_mask, save_composite, save_cutout, save_mask
     from .matting import Matte, MattingConfig, matte_result, soft_matte
     from .model import MeticulousNet
+    from .stages import save_stages, stage_montage
 
 
 def __getattr__(name: str) -> Any:
