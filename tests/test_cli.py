@@ -322,3 +322,23 @@ def test_cut_export_stages_writes_the_sheet_and_the_block_maps(tmp_path, models,
     assert main(["cut", str(img), "-o", str(out), "--models-dir", str(models), "--export", "stages"]) == 1
     assert "ant_stages.npz: exists" in capsys.readouterr().err
     assert not (out / "ant_stages.png").exists()
+
+
+def test_cut_of_a_16_bit_photo_writes_a_16_bit_cutout(tmp_path, models, capsys):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    deep = (rng.random((80, 96, 3)) * 65535).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", deep[..., ::-1])
+    src = tmp_path / "deep.png"
+    src.write_bytes(buf.tobytes())
+    out = tmp_path / "out"
+    assert main(["cut", str(src), "-o", str(out), "--models-dir", str(models), "--export", "cutout",
+                 "--export", "mask", "--alpha", "hard"]) == 0
+    assert "16-bit cut-out" in capsys.readouterr().out
+    cut = cv2.imread(str(out / "deep_cutout.png"), cv2.IMREAD_UNCHANGED)
+    assert cut.dtype == np.uint16 and cut.shape == (80, 96, 4)
+    whole = cut[..., 3] == 65535
+    assert np.array_equal(cut[..., 2::-1][whole], deep[whole])  # the photo's own 16-bit colours
+    mask = np.asarray(Image.open(out / "deep_mask.png"))
+    assert mask.dtype == np.uint8 and np.array_equal(mask == 255, whole)  # the mask stays 8-bit 0/255

@@ -5,6 +5,7 @@ import os
 import stat
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -403,3 +404,53 @@ def test_writes_are_atomic_and_leave_nothing_behind(tmp_path, monkeypatch):
         save_cutout(rgb, mask, tmp_path / "new.png")
     assert (tmp_path / "m.png").read_bytes() == before  # the old file survives a failed overwrite
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "k.jpg", "m.png"]  # no temp files, no new.png
+
+
+def _png16(path, rgb16, icc=None):
+    import cv2
+
+    from mos_studio.core.io import _png_with_icc
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb16[..., ::-1]))
+    assert ok
+    path.write_bytes(_png_with_icc(buf.tobytes(), icc))
+    return path
+
+
+def test_a_16_bit_photos_cutout_keeps_its_16_bits_and_profile(tmp_path):
+    import cv2
+    from PIL import ImageCms
+
+    from mos_studio.core.io import load_colours16, save_cutout
+
+    rng = np.random.default_rng(3)
+    deep = (rng.random((48, 64, 3)) * 65535).astype(np.uint16)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = _png16(tmp_path / "deep.png", deep, icc)
+    loaded = load_image(src)
+    assert loaded.depth == 16 and loaded.rgb.dtype == np.uint8 and loaded.icc_profile == icc
+    colours = load_colours16(src, (64, 48))
+    assert colours is not None and np.array_equal(colours, deep)
+    assert load_colours16(src, (48, 64)) is None  # not the size the photo had: it changed on disk
+    alpha = np.zeros((48, 64), np.float32)
+    alpha[8:40, 8:56] = 1.0
+    alpha[20, 8:56] = 0.3  # a soft edge's row
+    fg = loaded.rgb.copy()
+    fg[20] = (10, 200, 30)  # the soft edge's own colours (8-bit, from the matte)
+    out = save_cutout(fg, alpha, tmp_path / "cut.png", icc_profile=icc, colours16=colours)
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (48, 64, 4)
+    whole = alpha == 1.0
+    assert np.array_equal(back[..., 2::-1][whole], deep[whole])  # the photo's own 16 bits
+    assert back[20, 30, 3] == round(0.3 * 65535) and tuple(back[20, 30, 2::-1]) == (10 * 257, 200 * 257, 30 * 257)
+    assert back[0, 0, 3] == 0
+    assert Image.open(out).info.get("icc_profile") == icc and load_image(out).depth == 16
+    # 8-bit photos and other formats: as before
+    sample = Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg"
+    assert load_image(sample).depth == 8 and load_colours16(sample) is None
+    webp = save_cutout(fg, alpha, tmp_path / "cut.webp", colours16=colours)
+    assert Image.open(webp).mode == "RGBA"
+    with pytest.raises(ValueError, match="16-bit colours"):
+        save_cutout(fg, alpha, tmp_path / "bad.png", colours16=colours[:10])
+    with pytest.raises(ExportError, match="exists"):
+        save_cutout(fg, alpha, out, colours16=colours)

@@ -68,6 +68,7 @@ class Document(QObject):
         self.path: Path | None = None
         self.rgb: np.ndarray | None = None
         self.icc_profile: bytes | None = None
+        self.depth = 8  # bits per colour channel in the photo's file (16: the cut-out export keeps them)
         self.mask: np.ndarray | None = None
         # Where the user painted with the soft-edge brush (uint8, 255 = solve alpha here), None until the first
         # stroke: exports with soft edges matte it whatever H thought of it.
@@ -130,6 +131,7 @@ class Document(QObject):
         self.rgb = np.ascontiguousarray(rgb)
         self.path = Path(path) if path is not None else None
         self.icc_profile = icc_profile
+        self.depth = 8
         self.mask = np.zeros(self.rgb.shape[:2], np.uint8)
         self.soft_band = None
         self.probability = None

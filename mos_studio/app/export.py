@@ -36,6 +36,8 @@ class ExportJob:
     painted: np.ndarray | None = None  # the user's soft-edge strokes (uint8, 255 = solve alpha here), if any
     soft_applied: bool = False  # set by the worker: a band was found and the matte was written
     edits: int = -1  # the document's edit count when the export started (Document.mark_exported)
+    colours16_from: Path | None = None  # a 16-bit photo: a PNG cut-out re-reads its 16-bit colours from here
+    depth_written: int = 8  # set by the worker: 16 when the cut-out kept the photo's 16 bits
 
 
 class _ExportWorker(QObject):
@@ -57,8 +59,13 @@ class _ExportWorker(QObject):
                 if matte.soft:  # without a band the mask (possibly already soft, from a file) is written as is
                     rgb, alpha, job.soft_applied = matte.foreground, matte.alpha_u8, True
             if job.kind == "cutout":
+                deep = None
+                if job.colours16_from is not None and job.path.suffix.lower() == ".png":
+                    h, w = alpha.shape[:2]
+                    deep = io.load_colours16(job.colours16_from, (w, h))  # None if the photo changed on disk
                 io.save_cutout(rgb, alpha, job.path, icc_profile=job.icc_profile, overwrite=job.overwrite,
-                               protect=job.protect)
+                               protect=job.protect, colours16=deep)
+                job.depth_written = 16 if deep is not None else 8
             elif job.kind == "mask":
                 io.save_mask(alpha, job.path, overwrite=job.overwrite, protect=job.protect)
             elif job.kind == "composite":

@@ -711,6 +711,7 @@ class MainWindow(QMainWindow):
             self.controller.cancel()  # its result is dropped anyway: the document changes below
         self.hide_stage()
         self.doc.set_image(loaded.rgb, path=path, icc_profile=loaded.icc_profile)
+        self.doc.depth = int(getattr(loaded, "depth", 8))
         self._recovery_key = photo_key(path, self.doc.width, self.doc.height)
         alpha = getattr(loaded, "alpha", None)
         if alpha is not None and alpha.shape == self.doc.mask.shape and int(alpha.min()) < 255:
@@ -908,7 +909,8 @@ class MainWindow(QMainWindow):
                         protect=(self.doc.path,) if self.doc.path else (), overwrite=overwrite,
                         soft=soft, doubt=self.h_doubt() if soft else None,
                         painted=self.doc.soft_band.copy() if soft and self.doc.soft_band is not None else None,
-                        edits=self.doc.edits)
+                        edits=self.doc.edits,
+                        colours16_from=self.doc.path if kind == "cutout" and self.doc.depth == 16 else None)
         if not self.exporter.submit(job):
             self.statusBar().showMessage("An export is already running", 4000)
             return False
@@ -960,7 +962,8 @@ class MainWindow(QMainWindow):
         if not self.controller.busy:
             self._job_ended()
         soft = " with soft edges" if job.soft_applied else ""
-        self.statusBar().showMessage(f"Exported {job.path}{soft} in {seconds:.1f} s", 8000)
+        deep = " at 16 bits per channel" if job.depth_written == 16 else ""
+        self.statusBar().showMessage(f"Exported {job.path}{deep}{soft} in {seconds:.1f} s", 8000)
         clean = job.rgb is self.doc.rgb and self.doc.mark_exported(job.edits)
         self._show_modified()
         self.export_done.emit(str(job.path))

@@ -165,7 +165,7 @@ def output_paths(image: Path, out_dir: Path, exports: list[str]) -> dict[str, Pa
 
 def run_cut(args: argparse.Namespace) -> int:
     from mos_studio.core.cascade import Cascade
-    from mos_studio.core.io import load_image, save_composite, save_cutout, save_mask
+    from mos_studio.core.io import load_colours16, load_image, save_composite, save_cutout, save_mask
     from mos_studio.core.matting import matte_result
     from mos_studio.core.stages import save_stages
 
@@ -213,8 +213,13 @@ def run_cut(args: argparse.Namespace) -> int:
             protect = (path,)
             for kind, target in targets.items():
                 if kind == "cutout":
+                    # a 16-bit photo's cut-out keeps its depth (a PNG; other formats are written at 8 bits)
+                    deep = (load_colours16(path, (img.width, img.height))
+                            if img.depth == 16 and target.suffix.lower() == ".png" else None)
+                    if deep is not None:
+                        note += ", 16-bit cut-out"
                     save_cutout(colours, alpha, target, icc_profile=img.icc_profile,
-                                overwrite=args.overwrite, protect=protect)
+                                overwrite=args.overwrite, protect=protect, colours16=deep)
                 elif kind == "mask":
                     save_mask(res.mask, target, overwrite=args.overwrite, protect=protect)
                 elif kind == "alpha":

@@ -62,6 +62,7 @@ class LoadedImage:
     icc_profile: bytes | None = None  # an RGB profile describing `rgb`; None when absent or not RGB
     mode: str = "RGB"  # the file's own PIL mode
     alpha: np.ndarray | None = None  # H×W uint8 when the file had transparency (straight, not premultiplied)
+    depth: int = 8  # bits per colour channel in the file: 16 for a 16-bit PNG or TIFF (`load_colours16` reads them)
 
     @property
     def width(self) -> int:
@@ -157,6 +158,8 @@ def _open_checked(path: Path, kind: type[ImageError] = ImageError) -> Image.Imag
         raise
     except (OSError, ValueError, EOFError) as err:
         raise kind(path, f"cannot be read as an image ({err})") from err
+    # before anything reads EXIF: a PNG's eXIf may follow its pixels, so Pillow decodes them, and the raw mode is gone
+    img.mos_sixteen_bit = _sixteen_bit(img)
     try:
         _check_size(path, *_upright_size(img), kind)
     except ImageError:
@@ -268,6 +271,7 @@ def load_image(path: PathLike) -> LoadedImage:
     with img:
         mode = img.mode
         icc = img.info.get("icc_profile")
+        depth = 16 if getattr(img, "mos_sixteen_bit", False) else 8
         img = _decode(img, path)
         try:
             if _orientation(img) != 1:  # exif_transpose would otherwise still copy every pixel
@@ -286,7 +290,40 @@ def load_image(path: PathLike) -> LoadedImage:
             raise ImageError(path, f"not enough memory for {img.size[0]}×{img.size[1]} pixels") from err
         except ValueError as err:
             raise ImageError(path, f"colour mode {mode} cannot be converted to RGB ({err})") from err
-    return LoadedImage(np.ascontiguousarray(rgb), path, _rgb_profile(icc), mode, alpha)
+    return LoadedImage(np.ascontiguousarray(rgb), path, _rgb_profile(icc), mode, alpha, depth)
+
+
+def _sixteen_bit(img: Image.Image) -> bool:
+    """A 16-bit colour PNG or TIFF: Pillow reads it as 8-bit RGB(A), and only its raw mode says what the file holds."""
+    if img.mode not in ("RGB", "RGBA") or not img.tile:
+        return False
+    args = img.tile[0][3]
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return isinstance(raw, str) and ";16" in raw
+
+
+def load_colours16(path: PathLike, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The photo's colours at 16 bits, upright RGB uint16, for a cut-out that keeps a 16-bit photo's depth; None
+    when the file holds 8-bit colour, cannot be read this way, or is not `size` (w, h) upright (it changed)."""
+    import cv2  # lazy: only 16-bit exports need OpenCV here
+
+    path = Path(path)
+    try:
+        with _open_checked(path) as img:
+            if not getattr(img, "mos_sixteen_bit", False):
+                return None
+            orientation = _orientation(img)
+    except (ImageError, UnidentifiedImageError, OSError):
+        return None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # ignores EXIF orientation; applied below
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return None
+    rgb = arr[..., 2::-1]  # BGR(A) → RGB
+    if orientation in _ORIENT:
+        rgb = _ORIENT[orientation](rgb)
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+        return None
+    return np.ascontiguousarray(rgb)
 
 
 def image_info(path: PathLike) -> tuple[int, int, str]:
@@ -444,11 +481,65 @@ def save_cutout(
     icc_profile: bytes | None = None,
     overwrite: bool = False,
     protect: Iterable[PathLike] = (),
+    colours16: np.ndarray | None = None,
 ) -> Path:
-    """RGBA PNG (or WebP/TIFF) with straight (not premultiplied) alpha and the source's ICC profile."""
+    """RGBA PNG (or WebP/TIFF) with straight (not premultiplied) alpha and the source's ICC profile.
+
+    With `colours16` (the photo's upright RGB uint16, `load_colours16`) a PNG is written at 16 bits per channel: the
+    photo's own 16-bit colours wherever the alpha is whole or nothing, `rgb` (the soft edges' colours, 8-bit)
+    scaled up where it is partial, and the alpha at 16 bits (a float alpha keeps its precision)."""
+    if colours16 is not None and Path(path).suffix.lower() == ".png":
+        return _save_cutout16(rgb, alpha, Path(path), colours16, icc_profile, overwrite, protect)
     a = _alpha_u8(alpha)
     rgba = np.dstack([_rgb_u8(rgb, a), a])
     return _atomic_save(Image.fromarray(rgba, "RGBA"), Path(path), overwrite, protect, icc_profile=icc_profile)
+
+
+def _alpha_u16(alpha: np.ndarray) -> np.ndarray:
+    a = np.asarray(alpha)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.dtype == bool:
+        return a.astype(np.uint16) * 65535
+    if a.dtype == np.uint8:
+        return a.astype(np.uint16) * 257
+    a = np.nan_to_num(a.astype(np.float32), nan=0.0)
+    return np.rint(np.clip(a, 0, 1) * 65535).astype(np.uint16)
+
+
+def _png_with_icc(png: bytes, icc: bytes | None) -> bytes:
+    """OpenCV's PNG with an iCCP chunk after IHDR (OpenCV writes no colour profile; Pillow writes no 16-bit RGBA)."""
+    if not icc:
+        return png
+    import zlib
+
+    data = b"ICC profile\x00\x00" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR's length and type, its 13 bytes, its CRC
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def _save_cutout16(rgb: np.ndarray, alpha: np.ndarray, path: Path, colours16: np.ndarray, icc: bytes | None,
+                   overwrite: bool, protect: Iterable[PathLike]) -> Path:
+    import cv2
+
+    a16 = _alpha_u16(alpha)
+    c16 = np.asarray(colours16)
+    if a16.ndim != 2 or c16.shape != (*a16.shape, 3) or c16.dtype != np.uint16:
+        raise ValueError(f"16-bit colours must be H×W×3 uint16 matching the mask {a16.shape}, got {c16.shape} "
+                         f"{c16.dtype}")
+    rgb8 = _rgb_u8(rgb, a16)
+    partial = (a16 > 0) & (a16 < 65535)
+    bgra = np.empty((*a16.shape, 4), np.uint16)
+    bgra[..., 2::-1] = c16
+    bgra[partial, 2::-1] = rgb8[partial].astype(np.uint16) * 257  # the soft edge's own colours
+    bgra[..., 3] = a16
+    _check_target(path, overwrite, protect)
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ExportError(f"{path}: the 16-bit PNG could not be encoded")
+    png = _png_with_icc(buf.tobytes(), icc)
+    return write_atomic(path, lambda fp: fp.write(png))
 
 
 def composite(rgb: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:

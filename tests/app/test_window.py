@@ -106,6 +106,29 @@ def test_export_cutout_png_alpha_equals_mask(window, photo, tmp_path, qtbot, mes
     assert not message_log.errors
 
 
+def test_a_16_bit_photos_cutout_is_exported_at_16_bits(window, tmp_path, qtbot, message_log):
+    import cv2
+
+    rng = np.random.default_rng(7)
+    deep = (rng.random((120, 160, 3)) * 65535).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", deep[..., ::-1])
+    src = tmp_path / "deep.png"
+    src.write_bytes(buf.tobytes())
+    assert window.open_path(src) and window.doc.depth == 16
+    window.canvas.paint_stroke([(40, 40), (120, 80)], radius=20)
+    window.set_soft_edges(False)
+    with qtbot.waitSignal(window.export_done, timeout=TIMEOUT):
+        assert window.export_to("cutout", tmp_path / "cut.png")
+    cut = cv2.imread(str(tmp_path / "cut.png"), cv2.IMREAD_UNCHANGED)
+    assert cut.dtype == np.uint16 and np.array_equal(cut[..., 3] == 65535, window.doc.mask == 255)
+    whole = window.doc.mask == 255
+    assert np.array_equal(cut[..., 2::-1][whole], deep[whole])
+    assert "16 bits per channel" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.export_done, timeout=TIMEOUT):  # a JPEG composite stays 8-bit, as JPEG is
+        assert window.export_to("composite", tmp_path / "comp.jpg")
+    assert not message_log.errors
+
+
 def test_export_asks_before_overwriting_and_never_touches_the_input(window, photo, tmp_path, qtbot, message_log):
     assert window.open_path(photo)
     window.canvas.paint_stroke([(60, 60)], radius=20)
