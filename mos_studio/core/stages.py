@@ -69,8 +69,8 @@ def stage_montage(stages: Mapping[str, Sequence], tile_height: int = 160, stretc
     lut = heat_lut()
     y = 0
     for net, maps, tile_w, (h, w) in blocks:
-        _text(sheet, f"{NET_TITLES.get(net, net)}: {len(maps)} blocks, finest map {w}x{h}"
-                     + (" (each map stretched to its own range)" if stretch else ""), 6, y + 18, 0.5)
+        _text(sheet, f"{NET_TITLES.get(net, net)}: {len(maps)} blocks, finest map {w}x{h}, drawn as the network "
+                     "saw its input" + (", each map stretched to its own range" if stretch else ""), 6, y + 18, 0.5)
         y += TITLE_H
         for row, kind in enumerate(KINDS):
             ty = y + row * (tile_height + GAP)
