@@ -23,10 +23,19 @@ class AppSettings:
         return cls(QSettings(str(path), QSettings.Format.IniFormat))
 
     def recovery_dir(self) -> Path:
-        """Where recovery copies of unexported masks live (mos_studio.app.recovery): beside the settings file, so a
-        test's temporary settings get a temporary folder too; $MOS_RECOVERY_DIR wins."""
+        """Where recovery copies of unexported masks live (mos_studio.app.recovery): the platform's application data
+        folder (~/.local/share/MOS Studio/mos-studio/recovery on Linux), or beside an INI settings file, so a test's
+        temporary settings get a temporary folder too; $MOS_RECOVERY_DIR wins."""
         env = os.environ.get("MOS_RECOVERY_DIR")
-        return Path(env) if env else Path(self.q.fileName()).parent / "recovery"
+        if env:
+            return Path(env)
+        if self.q.format() == QSettings.Format.IniFormat:
+            return Path(self.q.fileName()).parent / "recovery"
+        # native settings may live in a registry or a shared preferences folder: never put files beside them
+        from PySide6.QtCore import QStandardPaths
+
+        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation)
+        return (Path(base) if base else Path.home() / ".local" / "share" / "mos-studio") / "recovery"
 
     def _get(self, key: str, default, kind=str):  # noqa: ANN001, ANN202 - thin QSettings wrapper
         value = self.q.value(key, default)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,17 @@ def test_the_real_recovery_question_and_escape_means_not_now(qtbot):
     for text, expected in (("&Restore", "restore"), ("&Discard copy", "discard"), (None, "later")):
         QTimer.singleShot(50, lambda t=text: answer(t))
         assert real_ask_recover(None, "cat.jpg", time.time()) == expected
+
+
+def test_the_recovery_folder_is_app_data_beside_an_ini_or_the_environments(tmp_path, monkeypatch, qapp):
+    from mos_studio.app.settings import AppSettings
+
+    assert AppSettings.from_file(tmp_path / "s.ini").recovery_dir() == tmp_path / "recovery"
+    native = AppSettings().recovery_dir()  # the user's settings are only read here, never written
+    assert native.name == "recovery" and native.is_absolute()
+    assert native.parent != Path(AppSettings().q.fileName()).parent  # not beside a registry key or a plist
+    monkeypatch.setenv("MOS_RECOVERY_DIR", str(tmp_path / "elsewhere"))
+    assert AppSettings().recovery_dir() == tmp_path / "elsewhere"
 
 
 @pytest.fixture(autouse=True)
