@@ -24,8 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
+    """Peak resident memory of this process so far, in MB (the benchmarks' memory column)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def check_sizes(ap: argparse.ArgumentParser, text: str) -> list[str]:
+    """--sizes as a list of bench_cascade's size names; a usage error (exit 2) naming an unknown one."""
+    sizes = text.split(",")
+    for size in sizes:
+        if size not in SIZES:
+            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+    return sizes
 
 
 def child(size: str, runs: int, radius: int) -> dict:
@@ -39,7 +49,7 @@ def child(size: str, runs: int, radius: int) -> dict:
     g = cv2.GaussianBlur(rgb[..., 1].astype(np.float32), (0, 0), max(w, h) / 60)  # a few large blobs
     prob = cv2.GaussianBlur((g > np.median(g)).astype(np.float32), (0, 0), max(w, h) / 1000)
     work = prob.copy()
-    before = _peak_mb()
+    before = peak_mb()
     times = []
     for _ in range(runs):
         np.copyto(work, prob)
@@ -48,7 +58,7 @@ def child(size: str, runs: int, radius: int) -> dict:
         times.append(time.perf_counter() - t0)
     moved = int(((work > 0.5) != (prob > 0.5)).sum())
     return {"size": size, "pixels": f"{w}x{h}", "median_s": statistics.median(times), "min_s": min(times),
-            "peak_before_mb": before, "peak_after_mb": _peak_mb(), "moved_px": moved}
+            "peak_before_mb": before, "peak_after_mb": peak_mb(), "moved_px": moved}
 
 
 def run_child(script: str, args: list[str]) -> dict | str:
@@ -73,9 +83,7 @@ def main() -> int:
     print(f"edge snap, radius {args.radius} of a 1024 px view, cut_only, in place; {args.runs} runs per size")
     print("| size | pixels | median s | min s | peak RSS before (MB) | after | extra | cut moved (px) |")
     print("|---|---|---|---|---|---|---|---|")
-    for size in args.sizes.split(","):
-        if size not in SIZES:
-            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+    for size in check_sizes(ap, args.sizes):
         r = run_child(__file__, ["--child", size, "--runs", str(args.runs), "--radius", str(args.radius)])
         if isinstance(r, str):
             print(f"| {size} | failed: {r} |")

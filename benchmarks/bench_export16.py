@@ -11,7 +11,6 @@ at 8 bits and at 16 bits (`save_cutout`, hard alpha), the files' sizes and the p
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
+from bench_edges import check_sizes, peak_mb  # noqa: E402
 
 
 def best(runs: int, fn, *args, **kwargs) -> tuple[float, object]:  # noqa: ANN001
@@ -41,10 +41,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="640px,4K,8K")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    sizes = args.sizes.split(",")
-    for size in sizes:
-        if size not in SIZES:
-            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+    sizes = check_sizes(ap, args.sizes)
     print(f"16-bit cut-outs on the CPU, best of {args.runs}")
     print("| size | pixels | open (8-bit) s | read 16-bit colours s | write 8-bit cut-out s | write 16-bit cut-out s "
           "| 8-bit file MB | 16-bit file MB | peak RSS MB |")
@@ -68,7 +65,7 @@ def main() -> int:
             t8, p8 = best(args.runs, save_cutout, loaded.rgb, alpha, out8, overwrite=True)
             t16, p16 = best(args.runs, save_cutout, loaded.rgb, alpha, out16, overwrite=True, colours16=colours)
             mb8, mb16 = p8.stat().st_size / 1e6, p16.stat().st_size / 1e6
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak = peak_mb()
         print(f"| {size} | {w}x{h} | {t_open:.3f} | {t_read:.3f} | {t8:.3f} | {t16:.3f} | {mb8:.1f} | {mb16:.1f} | "
               f"{peak:.0f} |")
     return 0

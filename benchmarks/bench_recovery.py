@@ -10,7 +10,6 @@ the file's size and the peak RSS. The window writes a copy 1.5 s after the edits
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_cascade import SIZES  # noqa: E402  (this folder is on sys.path as a script)
+from bench_edges import check_sizes, peak_mb  # noqa: E402
 
 
 def main() -> int:
@@ -31,10 +31,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="640px,4K,8K")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    sizes = args.sizes.split(",")
-    for size in sizes:
-        if size not in SIZES:
-            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+    sizes = check_sizes(ap, args.sizes)
     print(f"recovery copies on the CPU, best of {args.runs}")
     print("| size | pixels | copy on the GUI thread (ms) | write (s) | read (s) | file (MB) | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|")
@@ -59,7 +56,7 @@ def main() -> int:
                 assert found is not None and np.array_equal(found.mask, mask)
             mb = (Path(folder) / "bench.mask.png").stat().st_size / 1e6
             store.close()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak = peak_mb()
         print(f"| {size} | {w}x{h} | {min(copies) * 1000:.1f} | {min(writes):.3f} | {min(reads):.3f} | {mb:.2f} | "
               f"{peak:.0f} |")
     return 0

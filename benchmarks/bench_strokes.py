@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -24,11 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_cascade import PHOTOS, SIZES, load_photo  # noqa: E402  (this folder is on sys.path as a script)
-from bench_edges import run_child  # noqa: E402
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from bench_edges import check_sizes, peak_mb, run_child  # noqa: E402
 
 
 def child(size: str, radii: list[int], runs: int) -> dict:
@@ -41,7 +36,7 @@ def child(size: str, radii: list[int], runs: int) -> dict:
     rgb = load_photo(PHOTOS.get(size, "astronaut"), w, h)
     g = cv2.GaussianBlur(rgb[..., 1].astype(np.float32), (0, 0), max(w, h) / 60)  # a few large blobs
     mask = g > np.median(g)
-    before = _peak_mb()
+    before = peak_mb()
     rows = []
     for radius in radii:
         stroke = np.zeros((h, w), np.uint8)
@@ -65,7 +60,7 @@ def child(size: str, radii: list[int], runs: int) -> dict:
                          "median_s": statistics.median(times), "min_s": min(times),
                          "full_map_median_s": statistics.median(full_times), "changed_px": changed,
                          "rect": f"{x1 - x0}x{y1 - y0}"})
-    return {"size": size, "pixels": f"{w}x{h}", "rows": rows, "peak_before_mb": before, "peak_after_mb": _peak_mb()}
+    return {"size": size, "pixels": f"{w}x{h}", "rows": rows, "peak_before_mb": before, "peak_after_mb": peak_mb()}
 
 
 def main() -> int:
@@ -86,9 +81,7 @@ def main() -> int:
     print("| size | pixels | brush radius (px) | reach (px) | stroke | region | median s | min s | full-size map, "
           "median s | changed (px) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for size in args.sizes.split(","):
-        if size not in SIZES:
-            ap.error(f"--sizes: unknown size {size!r} (known: {', '.join(SIZES)})")
+    for size in check_sizes(ap, args.sizes):
         r = run_child(__file__, ["--child", size, "--radii", args.radii, "--runs", str(args.runs)])
         if isinstance(r, str):
             print(f"| {size} | failed: {r} |")
