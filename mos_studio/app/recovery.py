@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,15 +43,6 @@ def photo_key(path: str | Path, width: int, height: int) -> str | None:
     return hashlib.sha1(ident.encode("utf-8")).hexdigest()[:20]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _png(values: np.ndarray) -> bytes:
     import cv2  # not at import: the window starts without OpenCV (docs/PERFORMANCE.md, startup)
 
@@ -81,19 +71,25 @@ class RecoveryStore:
         return self._pool.submit(self._save, key, str(photo), mask, soft_band)
 
     def _save(self, key: str, photo: str, mask: np.ndarray, soft_band: np.ndarray | None) -> None:
+        from mos_studio.core.errors import MosError
+        from mos_studio.core.io import write_atomic  # here, not at import: the window starts without it
+
+        def keep(path: Path, data: bytes) -> None:
+            write_atomic(path, lambda fp: fp.write(data), fsync=True)
+
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.folder / f"{key}.mask.png", _png(mask))
+            keep(self.folder / f"{key}.mask.png", _png(mask))
             soft = self.folder / f"{key}.soft.png"
             if soft_band is not None and soft_band.any():
-                _write_atomic(soft, _png(soft_band))
+                keep(soft, _png(soft_band))
             elif soft.exists():
                 soft.unlink()
             meta = {"photo": photo, "width": int(mask.shape[1]), "height": int(mask.shape[0]),
                     "saved_at": time.time(), "soft": bool(soft_band is not None and soft_band.any())}
-            _write_atomic(self.folder / f"{key}.json", json.dumps(meta).encode("utf-8"))
+            keep(self.folder / f"{key}.json", json.dumps(meta).encode("utf-8"))
             self.last_error = None
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, MosError) as err:
             self.last_error = f"could not keep a recovery copy in {self.folder}: {err}"
 
     def remove(self, key: str) -> Future | None:

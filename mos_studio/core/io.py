@@ -448,9 +448,10 @@ def _atomic_save(img: Image.Image, path: Path, overwrite: bool, protect: Iterabl
     return write_atomic(path, lambda fp: img.save(fp, format=fmt, **params))
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], fsync: bool = False) -> Path:
     """`write(fp)` into a temporary file beside `path`, then rename it over `path`: a crash or a full disk never
-    leaves a half-written file. The caller checks the target first (`_check_target`)."""
+    leaves a half-written file. The caller checks the target first (`_check_target`). `fsync`: the bytes reach the
+    disk before the rename, so a power cut keeps the old file or the new one (the app's recovery copies)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".part")
     except OSError as err:
@@ -458,6 +459,9 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     try:
         with os.fdopen(fd, "wb") as fp:
             write(fp)
+            if fsync:
+                fp.flush()
+                os.fsync(fp.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; an export should get the user's usual permissions
         os.replace(tmp, path)
     except (OSError, ValueError) as err:
